@@ -1,0 +1,5 @@
+import sys
+
+from dcgan.cli import main
+
+sys.exit(main())

@@ -1,0 +1,54 @@
+"""`dcgan generate`: images from a trained generator (EMA weights), no dataset needed."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dcgan.errors import UserError
+
+MAX_IMAGES = 100_000
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("generate", help="generate images from a checkpoint", description=__doc__)
+    parser.add_argument("--checkpoint", required=True, metavar="PATH",
+                        help="a run folder, generator.safetensors or checkpoint-*.pt")
+    parser.add_argument("--num", type=int, default=64, help="number of images (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed; image i uses seed + i (default 0)")
+    parser.add_argument("--out", metavar="PNG", help="write one grid image here (default grid.png)")
+    parser.add_argument("--outdir", metavar="DIR", help="write one PNG per image here instead of a grid")
+    parser.add_argument("--nrow", type=int, default=0, help="images per grid row (default: square)")
+    parser.add_argument("--no-ema", action="store_true", help="use the raw generator of a checkpoint .pt")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dcgan.checkpoint import load_generator
+    from dcgan.sampling import generate_images, save_grid, save_images
+    from dcgan.training.distributed import pick_device
+
+    if not 1 <= args.num <= MAX_IMAGES:
+        raise UserError(f"--num must be between 1 and {MAX_IMAGES:,}, not {args.num}")
+    if args.seed < 0 or args.seed + args.num > 2**63:
+        raise UserError(f"--seed must be a non-negative integer below 2**63 - num, not {args.seed}")
+    if args.out and args.outdir:
+        raise UserError("pass --out (one grid) or --outdir (one file per image), not both")
+    if args.nrow < 0:
+        raise UserError(f"--nrow must be positive, not {args.nrow}")
+    out = Path(args.out or "grid.png")
+    if not args.outdir and out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise UserError(f"--out must end in .png, .jpg or .webp, not {out.name!r}")
+    generator, _ = load_generator(args.checkpoint, pick_device(args.device), use_ema=not args.no_ema)
+    seeds = range(args.seed, args.seed + args.num)
+    images = generate_images(generator, seeds)
+    if args.outdir:
+        paths = save_images(images, args.outdir, seeds)
+        print(f"wrote {len(paths)} images to {args.outdir}")
+    else:
+        if out.parent and not out.parent.exists():
+            out.parent.mkdir(parents=True)
+        save_grid(images, out, nrow=args.nrow or None)
+        print(f"wrote a grid of {args.num} images (seeds {args.seed}-{args.seed + args.num - 1}) to {out}")
+    return 0

@@ -1,0 +1,76 @@
+"""`dcgan train`: every TrainConfig field is a flag; --config FILE sets defaults; --resume RUN."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dcgan.config import FIELDS, PRESETS, TrainConfig, read_config_file, resolve_config
+from dcgan.errors import UserError
+
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train a GAN", description=__doc__,
+                                   argument_default=argparse.SUPPRESS)
+    parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings (flags override it)")
+    parser.add_argument("--resume", metavar="RUN", help="continue a run folder (or its checkpoint-last.pt) exactly")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    defaults = TrainConfig()
+    for name, field in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = _field_help(name)
+        if field.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            kind = "LIST" if field.type == "list[str]" else field.type.upper()
+            default = getattr(defaults, name)
+            suffix = f" (modern {PRESETS['modern'].get(name, default)!r}, classic "\
+                     f"{PRESETS['classic'].get(name, default)!r})" if name in PRESETS["modern"] else ""
+            parser.add_argument(flag, metavar=kind, help=f"{help_text}{suffix}")
+    parser.set_defaults(run=run)
+
+
+def _field_help(name: str) -> str:
+    import inspect
+
+    from dcgan import config
+
+    for line in inspect.getsource(config.TrainConfig).splitlines():
+        stripped = line.strip()
+        if stripped.startswith(f"{name}:") and "#" in stripped:
+            return stripped.split("#", 1)[1].strip()
+    return name.replace("_", " ")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dcgan.checkpoint import load_checkpoint
+    from dcgan.training.loop import train
+
+    given = {k: v for k, v in vars(args).items() if k in FIELDS}
+    file_values = read_config_file(args.config) if getattr(args, "config", None) else {}
+    lengths = ("epochs", "kimg", "minutes")
+    resume_state, run_dir = None, None
+    if getattr(args, "resume", None):
+        # The saved config is the base; flags and --config change it (a changed architecture
+        # then fails to load, naming the shapes). A new length replaces the old ones.
+        path = Path(args.resume)
+        checkpoint_path = path / "checkpoint-last.pt" if path.is_dir() else path
+        if path.is_dir() and not checkpoint_path.exists():
+            raise UserError(f"{path} has no checkpoint-last.pt to resume from")
+        resume_state = load_checkpoint(checkpoint_path)
+        run_dir = checkpoint_path.parent
+        saved = dict(resume_state["config"])
+        if any(k in given or k in file_values for k in lengths):
+            saved.update({k: 0 for k in lengths})
+        given.setdefault("preset", saved.pop("preset"))
+        file_values = {**saved, **file_values}
+    elif not any(k in given or k in file_values for k in lengths):
+        given["epochs"] = 25  # The default length applies only when none is set.
+    config = resolve_config(file_values=file_values, overrides=given)
+    if getattr(args, "dry_run", False):
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    train(config, run_dir=run_dir, resume_state=resume_state)
+    return 0

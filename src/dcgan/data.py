@@ -1,0 +1,304 @@
+"""Datasets as one in-memory uint8 tensor, decoded once and cached on disk.
+
+Every source (torchvision datasets, image folders) is turned into an `ImageData`: images
+(N, C, H, W) uint8 at the training resolution, integer labels and class names. An epoch then
+only indexes a tensor: no JPEG is decoded twice. `BatchStream` draws shuffled, flipped batches
+from it with a state (epoch, position) that a checkpoint stores, so resume sees the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from dcgan.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
+CACHE_VERSION = 1
+
+
+@dataclass
+class ImageData:
+    images: torch.Tensor  # (N, C, H, W) uint8
+    labels: torch.Tensor  # (N,) int64
+    class_names: list[str]
+
+    @property
+    def resolution(self) -> int:
+        return self.images.shape[-1]
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DCGAN_CACHE", Path.home() / ".cache" / "dcgan")) / "data"
+
+
+def load_dataset(name: str, root: str | Path, *, split: str = "train", classes: list[str] | None = None,
+                 resolution: int = 0, channels: int = 0, download: bool = False,
+                 use_cache: bool = True) -> ImageData:
+    """Load a dataset as an `ImageData`, restricted to `classes` (names or indices).
+
+    Args:
+        name: cifar10, cifar100, mnist, fashion-mnist, celeba or folder.
+        root: the data folder. For `folder`: root/<class>/*.png, with an optional train/ level.
+        resolution: 32 or 64; 0 picks 64 for images of 64 px or more, else 32.
+        channels: 1 or 3; 0 keeps the data's own (grayscale folders give 1).
+    """
+    root = Path(root).expanduser()
+    if name == "folder":
+        return _load_folder(root, split, classes, resolution, channels, use_cache)
+    return _load_torchvision(name, root, split, classes, resolution, channels, download, use_cache)
+
+
+# ----------------------------------------------------------------------------------------------
+# Image folders.
+
+def _folder_files(root: Path, split: str) -> tuple[Path, list[str], list[tuple[Path, int]]]:
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist; put images in {root}/<class>/*.png "
+                        f"or pass --data-root")
+    if (root / split).is_dir():
+        root = root / split
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if class_dirs:
+        class_names = [d.name for d in class_dirs]
+    else:  # A flat folder of images is one class.
+        class_dirs, class_names = [root], [root.name]
+    files = []
+    for label, class_dir in enumerate(class_dirs):
+        for path in sorted(class_dir.rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                files.append((path, label))
+    if not files:
+        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}; "
+                        f"put them in {root}/<class>/")
+    return root, class_names, files
+
+
+def _decode(path: Path, resolution: int, mode: str) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            image = image.convert(mode)
+            if image.size != (resolution, resolution):
+                image = _center_crop_resize(image, resolution)
+            array = np.asarray(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise UserError(f"cannot read image {path}: {error}; remove or replace it") from None
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _center_crop_resize(image: Image.Image, resolution: int) -> Image.Image:
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    return image.resize((resolution, resolution), Image.Resampling.BICUBIC, reducing_gap=2.0)
+
+
+def _load_folder(root: Path, split: str, classes, resolution: int, channels: int, use_cache: bool) -> ImageData:
+    root, class_names, files = _folder_files(root, split)
+    keep = _class_indices(classes, class_names)
+    files = [(p, label) for p, label in files if label in keep]
+    with Image.open(files[0][0]) as first:
+        detected_size = min(first.size)
+        detected_channels = 1 if first.mode in ("1", "L", "I", "I;16", "F") else 3
+    resolution = resolution or (64 if detected_size >= 64 else 32)
+    channels = channels or detected_channels
+    stats = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p, _ in files]
+    key = _cache_key("folder", str(root.resolve()), resolution, channels, sorted(keep), stats)
+
+    def decode_all() -> ImageData:
+        mode = "L" if channels == 1 else "RGB"
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            arrays = list(pool.map(lambda pl: _decode(pl[0], resolution, mode), files, chunksize=64))
+        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+        return ImageData(images, labels, class_names)
+
+    return _cached(key, decode_all, use_cache)
+
+
+# ----------------------------------------------------------------------------------------------
+# torchvision datasets.
+
+TORCHVISION_CLASSES = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "mnist": "MNIST",
+                       "fashion-mnist": "FashionMNIST", "celeba": "CelebA"}
+
+
+def _load_torchvision(name, root: Path, split, classes, resolution, channels, download, use_cache) -> ImageData:
+    import torchvision.datasets as tvd
+
+    if split not in ("train", "test") and name != "celeba":
+        raise UserError(f"--split for {name} must be train or test, not {split!r}")
+    resolution = resolution or (64 if name == "celeba" else 32)
+    key = _cache_key(name, str(root.resolve()), split, resolution, channels, list(classes or []))
+
+    def decode_all() -> ImageData:
+        dataset_class = getattr(tvd, TORCHVISION_CLASSES[name])
+        try:
+            if name == "celeba":
+                dataset = dataset_class(str(root), split=split, target_type=[], download=download)
+            else:
+                dataset = dataset_class(str(root), train=(split == "train"), download=download)
+        except RuntimeError as error:  # torchvision: "Dataset not found or corrupted. ..."
+            hint = "" if download else " or pass --download"
+            raise UserError(f"{name} not found under {root} ({str(error).splitlines()[0]}); "
+                            f"pass --data-root{hint}") from None
+        except OSError as error:
+            raise UserError(f"cannot download {name}: {error}") from None
+        if name == "celeba":
+            class_names = ["face"]
+            labels = torch.zeros(len(dataset), dtype=torch.int64)
+            keep = _class_indices(classes, class_names)
+            paths = [Path(dataset.root) / dataset.base_folder / "img_align_celeba" / f for f in dataset.filename]
+            mode = "L" if channels == 1 else "RGB"
+            with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+                arrays = list(pool.map(lambda p: _decode(p, resolution, mode), paths, chunksize=64))
+            images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+            return ImageData(images, labels, class_names)
+        class_names = list(dataset.classes)
+        keep = _class_indices(classes, class_names)
+        data = torch.as_tensor(np.asarray(dataset.data))
+        labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
+        mask = torch.isin(labels, torch.tensor(sorted(keep)))
+        data, labels = data[mask], labels[mask]
+        images = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)  # (N, C, H, W)
+        if images.shape[1] == 1 and channels == 3:
+            images = images.expand(-1, 3, -1, -1)
+        elif images.shape[1] == 3 and channels == 1:
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
+        if images.shape[-1] != resolution:
+            images = resize_uint8(images, resolution)
+        return ImageData(images.contiguous(), labels, class_names)
+
+    return _cached(key, decode_all, use_cache)
+
+
+def resize_uint8(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Antialiased bilinear resize of a uint8 batch, in chunks to bound memory."""
+    out = []
+    for chunk in images.split(4096):
+        resized = F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear",
+                                antialias=True, align_corners=False)
+        out.append(resized.round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# Class filter and cache.
+
+def _class_indices(classes, class_names: list[str]) -> set[int]:
+    if not classes:
+        return set(range(len(class_names)))
+    keep = set()
+    for item in classes:
+        item = str(item).strip()
+        if item in class_names:
+            keep.add(class_names.index(item))
+        elif item.isdigit() and int(item) < len(class_names):
+            keep.add(int(item))
+        else:
+            raise UserError(f"unknown class {item!r}; valid classes: {', '.join(class_names)} "
+                            f"(or indices 0-{len(class_names) - 1})")
+    return keep
+
+
+def _cache_key(*parts) -> str:
+    blob = json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def _cached(key: str, build, use_cache: bool) -> ImageData:
+    """Return the decoded data for `key` from the disk cache, building and saving it if absent."""
+    from safetensors.torch import load_file, save_file
+
+    path = cache_dir() / f"{key}.safetensors"
+    if use_cache and path.is_file():
+        try:
+            tensors = load_file(str(path))
+            meta = json.loads(path.with_suffix(".json").read_text())
+            return ImageData(tensors["images"], tensors["labels"], meta["class_names"])
+        except Exception:  # A damaged cache entry is rebuilt, never trusted.
+            pass
+    data = build()
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        save_file({"images": data.images.contiguous(), "labels": data.labels.contiguous()}, str(tmp))
+        meta_tmp = path.with_suffix(f".jsontmp{os.getpid()}")
+        meta_tmp.write_text(json.dumps({"class_names": data.class_names}))
+        os.replace(meta_tmp, path.with_suffix(".json"))
+        os.replace(tmp, path)
+    return data
+
+
+# ----------------------------------------------------------------------------------------------
+# Batches.
+
+class BatchStream:
+    """Endless shuffled batches in [-1, 1], reproducible from (seed, epoch, position).
+
+    Each epoch's order and flips come from a generator seeded with (seed, epoch), so the
+    stream's whole state is two integers. With `world_size > 1` each rank takes every
+    world_size-th index of the shared permutation. The last incomplete batch is dropped.
+    """
+
+    def __init__(self, data: ImageData, batch_size: int, *, seed: int, device: torch.device,
+                 hflip: bool = True, rank: int = 0, world_size: int = 1):
+        per_rank = len(data) // world_size
+        if per_rank < batch_size:
+            raise UserError(f"the dataset has {len(data)} images, fewer than one batch of {batch_size} "
+                            f"per process; lower --batch-size")
+        self.images = data.images.to(device)
+        self.labels = data.labels.to(device)
+        self.batch_size, self.seed, self.hflip = batch_size, seed, hflip
+        self.rank, self.world_size = rank, world_size
+        self.batches_per_epoch = per_rank // batch_size
+        self.epoch, self.position = 0, 0
+        self._start_epoch()
+
+    def _start_epoch(self) -> None:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(len(self.images), generator=generator)
+        flips = torch.rand(len(self.images), generator=generator) < 0.5
+        self.order = order[self.rank::self.world_size].to(self.images.device)
+        self.flips = flips[self.rank::self.world_size].to(self.images.device)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._start_epoch()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.position >= self.batches_per_epoch:
+            self.epoch, self.position = self.epoch + 1, 0
+            self._start_epoch()
+        start = self.position * self.batch_size
+        index = self.order[start:start + self.batch_size]
+        self.position += 1
+        images = self.images[index]  # (B, C, H, W) uint8
+        if self.hflip:
+            flip = self.flips[start:start + self.batch_size].view(-1, 1, 1, 1)
+            images = torch.where(flip, images.flip(3), images)
+        return images.float().div_(127.5).sub_(1.0), self.labels[index]

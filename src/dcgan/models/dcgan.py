@@ -1,0 +1,108 @@
+"""The DCGAN family (Radford et al. 2015), with the knobs of its modern descendants.
+
+Generator: a latent vector becomes a 4x4 map through a transposed convolution, then each
+stage doubles the resolution and halves the width; a last transposed convolution and tanh
+give the image. Discriminator: the mirror image with strided convolutions. At 32 px the
+widths are base*4 -> base*2 -> base, at 64 px base*8 -> ... -> base.
+
+Optional: spectral normalization (Miyato et al. 2018) and no BatchNorm in D; BatchNorm,
+InstanceNorm or no norm in G; class-conditional G (label embedding concatenated to z) and
+projection D (Miyato & Koyama 2018) when `num_classes > 0`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
+
+
+def _stage_count(img_resolution: int) -> int:
+    if img_resolution not in (32, 64):
+        raise ValueError(f"img_resolution must be 32 or 64, not {img_resolution}")
+    return int(math.log2(img_resolution)) - 2  # 4 -> resolution in this many doublings
+
+
+def _norm_2d(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}")
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """N(0, 0.02) for convolutions, N(1, 0.02) scale and zero shift for norms (Radford et al.)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d)) and module.affine:
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    def __init__(self, *, z_dim: int = 100, img_resolution: int = 32, img_channels: int = 3,
+                 base_channels: int = 64, norm: str = "batch", num_classes: int = 0):
+        super().__init__()
+        self.z_dim, self.img_resolution, self.img_channels = z_dim, img_resolution, img_channels
+        self.num_classes = num_classes
+        stages = _stage_count(img_resolution)
+        width = base_channels * 2 ** (stages - 1)
+        self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
+        in_dim = z_dim * 2 if num_classes else z_dim
+        layers = [  # (B, in_dim, 1, 1) -> (B, width, 4, 4)
+            nn.ConvTranspose2d(in_dim, width, 4, 1, 0, bias=norm == "none"),
+            _norm_2d(norm, width), nn.ReLU(inplace=True),
+        ]
+        for _ in range(stages - 1):  # (B, w, r, r) -> (B, w/2, 2r, 2r)
+            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=norm == "none"),
+                       _norm_2d(norm, width // 2), nn.ReLU(inplace=True)]
+            width //= 2
+        layers += [nn.ConvTranspose2d(width, img_channels, 4, 2, 1, bias=False),  # (B, C, res, res)
+                   nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+        self.apply(init_dcgan_weights)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """z: (B, z_dim) latents, c: (B,) class labels when conditional -> (B, C, res, res) in [-1, 1]."""
+        if self.embed is not None:
+            if c is None:
+                raise ValueError("this generator is class-conditional: pass class labels c")
+            z = torch.cat([z, self.embed(c)], dim=1)
+        return self.main(z[:, :, None, None])
+
+
+class Discriminator(nn.Module):
+    def __init__(self, *, img_resolution: int = 32, img_channels: int = 3, base_channels: int = 64,
+                 norm: str = "batch", spectral_norm: bool = False, num_classes: int = 0):
+        super().__init__()
+        self.img_resolution, self.img_channels, self.num_classes = img_resolution, img_channels, num_classes
+        wrap = apply_spectral_norm if spectral_norm else (lambda m: m)
+        stages = _stage_count(img_resolution)
+        width = base_channels
+        layers = [wrap(nn.Conv2d(img_channels, width, 4, 2, 1)),  # (B, base, res/2, res/2), no norm (Radford)
+                  nn.LeakyReLU(0.2, inplace=True)]
+        for _ in range(stages - 1):  # (B, w, r, r) -> (B, 2w, r/2, r/2)
+            layers += [wrap(nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm == "none")),
+                       _norm_2d(norm, width * 2), nn.LeakyReLU(0.2, inplace=True)]
+            width *= 2
+        self.features = nn.Sequential(*layers)  # (B, width, 4, 4)
+        self.head = wrap(nn.Conv2d(width, 1, 4, 1, 0))  # (B, 1, 1, 1)
+        self.embed = wrap(nn.Embedding(num_classes, width)) if num_classes else None
+        self.apply(init_dcgan_weights)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, res, res) in [-1, 1] -> (B,) logits."""
+        h = self.features(x)  # (B, width, 4, 4)
+        logits = self.head(h).flatten()  # (B,)
+        if self.embed is not None:
+            if c is None:
+                raise ValueError("this discriminator is class-conditional: pass class labels c")
+            logits = logits + (self.embed(c) * h.sum(dim=(2, 3))).sum(1)  # projection term
+        return logits

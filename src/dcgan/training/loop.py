@@ -1,0 +1,311 @@
+"""The training loop: one function, read top to bottom.
+
+`train(config)` starts a run; `train(config, resume_state=..., run_dir=...)` continues one from
+its checkpoint exactly (models, EMA, optimizers, scaler, RNG and data order), so N steps, a
+restart and N more steps give the same weights as 2N steps in one go.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from dcgan.checkpoint import load_state_checked, save_checkpoint, save_generator
+from dcgan.config import TrainConfig
+from dcgan.data import BatchStream, ImageData, load_dataset
+from dcgan.errors import UserError
+from dcgan.losses import GANLoss
+from dcgan.models import build_discriminator, build_generator, discriminator_kwargs, generator_kwargs
+from dcgan.sampling import generate_from_latents, latents_from_seeds, make_grid, save_gif, to_pil
+from dcgan.training import distributed
+from dcgan.training.ema import ema_beta, update_ema
+from dcgan.training.report import RunLog, plot_metrics
+from dcgan.training.run_dir import (count_parameters, environment_info, model_summary, new_run_dir,
+                                    write_json)
+
+
+MIN_SNAPSHOT_NIMG = 20_000
+
+
+class TrainingDiverged(UserError):
+    pass
+
+
+def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dict | None = None,
+          data: ImageData | None = None, show_progress: bool = True) -> Path | None:
+    """Train a GAN as `config` says; return the run folder (None on ranks other than 0).
+
+    Args:
+        run_dir: the folder of a run to resume (with `resume_state`); a new one is made if None.
+        resume_state: a checkpoint dict from `load_checkpoint`, to continue exactly.
+        data: already-loaded images (tests, benchmarks); loaded from `config` if None.
+    """
+    process, device = distributed.init_process(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)  # Same initial weights on every rank.
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+    # Load data.
+    if data is None:
+        data = load_dataset(config.dataset, config.data_root, split=config.split, classes=config.classes,
+                            resolution=config.resolution, channels=config.channels, download=config.download)
+    resolution, channels = data.resolution, data.channels
+    stream = BatchStream(data, config.batch_size, seed=config.seed, device=device, hflip=config.hflip,
+                         rank=process.rank, world_size=process.world_size)
+
+    # Build networks, optimizers and the loss.
+    g_kwargs = generator_kwargs(config, resolution, channels)
+    d_kwargs = discriminator_kwargs(config, resolution, channels)
+    G = build_generator(**g_kwargs)
+    D = build_discriminator(**d_kwargs)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if config.ema_kimg > 0 else None
+    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
+    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
+    amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    autocast = torch.autocast(device.type, dtype=torch.float16, enabled=amp)
+    loss = GANLoss(generator=G, discriminator=D, loss=config.loss, label_smoothing=config.label_smoothing,
+                   r1_gamma=config.r1_gamma, r1_interval=config.r1_interval, gp_weight=config.gp_weight,
+                   augment_policy=config.augment_policy, autocast=autocast)
+
+    # Set up the run folder, or restore the state of the run we resume.
+    step = d_step = cur_nimg = 0
+    elapsed_before = 0.0
+    summary: dict = {}
+    if resume_state is not None:
+        load_state_checked(G, resume_state["G"], "generator")
+        load_state_checked(D, resume_state["D"], "discriminator")
+        if G_ema is not None:
+            load_state_checked(G_ema, resume_state.get("G_ema") or resume_state["G"], "EMA generator")
+        opt_G.load_state_dict(resume_state["opt_G"])
+        opt_D.load_state_dict(resume_state["opt_D"])
+        scaler.load_state_dict(resume_state["scaler"])
+        stream.load_state_dict(resume_state["data"])
+        step, d_step, cur_nimg = resume_state["step"], resume_state["d_step"], resume_state["cur_nimg"]
+        elapsed_before = resume_state["seconds"]
+        summary = dict(resume_state.get("summary", {}))
+    G.to(device), D.to(device)
+    if G_ema is not None:
+        G_ema.to(device)
+    for state in (opt_G.state, opt_D.state):  # Optimizer moments follow the parameters' device.
+        for moments in state.values():
+            for key, value in moments.items():
+                if torch.is_tensor(value) and key != "step":
+                    moments[key] = value.to(device)
+    # Every rank draws its own noise; restore the exact generator state when resuming.
+    torch.manual_seed(config.seed * 7919 + process.rank + 1)
+    if resume_state is not None:
+        torch.set_rng_state(resume_state["rng_cpu"])
+        if device.type == "cuda" and resume_state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(resume_state["rng_cuda"], device)
+
+    if process.is_main:
+        if run_dir is None:
+            run_dir = new_run_dir(config.outdir, config.dataset, config.preset)
+        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", config.to_dict())
+        if resume_state is None:
+            write_json(run_dir / "environment.json", environment_info(device))
+            (run_dir / "model_summary.txt").write_text(
+                model_summary(G, D, config.z_dim, resolution, channels))
+            write_json(run_dir / "model.json", {
+                "generator_kwargs": g_kwargs, "discriminator_kwargs": d_kwargs,
+                "generator_parameters": count_parameters(G), "discriminator_parameters": count_parameters(D),
+                "dataset_images": len(data), "class_names": data.class_names})
+    log = RunLog(run_dir if process.is_main else None, config.log, config.to_dict(),
+                 resume_step=step if resume_state is not None else None)
+
+    # Decide when the run ends and when to take snapshots.
+    total_nimg = math.inf
+    if config.kimg:
+        total_nimg = min(total_nimg, config.kimg * 1000)
+    if config.epochs:
+        total_nimg = min(total_nimg, config.epochs * len(data))
+    deadline = config.minutes * 60 if config.minutes else math.inf
+    images_per_step = config.batch_size * process.world_size * config.n_dis
+    epoch_nimg = stream.batches_per_epoch * config.batch_size * process.world_size
+    if config.snapshot_kimg:
+        snapshot_nimg = config.snapshot_kimg * 1000
+    else:  # Whole epochs, at least MIN_SNAPSHOT_NIMG apart, so tiny datasets don't snapshot constantly.
+        snapshot_nimg = epoch_nimg * math.ceil(MIN_SNAPSHOT_NIMG / epoch_nimg)
+    next_snapshot = (cur_nimg // snapshot_nimg + 1) * snapshot_nimg
+    fixed_z = latents_from_seeds(range(config.grid_size), config.z_dim)
+    sampler = G_ema if G_ema is not None else G
+
+    def checkpoint_state() -> dict:
+        return {
+            "config": config.to_dict(), "generator_kwargs": g_kwargs, "discriminator_kwargs": d_kwargs,
+            "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict() if G_ema else None,
+            "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "scaler": scaler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "data": stream.state_dict(), "step": step, "d_step": d_step, "cur_nimg": cur_nimg,
+            "seconds": elapsed_before + time.time() - start_time, "summary": summary,
+        }
+
+    def take_snapshot() -> None:
+        """Sample grid, progress GIF, plots, checkpoint-last.pt and generator.safetensors."""
+        if not all(bool(torch.isfinite(p).all()) for p in list(G.parameters()) + list(D.parameters())):
+            raise TrainingDiverged(f"training diverged before step {step} (non-finite weights); "
+                                   f"{run_dir / 'checkpoint-last.pt'} holds the last good state")
+        if not process.is_main:
+            return
+        grid = generate_from_latents(sampler, fixed_z)
+        to_pil(make_grid(grid)).save(run_dir / "samples" / f"fakes{cur_nimg // 1000:07d}.png")
+        frames = [Image.open(p) for p in sorted((run_dir / "samples").glob("fakes*.png"))]
+        save_gif(frames, run_dir / "progress.gif")
+        plot_metrics(run_dir / "metrics.csv", run_dir)
+        summary.update(step=step, kimg=round(cur_nimg / 1000, 3), epoch=round(cur_nimg / len(data), 3))
+        save_checkpoint(checkpoint_state(), run_dir / "checkpoint-last.pt")
+        save_generator(sampler, g_kwargs, run_dir / "generator.safetensors",
+                       extra={"step": step, "kimg": cur_nimg / 1000, "dataset": config.dataset,
+                              "classes": config.classes})
+
+    # Train.
+    progress = tqdm(total=None if math.isinf(total_nimg) else int(total_nimg), initial=cur_nimg,
+                    unit="img", unit_scale=True, dynamic_ncols=True, disable=not (show_progress and process.is_main))
+    start_time = time.time()
+    tick_time, tick_nimg = start_time, cur_nimg
+    epoch_rows: list[dict] = []
+    current_epoch = stream.epoch
+    stop_reason = "length reached"
+    try:
+        while cur_nimg < total_nimg:
+            log_now = (step + 1) % config.log_every == 0
+
+            # Discriminator phase: n_dis batches; G's last batch of fakes is kept for the G phase.
+            D.requires_grad_(True)
+            for k in range(config.n_dis):
+                real, _ = next(stream)
+                z = torch.randn(real.shape[0], config.z_dim, device=device)
+                with torch.set_grad_enabled(k == config.n_dis - 1), autocast:
+                    fake = G(z)
+                opt_D.zero_grad(set_to_none=True)
+                for name, value in loss.discriminator_step(real, fake, d_step, scaler).items():
+                    log.report(name, value)
+                _all_reduce_grads(D, process)
+                if log_now and k == config.n_dis - 1:
+                    log.report("grad_norm_d", _grad_norm(D))
+                scaler.step(opt_D)
+                d_step += 1
+
+            # Generator phase.
+            D.requires_grad_(False)
+            opt_G.zero_grad(set_to_none=True)
+            for name, value in loss.generator_step(fake, scaler).items():
+                log.report(name, value)
+            _all_reduce_grads(G, process)
+            if log_now:
+                log.report("grad_norm_g", _grad_norm(G))
+            scaler.step(opt_G)
+            scaler.update()
+            step += 1
+            cur_nimg += images_per_step
+            progress.update(images_per_step)
+
+            # Update EMA.
+            beta = 0.0
+            if G_ema is not None:
+                beta = ema_beta(config.batch_size * process.world_size, config.ema_kimg, cur_nimg, config.ema_rampup)
+                update_ema(G_ema, G, beta)
+
+            # Log statistics.
+            if log_now:
+                now = time.time()
+                row = log.flush(step=step, kimg=round(cur_nimg / 1000, 4), epoch=round(cur_nimg / len(data), 4),
+                                seconds=round(elapsed_before + now - start_time, 2),
+                                lr_g=opt_G.param_groups[0]["lr"], lr_d=opt_D.param_groups[0]["lr"],
+                                ema_beta=beta, images_per_s=(cur_nimg - tick_nimg) / max(now - tick_time, 1e-9))
+                tick_time, tick_nimg = now, cur_nimg
+                if process.is_main:
+                    if not (math.isfinite(row["loss_d"]) and math.isfinite(row["loss_g"])):
+                        raise TrainingDiverged(
+                            f"training diverged at step {step} (L_D={row['loss_d']}, L_G={row['loss_g']}); "
+                            f"{run_dir / 'checkpoint-last.pt'} holds the last good state")
+                    epoch_rows.append(row)
+                    progress.set_postfix_str(
+                        f"L_D={row['loss_d']:.3f} L_G={row['loss_g']:.3f} D(x)={row['d_real']:.2f} "
+                        f"D(G(z))={row['d_fake']:.2f} {row['images_per_s']:.0f} img/s", refresh=False)
+
+            # One line per epoch.
+            if stream.epoch != current_epoch:
+                if process.is_main and epoch_rows:
+                    mean = {k: sum(r[k] for r in epoch_rows) / len(epoch_rows)
+                            for k in ("loss_d", "loss_g", "d_real", "d_fake", "images_per_s")}
+                    progress.write(f"epoch {current_epoch + 1}: L_D {mean['loss_d']:.3f}  L_G {mean['loss_g']:.3f}  "
+                                   f"D(x) {mean['d_real']:.2f}  D(G(z)) {mean['d_fake']:.2f}  "
+                                   f"{mean['images_per_s']:.0f} img/s  ({cur_nimg / 1000:.1f} kimg)")
+                current_epoch, epoch_rows = stream.epoch, []
+
+            # Save snapshot.
+            out_of_time = elapsed_before + time.time() - start_time >= deadline
+            if cur_nimg >= next_snapshot or cur_nimg >= total_nimg or out_of_time:
+                take_snapshot()
+                next_snapshot = (cur_nimg // snapshot_nimg + 1) * snapshot_nimg
+            if out_of_time:
+                stop_reason = f"time budget of {config.minutes:g} minutes reached"
+                break
+    except KeyboardInterrupt:
+        stop_reason = "interrupted"
+        progress.write(f"interrupted at step {step}; resume from {run_dir}")
+    finally:
+        progress.close()
+        log.close()
+
+    # Write the final artifacts.
+    seconds = elapsed_before + time.time() - start_time
+    if process.is_main and stop_reason != "interrupted":
+        write_real_vs_fake(data, generate_from_latents(sampler, fixed_z), run_dir / "real_vs_fake.png")
+        summary.update(step=step, kimg=round(cur_nimg / 1000, 3), epoch=round(cur_nimg / len(data), 3),
+                       seconds=round(seconds, 1), stop_reason=stop_reason)
+        write_json(run_dir / "summary.json", summary)
+        print(f"done: {step} steps, {cur_nimg / 1000:.1f} kimg in {seconds / 60:.1f} min ({stop_reason}); "
+              f"run folder {run_dir}")
+    distributed.shutdown(process)
+    return run_dir if process.is_main else None
+
+
+def write_real_vs_fake(data: ImageData, fakes: torch.Tensor, path: Path) -> None:
+    """Real images (a fixed random pick) and fixed-noise fakes, side by side, labelled."""
+    count = min(fakes.shape[0], len(data))
+    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:count]
+    real = to_pil(make_grid(data.images[pick]))
+    fake = to_pil(make_grid(fakes[:count]))
+    label_height, gap = 16, 8
+    canvas = Image.new(real.mode, (real.width + gap + fake.width, real.height + label_height), "white")
+    canvas.paste(real, (0, label_height))
+    canvas.paste(fake, (real.width + gap, label_height))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((2, 2), "real", fill="black")
+    draw.text((real.width + gap + 2, 2), "generated", fill="black")
+    canvas.save(path)
+
+
+def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])) if grads else torch.zeros(())
+
+
+def _all_reduce_grads(module: torch.nn.Module, process: distributed.ProcessInfo) -> None:
+    """Average gradients over processes (stylegan2-ada's way: it also works with R1's double backward)."""
+    if not process.distributed:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if grads:
+        flat = torch.cat([g.flatten() for g in grads])
+        dist.all_reduce(flat)
+        flat /= process.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()

@@ -1,0 +1,66 @@
+"""The self-describing run folder: numbered, with config, environment and model summary."""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+from dcgan import __version__
+
+
+def new_run_dir(outdir: str | Path, dataset: str, preset: str) -> Path:
+    """runs/NNNNN-<dataset>-<preset>, numbered one past the highest run already there."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in outdir.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
+    number = max(numbers, default=-1) + 1
+    while True:  # Another process may take the same number: mkdir is the tie-breaker.
+        path = outdir / f"{number:05d}-{dataset}-{preset}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            number += 1
+
+
+def write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def environment_info(device: torch.device) -> dict:
+    import numpy
+    import torchvision
+
+    info = {
+        "dcgan": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+        "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(), "device": str(device), "command": " ".join(sys.argv),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def model_summary(generator, discriminator, z_dim: int, resolution: int, channels: int) -> str:
+    from torchinfo import summary
+
+    parts = []
+    for name, module, shape in (("Generator", generator, (2, z_dim)),
+                                ("Discriminator", discriminator, (2, channels, resolution, resolution))):
+        # A copy: a forward pass would move BatchNorm statistics and spectral-norm vectors.
+        text = str(summary(copy.deepcopy(module).cpu(), input_size=shape, verbose=0, device="cpu",
+                           col_names=("output_size", "num_params"), depth=4))
+        parts.append(f"{name}: {count_parameters(module):,} parameters\n{text}\n")
+    return "\n".join(parts)
