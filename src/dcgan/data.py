@@ -90,6 +90,15 @@ def _folder_files(root: Path, split: str) -> tuple[Path, list[str], list[tuple[P
     return root, class_names, files
 
 
+def _probe(path: Path) -> tuple[int, int]:
+    """(shorter side, channels) of an image, without decoding its pixels."""
+    try:
+        with Image.open(path) as image:
+            return min(image.size), 1 if image.mode in ("1", "L", "I", "I;16", "F") else 3
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise UserError(f"cannot read image {path}: {error}; remove or replace it") from None
+
+
 def _decode(path: Path, resolution: int, mode: str) -> np.ndarray:
     try:
         with Image.open(path) as image:
@@ -114,9 +123,7 @@ def _load_folder(root: Path, split: str, classes, resolution: int, channels: int
     root, class_names, files = _folder_files(root, split)
     keep = _class_indices(classes, class_names)
     files = [(p, label) for p, label in files if label in keep]
-    with Image.open(files[0][0]) as first:
-        detected_size = min(first.size)
-        detected_channels = 1 if first.mode in ("1", "L", "I", "I;16", "F") else 3
+    detected_size, detected_channels = _probe(files[0][0])
     resolution = resolution or (64 if detected_size >= 64 else 32)
     channels = channels or detected_channels
     stats = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p, _ in files]

@@ -161,7 +161,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         if not process.is_main:
             return
         grid = generate_from_latents(sampler, fixed_z)
-        to_pil(make_grid(grid)).save(run_dir / "samples" / f"fakes{cur_nimg // 1000:07d}.png")
+        to_pil(make_grid(grid)).save(run_dir / "samples" / f"fakes-kimg{cur_nimg / 1000:09.2f}.png")
         frames = [Image.open(p) for p in sorted((run_dir / "samples").glob("fakes*.png"))]
         save_gif(frames, run_dir / "progress.gif")
         plot_metrics(run_dir / "metrics.csv", run_dir)

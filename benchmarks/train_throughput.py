@@ -1,0 +1,94 @@
+"""Training throughput: the project's loop against a minimal plain-PyTorch loop, same process.
+
+Both train the `classic` preset's networks (Radford et al. DCGAN, 32x32, batch 128) on the
+CIFAR-10 automobile class. The project's loop runs as users run it: data pipeline, EMA,
+CSV logging and the progress bar on; its speed is read from its own metrics.csv (snapshots
+are periodic, not per step, and left out). The plain loop is the pytorch/examples DCGAN step.
+Rounds alternate between the two to share the machine's noise; medians are reported.
+
+    python benchmarks/train_throughput.py --data-root /path/to/cifar10/train [--rounds 3 --steps 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from dcgan.config import resolve_config
+from dcgan.data import load_dataset
+from dcgan.models import build_discriminator, build_generator, discriminator_kwargs, generator_kwargs
+from dcgan.training.loop import train
+
+
+def plain_loop(config, data, steps: int, warmup: int) -> float:
+    """Images/s of the textbook DCGAN step on a float tensor already in memory."""
+    torch.manual_seed(0)
+    G = build_generator(**generator_kwargs(config, 32, 3))
+    D = build_discriminator(**discriminator_kwargs(config, 32, 3))
+    opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    images = data.images.float() / 127.5 - 1
+    batch = config.batch_size
+    ones, zeros = torch.ones(batch), torch.zeros(batch)
+    for step in range(warmup + steps):
+        if step == warmup:
+            start = time.perf_counter()
+        real = images[torch.randint(len(images), (batch,))]
+        fake = G(torch.randn(batch, config.z_dim))
+        opt_D.zero_grad()
+        loss_d = (F.binary_cross_entropy_with_logits(D(real), ones)
+                  + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros))
+        loss_d.backward()
+        opt_D.step()
+        opt_G.zero_grad()
+        F.binary_cross_entropy_with_logits(D(fake), ones).backward()
+        opt_G.step()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def project_loop(config, data, steps: int, warmup: int, outdir: str) -> float:
+    """Images/s of dcgan's own loop over the logged steps after warm-up."""
+    log_every = 10
+    run = config.__class__(**{**config.to_dict(), "kimg": (warmup + steps) * config.batch_size / 1000,
+                              "log_every": log_every, "snapshot_kimg": 10**6, "outdir": outdir})
+    run_dir = train(run, data=data, show_progress=True)
+    with open(run_dir / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    timed = [row for row in rows if int(row["step"]) > warmup]
+    seconds = float(timed[-1]["seconds"]) - float(rows[rows.index(timed[0]) - 1]["seconds"])
+    images = (int(timed[-1]["step"]) - int(rows[rows.index(timed[0]) - 1]["step"])) * config.batch_size
+    return images / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", required=True, help="CIFAR-10 image folder (train/ or its parent)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per round")
+    parser.add_argument("--warmup", type=int, default=10)
+    args = parser.parse_args()
+
+    config = resolve_config("classic", overrides=dict(ema_kimg=10.0, dataset="folder", classes=["automobile"],
+                                                      data_root=args.data_root, log=[]))
+    data = load_dataset("folder", args.data_root, classes=["automobile"])
+    plain, project = [], []
+    with tempfile.TemporaryDirectory() as outdir:
+        for round_index in range(args.rounds):
+            plain.append(plain_loop(config, data, args.steps, args.warmup))
+            project.append(project_loop(config, data, args.steps, args.warmup, outdir))
+            print(f"round {round_index + 1}: plain {plain[-1]:.1f} img/s, dcgan {project[-1]:.1f} img/s")
+    p, q = statistics.median(plain), statistics.median(project)
+    print(f"classic preset, batch {config.batch_size}, 32x32, {torch.get_num_threads()} threads")
+    print(f"plain PyTorch loop: {p:.1f} img/s (median of {args.rounds})")
+    print(f"dcgan train loop:   {q:.1f} img/s (median of {args.rounds})")
+    print(f"ratio dcgan/plain:  {q / p:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The `dcgan` command as a user runs it: in a subprocess, checking exit codes and messages."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from dcgan.checkpoint import save_generator
+from dcgan.models import build_generator
+
+
+def dcgan(*args, cwd=None):
+    result = subprocess.run([sys.executable, "-m", "dcgan", *map(str, args)], capture_output=True, text=True,
+                            cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return result.returncode, result.stdout, result.stderr
+
+
+def assert_one_line_error(result, *fragments):
+    code, _, stderr = result
+    assert code != 0
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def generator_file(tmp_path_factory):
+    kwargs = dict(z_dim=16, img_resolution=32, img_channels=3, base_channels=8, norm="batch", num_classes=0)
+    path = tmp_path_factory.mktemp("gen") / "generator.safetensors"
+    torch.manual_seed(0)
+    save_generator(build_generator(**kwargs), kwargs, path)
+    return path
+
+
+def test_missing_data_folder(tmp_path):
+    assert_one_line_error(dcgan("train", "--dataset", "folder", "--data-root", tmp_path / "nope", "--outdir", tmp_path),
+                          "does not exist", "put images in")
+    assert not any(p.name.startswith("0") for p in tmp_path.iterdir())  # no half-made run folder
+
+
+def test_missing_torchvision_dataset_suggests_download(tmp_path):
+    assert_one_line_error(dcgan("train", "--dataset", "mnist", "--data-root", tmp_path, "--outdir", tmp_path),
+                          "mnist not found", "--download")
+
+
+def test_unknown_class_lists_valid_ones(cifar_root, tmp_path):
+    assert_one_line_error(dcgan("train", "--dataset", "folder", "--data-root", cifar_root / "train",
+                                "--classes", "car", "--outdir", tmp_path), "unknown class 'car'", "automobile")
+
+
+def test_unreadable_image(tmp_path):
+    folder = tmp_path / "data" / "x"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"garbage")
+    assert_one_line_error(dcgan("train", "--dataset", "folder", "--data-root", tmp_path / "data",
+                                "--outdir", tmp_path), "cannot read image", "b.png")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--batch-size", "abc"], "--batch-size expects int"),
+    (["--preset", "fancy"], "--preset must be one of classic, modern"),
+    (["--resolution", "48"], "--resolution must be 32 or 64"),
+    (["--no-such-flag"], "unrecognized arguments"),
+    (["--config", "missing.yaml"], "config file not found"),
+])
+def test_invalid_flag_values(tmp_path, args, fragment):
+    assert_one_line_error(dcgan("train", "--dry-run", *args, cwd=tmp_path), fragment)
+
+
+def test_dry_run_prints_the_resolved_config(tmp_path):
+    code, stdout, _ = dcgan("train", "--dry-run", "--preset", "classic", "--lr-d", "1e-4", cwd=tmp_path)
+    assert code == 0 and '"lr_d": 0.0001' in stdout and '"loss": "bce"' in stdout
+
+
+def test_generate_grid_and_files(generator_file, tmp_path):
+    code, stdout, stderr = dcgan("generate", "--checkpoint", generator_file, "--num", 9, "--seed", 5,
+                                 "--out", tmp_path / "grid.png")
+    assert code == 0, stderr
+    assert Image.open(tmp_path / "grid.png").size == (3 * 34 + 2, 3 * 34 + 2)
+    code, _, stderr = dcgan("generate", "--checkpoint", generator_file, "--num", 3, "--seed", 6,
+                            "--outdir", tmp_path / "each")
+    assert code == 0, stderr
+    assert sorted(p.name for p in (tmp_path / "each").iterdir()) == ["seed000006.png", "seed000007.png",
+                                                                      "seed000008.png"]
+    # Seed 6 is the same image alone or as the second image of a grid that starts at seed 5.
+    grid = Image.open(tmp_path / "grid.png").crop((36, 2, 68, 34))
+    assert list(grid.getdata()) == list(Image.open(tmp_path / "each" / "seed000006.png").getdata())
+
+
+def test_generate_bad_input(generator_file, tmp_path):
+    assert_one_line_error(dcgan("generate", "--checkpoint", generator_file, "--num", 0), "--num must be between 1")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert_one_line_error(dcgan("generate", "--checkpoint", junk), "not a readable dcgan checkpoint")
+    assert_one_line_error(dcgan("generate", "--checkpoint", tmp_path / "absent.pt"), "checkpoint not found")
+    assert_one_line_error(dcgan("generate", "--checkpoint", generator_file, "--seed", -1), "--seed")
+
+
+def test_summary_prints_both_networks():
+    code, stdout, _ = dcgan("summary", "--preset", "classic", "--resolution", "64")
+    assert code == 0 and "Generator: 3,576,704 parameters" in stdout and "Discriminator" in stdout
+
+
+def test_resume_with_another_architecture_names_both_shapes(cifar_root, tmp_path):
+    common = ["--dataset", "folder", "--data-root", cifar_root / "train", "--classes", "automobile",
+              "--g-channels", 8, "--d-channels", 8, "--batch-size", 16, "--outdir", tmp_path]
+    code, _, stderr = dcgan("train", *common, "--kimg", 0.032)
+    assert code == 0, stderr
+    run = tmp_path / "00000-folder-modern"
+    assert (run / "checkpoint-last.pt").is_file()
+    assert_one_line_error(dcgan("train", "--resume", run, "--g-channels", 16, "--kimg", 0.064),
+                          "has shape", "in the checkpoint but", "in the model")
+    code, stdout, stderr = dcgan("train", "--resume", run, "--kimg", 0.064)
+    assert code == 0, stderr
+    assert "4 steps" in stdout

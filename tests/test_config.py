@@ -1,0 +1,54 @@
+import json
+
+import pytest
+
+from dcgan.config import resolve_config
+from dcgan.errors import UserError
+
+
+def test_classic_preset_is_radford_et_al():
+    c = resolve_config("classic")
+    assert (c.loss, c.g_norm, c.d_norm, c.spectral_norm) == ("bce", "batch", "batch", False)
+    assert (c.lr_g, c.lr_d, c.beta1, c.beta2, c.batch_size, c.z_dim) == (2e-4, 2e-4, 0.5, 0.999, 128, 100)
+    assert c.ema_kimg == 0 and c.augment_policy == [] and c.r1_gamma == 0
+
+
+def test_modern_preset_is_the_default():
+    c = resolve_config()
+    assert c.preset == "modern" and c.loss == "hinge" and c.spectral_norm and c.d_norm == "none"
+    assert c.r1_gamma > 0 and c.r1_interval == 16 and c.ema_kimg > 0
+    assert c.augment_policy == ["color", "translation", "cutout"]
+
+
+def test_file_overrides_preset_and_flags_override_file(tmp_path):
+    path = tmp_path / "settings.yaml"
+    path.write_text("batch-size: 32\nlr_d: 0.001\npreset: classic\n")
+    from dcgan.config import read_config_file
+
+    values = read_config_file(path)
+    c = resolve_config(file_values=values, overrides={"lr_d": "0.0005"})
+    assert c.preset == "classic" and c.batch_size == 32 and c.lr_d == 0.0005 and c.loss == "bce"
+
+
+def test_json_config_file(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"classes": ["automobile", "truck"], "hflip": False}))
+    from dcgan.config import read_config_file
+
+    c = resolve_config(file_values=read_config_file(path))
+    assert c.classes == ["automobile", "truck"] and c.hflip is False
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"batch_size": "abc"}, "--batch-size expects int"),
+    ({"resolution": 48}, "--resolution must be 32 or 64"),
+    ({"loss": "lsgan"}, "--loss must be one of"),
+    ({"diffaugment": "color,zoom"}, "unknown: zoom"),
+    ({"lr_g": "nan"}, "--lr-g expects float"),
+    ({"preset": "fancy"}, "--preset must be one of"),
+    ({"n_dis": 0}, "--n-dis must be at least 1"),
+    ({"bogus": 1}, "unknown setting 'bogus'"),
+])
+def test_bad_values_raise_one_clear_error(overrides, message):
+    with pytest.raises(UserError, match=message):
+        resolve_config(overrides=overrides)

@@ -1,0 +1,35 @@
+import copy
+
+import pytest
+import torch
+
+from dcgan.training.ema import ema_beta, update_ema
+
+
+@pytest.mark.parametrize("batch_size", [16, 64, 256])
+def test_half_life_in_images_does_not_depend_on_batch(batch_size):
+    # After ema_kimg * 1000 images the starting weights weigh one half, whatever the batch.
+    steps = 10_000 // batch_size
+    weight = ema_beta(batch_size, 10.0, cur_nimg=10**9) ** steps
+    assert weight == pytest.approx(0.5 ** (steps * batch_size / 10_000), rel=1e-9)
+    assert ema_beta(batch_size, 10.0, cur_nimg=10**9) == pytest.approx(0.5 ** (batch_size / 10_000))
+
+
+def test_rampup_caps_the_half_life():
+    # 1,000 images seen with ramp-up 0.05: the half-life is 50 images, not 10,000.
+    assert ema_beta(64, 10.0, cur_nimg=1000, rampup=0.05) == pytest.approx(0.5 ** (64 / 50))
+    assert ema_beta(64, 10.0, cur_nimg=10**7, rampup=0.05) == pytest.approx(0.5 ** (64 / 10_000))
+
+
+def test_update_moves_parameters_and_copies_buffers():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+        model[1].running_mean.fill_(7.0)
+    before = [p.clone() for p in ema.parameters()]
+    update_ema(ema, model, beta=0.75)
+    for old, new, target in zip(before, ema.parameters(), model.parameters()):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * target)
+    assert torch.equal(ema[1].running_mean, torch.full((2,), 7.0))

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from dcgan.config import PRESETS, resolve_config
+from dcgan.models import (MODEL_FAMILIES, build_discriminator, build_generator, discriminator_kwargs,
+                          generator_kwargs)
+
+
+@pytest.mark.parametrize("family", sorted(MODEL_FAMILIES))
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("resolution", [32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_output_shapes(family, preset, resolution, channels):
+    config = resolve_config(preset)
+    G = build_generator(family, **generator_kwargs(config, resolution, channels))
+    D = build_discriminator(family, **discriminator_kwargs(config, resolution, channels))
+    images = G(torch.randn(3, config.z_dim))
+    assert images.shape == (3, channels, resolution, resolution)
+    assert images.abs().max() <= 1.0  # tanh output
+    assert D(images).shape == (3,)
+
+
+def test_classic_widths_follow_radford():
+    G = build_generator(z_dim=100, img_resolution=64, img_channels=3, base_channels=64)
+    widths = [m.out_channels for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert widths == [512, 256, 128, 64, 3]  # ngf*8 at 4x4 ... 3 at 64x64, as in the paper
+
+
+def test_weights_drawn_from_normal_0_002():
+    torch.manual_seed(0)
+    G = build_generator(z_dim=100, img_resolution=32, img_channels=3, base_channels=64)
+    weight = G.main[0].weight
+    assert abs(weight.std().item() - 0.02) < 0.002 and abs(weight.mean().item()) < 0.002
+
+
+def test_spectral_norm_bounds_the_discriminator_weights():
+    D = build_discriminator(img_resolution=32, img_channels=3, base_channels=16, norm="none", spectral_norm=True)
+    for _ in range(30):  # power iterations converge during training-mode forwards
+        D(torch.randn(4, 3, 32, 32))
+    conv = D.features[0]
+    sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2).item()
+    assert sigma == pytest.approx(1.0, abs=0.05)
+
+
+def test_class_conditional_variant_uses_the_label():
+    torch.manual_seed(0)
+    G = build_generator(z_dim=16, img_resolution=32, img_channels=3, base_channels=8, num_classes=10)
+    D = build_discriminator(img_resolution=32, img_channels=3, base_channels=8, num_classes=10, norm="none")
+    G.eval()
+    z = torch.randn(2, 16)
+    a, b = G(z, torch.tensor([0, 0])), G(z, torch.tensor([1, 1]))
+    assert a.shape == (2, 3, 32, 32) and not torch.equal(a, b)
+    assert D(a, torch.tensor([0, 1])).shape == (2,)
+    with pytest.raises(ValueError, match="class labels"):
+        G(z)
