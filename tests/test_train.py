@@ -136,3 +136,30 @@ def test_training_on_cars_moves_samples_toward_the_data(tmp_path, cars):
     after = frechet_distance_8x8(generate_images(trained, seeds), cars.images[:2000])
     print(f"8x8 pixel Fréchet distance to the cars: untrained {before:.3f}, after 25 kimg {after:.3f}")
     assert after < 0.3 * before
+
+
+def test_wandb_logs_offline_without_login(tmp_path, few_cars, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = train(small_config(tmp_path, kimg=0.064, log=["wandb"]), data=few_cars, show_progress=False)
+    offline_runs = list((run / "wandb").glob("offline-run-*"))
+    assert offline_runs and list(offline_runs[0].glob("*.wandb"))
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_on_disjoint_shards(tmp_path, cifar_root):
+    import subprocess
+    import sys
+
+    result = subprocess.run(  # `torchrun` is `python -m torch.distributed.run`
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dcgan", "train", "--dataset", "folder",
+         "--data-root", cifar_root / "train", "--classes", "automobile", "--g-channels", "8",
+         "--d-channels", "8", "--batch-size", "16", "--kimg", "0.32", "--outdir", tmp_path, "--device", "cpu",
+         "--threads", "1"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = list(tmp_path.iterdir())
+    assert len(runs) == 1  # only rank 0 writes
+    state = load_checkpoint(runs[0] / "checkpoint-last.pt")
+    assert state["step"] == 10  # 320 images, 2 processes x 16 per step

@@ -162,8 +162,8 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             return
         grid = generate_from_latents(sampler, fixed_z)
         to_pil(make_grid(grid)).save(run_dir / "samples" / f"fakes-kimg{cur_nimg / 1000:09.2f}.png")
-        frames = [Image.open(p) for p in sorted((run_dir / "samples").glob("fakes*.png"))]
-        save_gif(frames, run_dir / "progress.gif")
+        save_gif([_read_image(p) for p in sorted((run_dir / "samples").glob("fakes*.png"))],
+                 run_dir / "progress.gif")
         plot_metrics(run_dir / "metrics.csv", run_dir)
         summary.update(step=step, kimg=round(cur_nimg / 1000, 3), epoch=round(cur_nimg / len(data), 3))
         save_checkpoint(checkpoint_state(), run_dir / "checkpoint-last.pt")
@@ -289,6 +289,11 @@ def write_real_vs_fake(data: ImageData, fakes: torch.Tensor, path: Path) -> None
     draw.text((2, 2), "real", fill="black")
     draw.text((real.width + gap + 2, 2), "generated", fill="black")
     canvas.save(path)
+
+
+def _read_image(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.copy()
 
 
 def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
