@@ -88,4 +88,4 @@ def save_images(images: torch.Tensor, outdir: str | Path, seeds) -> list[Path]:
 
 
 def save_gif(frames: list[Image.Image], path: str | Path, duration_ms: int = 200) -> None:
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)

@@ -45,9 +45,6 @@ def _field_help(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dcgan.checkpoint import load_checkpoint
-    from dcgan.training.loop import train
-
     given = {k: v for k, v in vars(args).items() if k in FIELDS}
     file_values = read_config_file(args.config) if getattr(args, "config", None) else {}
     lengths = ("epochs", "kimg", "minutes")
@@ -59,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_path = path / "checkpoint-last.pt" if path.is_dir() else path
         if path.is_dir() and not checkpoint_path.exists():
             raise UserError(f"{path} has no checkpoint-last.pt to resume from")
+        from dcgan.checkpoint import load_checkpoint
+
         resume_state = load_checkpoint(checkpoint_path)
         run_dir = checkpoint_path.parent
         saved = dict(resume_state["config"])
@@ -72,5 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "dry_run", False):
         print(json.dumps(config.to_dict(), indent=2))
         return 0
+    from dcgan.training.loop import train  # torch is imported only once the config is valid
+
     train(config, run_dir=run_dir, resume_state=resume_state)
     return 0

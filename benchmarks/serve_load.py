@@ -1,0 +1,119 @@
+"""Load test of `dcgan serve` on loopback: requests/s, p50/p99 latency and errors.
+
+Starts the real server (waitress) in a subprocess, then several client threads send
+`/api/generate` requests with random seeds for a bounded time, first for one image per
+request, then for 16. Traffic goes only to 127.0.0.1 and stops by itself.
+
+    python benchmarks/serve_load.py --checkpoint runs/00000-folder-modern [--clients 8 --seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(url: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("the server did not come up")
+
+
+def run_scenario(url: str, num: int, clients: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    stop_at = time.time() + seconds
+
+    def client(index: int) -> None:
+        nonlocal errors
+        rng = random.Random(index)
+        while time.time() < stop_at:
+            seed = rng.randrange(0, 2**31)
+            start = time.perf_counter()
+            try:
+                with urllib.request.urlopen(f"{url}/api/generate?seed={seed}&num={num}", timeout=30) as response:
+                    response.read()
+                    ok = response.status == 200
+            except (urllib.error.URLError, OSError):
+                ok = False
+            elapsed = time.perf_counter() - start
+            with lock:
+                if ok:
+                    latencies.append(elapsed)
+                else:
+                    errors += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    begin = time.time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.time() - begin
+    latencies.sort()
+    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
+    return {"num": num, "requests": len(latencies), "rps": len(latencies) / wall,
+            "images_per_s": len(latencies) * num / wall, "p50_ms": p(0.50), "p99_ms": p(0.99),
+            "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"), "errors": errors}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", help="run folder or generator file (default: modern preset, random weights)")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=15)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint
+        if checkpoint is None:
+            from dcgan.checkpoint import save_generator
+            from dcgan.config import resolve_config
+            from dcgan.models import build_generator, generator_kwargs
+
+            kwargs = generator_kwargs(resolve_config("modern"), 32, 3)
+            checkpoint = str(Path(tmp) / "generator.safetensors")
+            save_generator(build_generator(**kwargs), kwargs, Path(checkpoint))
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen([sys.executable, "-m", "dcgan", "serve", "--checkpoint", checkpoint,
+                                   "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_until_up(url)
+            print(f"{args.clients} concurrent clients, {args.seconds:g} s per scenario, server on {url}")
+            print(f"{'images/request':>14} {'requests':>9} {'req/s':>8} {'images/s':>9} {'p50 ms':>8} "
+                  f"{'p99 ms':>8} {'errors':>7}")
+            for num in (1, 16):
+                r = run_scenario(url, num, args.clients, args.seconds)
+                print(f"{r['num']:>14} {r['requests']:>9} {r['rps']:>8.1f} {r['images_per_s']:>9.1f} "
+                      f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7}")
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

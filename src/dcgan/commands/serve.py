@@ -1,0 +1,49 @@
+"""`dcgan serve`: a web gallery, a live view of training runs and an HTTP API (waitress WSGI)."""
+
+from __future__ import annotations
+
+import argparse
+
+from dcgan.errors import UserError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("serve", help="serve a web gallery and HTTP API", description=__doc__)
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
+                        help="a run folder, generator.safetensors or checkpoint .pt (repeatable)")
+    parser.add_argument("--runs", metavar="DIR", help="show the training runs in this folder (e.g. runs/)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    parser.add_argument("--max-images", type=int, default=64, help="most images one request may ask for")
+    parser.add_argument("--threads", type=int, default=4, help="server worker threads (default 4)")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="torch CPU threads for generation (default: all cores, at most 4)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    import torch
+
+    from dcgan.server import create_app, serve
+    from dcgan.training.distributed import pick_device
+
+    if not args.checkpoint:
+        raise UserError("pass at least one --checkpoint (a run folder or generator.safetensors)")
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port must be between 1 and 65535, not {args.port}")
+    if not 1 <= args.max_images <= 1024:
+        raise UserError(f"--max-images must be between 1 and 1024, not {args.max_images}")
+    if args.threads < 1 or args.torch_threads < 0:
+        raise UserError("--threads must be at least 1 and --torch-threads at least 0")
+    if args.runs and not Path(args.runs).is_dir():
+        raise UserError(f"--runs folder {args.runs} does not exist")
+    torch.set_num_threads(args.torch_threads or min(4, os.cpu_count() or 1))
+    app = create_app(args.checkpoint, args.runs, max_images=args.max_images,
+                     device=str(pick_device(args.device)))
+    print(f"serving {', '.join(app.config['MODELS'])} on http://{args.host}:{args.port}/", flush=True)
+    serve(app, args.host, args.port, threads=args.threads)
+    return 0

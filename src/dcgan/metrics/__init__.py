@@ -1,0 +1,1 @@
+"""Image-set statistics and distances. `frechet` holds the shared Fréchet-distance helper."""

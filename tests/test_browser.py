@@ -1,0 +1,81 @@
+"""A real browser (headless Chromium via Playwright) against the real server (waitress)."""
+
+import base64
+import io
+import os
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dcgan.checkpoint import save_generator
+from dcgan.models import build_generator
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory):
+    from waitress.server import create_server
+
+    from dcgan.server import create_app
+
+    kwargs = dict(z_dim=16, img_resolution=32, img_channels=3, base_channels=8, norm="batch", num_classes=0)
+    path = tmp_path_factory.mktemp("model") / "cars.safetensors"
+    torch.manual_seed(0)
+    save_generator(build_generator(**kwargs), kwargs, path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = create_server(create_app([str(path)]), host="127.0.0.1", port=port, threads=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.close()
+
+
+def decode(data_uri: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_uri.split(",", 1)[1]))))
+
+
+def test_gallery_new_samples_and_permalink(server_url):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Chromium (apt-get install chromium) for the browser test")
+        pytest.skip("Chromium is not installed")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page()
+        page.goto(f"{server_url}/?num=8")
+        before = page.eval_on_selector_all("img.sample", "els => els.map(e => [e.dataset.seed, e.src])")
+        assert len(before) == 8
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "gallery.png"), full_page=True)
+
+        page.click("#new-samples")
+        page.wait_for_load_state("load")
+        after = page.eval_on_selector_all("img.sample", "els => els.map(e => [e.dataset.seed, e.src])")
+        assert len(after) == 8
+        assert [s for s, _ in after] != [s for s, _ in before]  # new seeds
+        assert sum(a[1] != b[1] for a, b in zip(after, before)) >= 7  # and new pictures
+
+        # The third image's own permalink shows it alone, pixel for pixel.
+        seed, src = after[2]
+        page.click(f'figure:has(img[data-seed="{seed}"]) a.seed-link')
+        page.wait_for_load_state("load")
+        alone = page.eval_on_selector_all("img.sample", "els => els.map(e => [e.dataset.seed, e.src])")
+        assert [s for s, _ in alone] == [seed]
+        assert np.array_equal(decode(alone[0][1]), decode(src))
+        # Interpolation images loaded in the browser.
+        width = page.eval_on_selector("#interpolation", "e => e.naturalWidth")
+        assert width > 0
+        browser.close()

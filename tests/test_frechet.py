@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+
+from dcgan.metrics.frechet import feature_statistics, frechet_distance, pixel_frechet_distance
+
+
+def random_spd(rng, dim):
+    a = rng.standard_normal((dim, dim + 5))
+    return a @ a.T / dim
+
+
+@pytest.mark.parametrize("dim", [2, 16, 64])
+def test_eigenvalue_trace_matches_scipy_sqrtm(dim):
+    rng = np.random.default_rng(dim)
+    s1, s2 = random_spd(rng, dim), random_spd(rng, dim)
+    mu1, mu2 = rng.standard_normal(dim), rng.standard_normal(dim)
+    reference = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-8)
+
+
+def test_zero_for_identical_sets_and_symmetric():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((500, 8)), rng.standard_normal((400, 8)) + 0.5
+    assert frechet_distance(*feature_statistics(x), *feature_statistics(x)) == pytest.approx(0, abs=1e-8)
+    assert frechet_distance(*feature_statistics(x), *feature_statistics(y)) == pytest.approx(
+        frechet_distance(*feature_statistics(y), *feature_statistics(x)), rel=1e-9)
+
+
+def test_equal_covariances_leave_the_squared_mean_difference():
+    rng = np.random.default_rng(1)
+    sigma = random_spd(rng, 10)
+    mu1, mu2 = rng.standard_normal(10), rng.standard_normal(10)
+    assert frechet_distance(mu1, sigma, mu2, sigma) == pytest.approx(((mu1 - mu2) ** 2).sum(), rel=1e-6)
+
+
+def test_pixel_distance_grows_with_a_shift():
+    torch.manual_seed(0)
+    images = torch.randint(0, 200, (300, 3, 32, 32), dtype=torch.uint8)
+    assert pixel_frechet_distance(images, images) == pytest.approx(0, abs=1e-8)
+    assert pixel_frechet_distance(images, images + 20) > pixel_frechet_distance(images, images + 5) > 0

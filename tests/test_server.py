@@ -1,0 +1,145 @@
+"""Every route of the web app and every kind of bad input, through Flask's test client."""
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dcgan.checkpoint import save_generator
+from dcgan.models import build_generator
+from dcgan.server import create_app
+
+KWARGS = dict(z_dim=16, img_resolution=32, img_channels=3, base_channels=8, norm="batch", num_classes=0)
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    paths = []
+    for index, name in enumerate(("cars", "trucks")):
+        torch.manual_seed(index)
+        path = folder / f"{name}.safetensors"
+        save_generator(build_generator(**KWARGS), KWARGS, path)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory, cars):
+    from dcgan.config import resolve_config
+    from dcgan.data import ImageData
+    from dcgan.training.loop import train
+
+    root = tmp_path_factory.mktemp("runs")
+    config = resolve_config("modern", overrides=dict(g_channels=8, d_channels=8, batch_size=16, kimg=0.064,
+                                                     log_every=1, dataset="folder", outdir=str(root)))
+    train(config, data=ImageData(cars.images[:64], cars.labels[:64], cars.class_names), show_progress=False)
+    (root / "secret.txt").write_text("not for the web")
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(model_files, runs_dir):
+    return create_app(model_files, str(runs_dir), max_images=64).test_client()
+
+
+def png(response) -> np.ndarray:
+    assert response.mimetype == "image/png", response.data[:200]
+    return np.asarray(Image.open(io.BytesIO(response.data)))
+
+
+def test_healthz_and_models(client):
+    assert client.get("/healthz").get_json() == {"status": "ok", "models": 2}
+    models = client.get("/api/models").get_json()["models"]
+    assert [m["name"] for m in models] == ["cars", "trucks"]
+    assert models[0]["resolution"] == 32 and models[0]["z_dim"] == 16
+
+
+def test_generate_png_grid_and_json(client):
+    grid = png(client.get("/api/generate?model=cars&seed=3&num=4"))
+    assert grid.shape == (2 * 34 + 2, 2 * 34 + 2, 3)
+    body = client.get("/api/generate?model=cars&seed=3&num=4&format=json").get_json()
+    assert body["seeds"] == [3, 4, 5, 6] and body["model"] == "cars"
+    first = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["images"][0]))))
+    assert first.shape == (32, 32, 3)
+    assert np.array_equal(first, grid[2:34, 2:34])  # the grid's first cell is seed 3
+
+
+def test_same_seed_same_image_across_requests_and_restarts(client, model_files, runs_dir):
+    a = client.get("/api/generate?model=trucks&seed=42").data
+    b = client.get("/api/generate?model=trucks&seed=42").data
+    restarted = create_app(model_files, str(runs_dir)).test_client()
+    assert a == b == restarted.get("/api/generate?model=trucks&seed=42").data
+    assert a != client.get("/api/generate?model=cars&seed=42").data  # another model, another image
+
+
+def test_download_is_an_attachment(client):
+    response = client.get("/api/generate?model=cars&seed=1&num=2&download=1")
+    assert "attachment" in response.headers["Content-Disposition"]
+
+
+def test_interpolation_strip_and_gif(client):
+    strip = png(client.get("/api/interpolate?model=cars&from=1&to=2&steps=5"))
+    assert strip.shape == (36, 5 * 34 + 2, 3)
+    ends = png(client.get("/api/generate?model=cars&seed=1"))
+    assert np.array_equal(strip[2:34, 2:34], ends)  # the strip starts at seed 1's image
+    gif = client.get("/api/interpolate?model=cars&from=1&to=2&steps=5&format=gif")
+    assert gif.mimetype == "image/gif" and Image.open(io.BytesIO(gif.data)).n_frames == 8
+
+
+def test_gallery_page_shows_seeded_images(client):
+    page = client.get("/?model=trucks&seed=10&num=3").get_data(as_text=True)
+    assert page.count('class="sample"') == 3
+    for seed in (10, 11, 12):
+        assert f'data-seed="{seed}"' in page and f"seed={seed}&num=1" in page
+    assert '<option value="cars"' in page and "New samples" in page and "Download PNG" in page
+    assert "/api/interpolate?model=trucks&from=10&to=12" in page
+    # No seed: a fresh random one each time, so a refresh shows new images.
+    seeds = {client.get("/").get_data(as_text=True).split('data-seed="')[1].split('"')[0] for _ in range(3)}
+    assert len(seeds) == 3
+
+
+def test_runs_page_and_files(client, runs_dir):
+    run = next(p.name for p in runs_dir.iterdir() if p.is_dir())
+    page = client.get("/runs").get_data(as_text=True)
+    assert run in page and f"/runs/{run}/progress.gif" in page and "losses.png" in page
+    assert client.get(f"/runs/{run}/progress.gif").mimetype == "image/gif"
+    assert json.loads(client.get(f"/runs/{run}/config.json").data)["batch_size"] == 16
+
+
+@pytest.mark.parametrize("url, status, fragment", [
+    ("/api/generate?num=10000", 400, "'num' must be between 1 and 64"),
+    ("/api/generate?num=0", 400, "'num' must be between 1 and 64"),
+    ("/api/generate?seed=-1", 400, "'seed' must be between 0"),
+    ("/api/generate?seed=abc", 400, "'seed' must be an integer"),
+    ("/api/generate?seed=1e5", 400, "'seed' must be an integer"),
+    ("/api/generate?model=nope", 404, "unknown model 'nope'; loaded: cars, trucks"),
+    ("/api/generate?model=../../etc/passwd", 404, "unknown model"),
+    ("/api/generate?format=bmp", 400, "'format' must be one of png, json"),
+    ("/api/interpolate?to=3", 400, "missing parameter 'from'"),
+    ("/api/interpolate?from=1&to=2&steps=1000", 400, "'steps' must be between 2 and 32"),
+    ("/?num=65", 400, "'num' must be between 1 and 64"),
+    ("/runs/..%2fsecret.txt/x.png", 404, ""),
+    ("/runs/../secret.txt", 404, ""),
+    ("/runs/nope/progress.gif", 404, "no run named"),
+    ("/no/such/page", 404, "404 Not Found"),
+])
+def test_bad_input_gets_a_one_line_json_error(client, url, status, fragment):
+    response = client.get(url)
+    assert response.status_code == status
+    message = response.get_json()["error"]
+    assert fragment in message and "\n" not in message and "Traceback" not in message
+
+
+def test_run_files_only_of_allowed_kinds(client, runs_dir):
+    run = next(p.name for p in runs_dir.iterdir() if p.is_dir())
+    assert client.get(f"/runs/{run}/checkpoint-last.pt").status_code == 404
+
+
+def test_runs_page_needs_runs_folder(model_files):
+    response = create_app(model_files).test_client().get("/runs")
+    assert response.status_code == 404 and "without --runs" in response.get_json()["error"]
