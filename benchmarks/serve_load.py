@@ -44,6 +44,7 @@ def wait_until_up(url: str, timeout: float = 60) -> None:
 def run_scenario(url: str, num: int, clients: int, seconds: float) -> dict:
     latencies: list[float] = []
     errors = 0
+    error_kinds: dict[str, int] = {}
     lock = threading.Lock()
     stop_at = time.time() + seconds
 
@@ -57,8 +58,11 @@ def run_scenario(url: str, num: int, clients: int, seconds: float) -> dict:
                 with urllib.request.urlopen(f"{url}/api/generate?seed={seed}&num={num}", timeout=30) as response:
                     response.read()
                     ok = response.status == 200
-            except (urllib.error.URLError, OSError):
+            except (urllib.error.URLError, OSError) as error:
                 ok = False
+                with lock:
+                    kind = f"{type(error).__name__}: {error}"[:120]
+                    error_kinds[kind] = error_kinds.get(kind, 0) + 1
             elapsed = time.perf_counter() - start
             with lock:
                 if ok:
@@ -77,7 +81,8 @@ def run_scenario(url: str, num: int, clients: int, seconds: float) -> dict:
     p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
     return {"num": num, "requests": len(latencies), "rps": len(latencies) / wall,
             "images_per_s": len(latencies) * num / wall, "p50_ms": p(0.50), "p99_ms": p(0.99),
-            "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"), "errors": errors}
+            "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"), "errors": errors,
+            "error_kinds": error_kinds}
 
 
 def main() -> None:
@@ -99,8 +104,10 @@ def main() -> None:
             save_generator(build_generator(**kwargs), kwargs, Path(checkpoint))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
+        # The server's log goes to a file: an unread pipe would fill up and stall the server.
+        server_log = open(Path(tmp) / "server.log", "w")
         server = subprocess.Popen([sys.executable, "-m", "dcgan", "serve", "--checkpoint", checkpoint,
-                                   "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                   "--port", str(port)], stdout=server_log, stderr=subprocess.STDOUT)
         try:
             wait_until_up(url)
             print(f"{args.clients} concurrent clients, {args.seconds:g} s per scenario, server on {url}")
@@ -110,9 +117,12 @@ def main() -> None:
                 r = run_scenario(url, num, args.clients, args.seconds)
                 print(f"{r['num']:>14} {r['requests']:>9} {r['rps']:>8.1f} {r['images_per_s']:>9.1f} "
                       f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7}")
+                for kind, count in r["error_kinds"].items():
+                    print(f"  {count} x {kind}")
         finally:
             server.terminate()
             server.wait(timeout=10)
+            server_log.close()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,10 @@ def server_url(tmp_path_factory):
     kwargs = dict(z_dim=16, img_resolution=32, img_channels=3, base_channels=8, norm="batch", num_classes=0)
     path = tmp_path_factory.mktemp("model") / "cars.safetensors"
     torch.manual_seed(0)
-    save_generator(build_generator(**kwargs), kwargs, path)
+    generator = build_generator(**kwargs)
+    with torch.no_grad():
+        generator.main[-2].weight.mul_(30)  # untrained but visibly varied images
+    save_generator(generator, kwargs, path)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

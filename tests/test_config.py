@@ -17,7 +17,7 @@ def test_modern_preset_is_the_default():
     c = resolve_config()
     assert c.preset == "modern" and c.loss == "hinge" and c.spectral_norm and c.d_norm == "none"
     assert c.r1_gamma > 0 and c.r1_interval == 16 and c.ema_kimg > 0
-    assert c.augment_policy == ["color", "translation", "cutout"]
+    assert c.augment_policy == ["color", "translation"]  # cutout slows learning in a 15-minute budget
 
 
 def test_file_overrides_preset_and_flags_override_file(tmp_path):

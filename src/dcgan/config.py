@@ -129,7 +129,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "modern": dict(
         z_dim=128, g_channels=32, d_channels=64, g_norm="batch", d_norm="none", spectral_norm=True,
-        loss="hinge", r1_gamma=0.05, r1_interval=16, diffaugment="color,translation,cutout",
+        loss="hinge", r1_gamma=0.05, r1_interval=16, diffaugment="color,translation",
         batch_size=64, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, n_dis=1,
         ema_kimg=5.0, ema_rampup=0.05,
     ),
