@@ -120,3 +120,11 @@ def test_resume_with_another_architecture_names_both_shapes(cifar_root, tmp_path
     code, stdout, stderr = dcgan("train", "--resume", run, "--kimg", 0.064)
     assert code == 0, stderr
     assert "4 steps" in stdout
+
+
+def test_serve_bad_input(generator_file, tmp_path):
+    assert_one_line_error(dcgan("serve"), "pass at least one --checkpoint")
+    assert_one_line_error(dcgan("serve", "--checkpoint", tmp_path / "absent"), "checkpoint not found")
+    assert_one_line_error(dcgan("serve", "--checkpoint", generator_file, "--port", 99999), "--port must be between")
+    assert_one_line_error(dcgan("serve", "--checkpoint", generator_file, "--runs", tmp_path / "nope"),
+                          "--runs folder", "does not exist")

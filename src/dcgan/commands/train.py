@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -33,15 +34,22 @@ def register(subparsers) -> None:
 
 
 def _field_help(name: str) -> str:
+    """The comment after a TrainConfig field is its --help text."""
+    return _field_comments().get(name, name.replace("_", " "))
+
+
+@functools.cache
+def _field_comments() -> dict[str, str]:
     import inspect
 
     from dcgan import config
 
+    comments = {}
     for line in inspect.getsource(config.TrainConfig).splitlines():
-        stripped = line.strip()
-        if stripped.startswith(f"{name}:") and "#" in stripped:
-            return stripped.split("#", 1)[1].strip()
-    return name.replace("_", " ")
+        field_name, _, rest = line.strip().partition(":")
+        if rest and "#" in rest and field_name.isidentifier():
+            comments[field_name] = rest.split("#", 1)[1].strip()
+    return comments
 
 
 def run(args: argparse.Namespace) -> int:
