@@ -60,10 +60,11 @@ def project_loop(config, data, steps: int, warmup: int, outdir: str) -> float:
     run_dir = train(run, data=data, show_progress=True)
     with open(run_dir / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
-    timed = [row for row in rows if int(row["step"]) > warmup]
-    seconds = float(timed[-1]["seconds"]) - float(rows[rows.index(timed[0]) - 1]["seconds"])
-    images = (int(timed[-1]["step"]) - int(rows[rows.index(timed[0]) - 1]["step"])) * config.batch_size
-    return images / seconds
+    # From the last row logged during warm-up to the last row: whole logging intervals only.
+    first = max(i for i, row in enumerate(rows) if int(row["step"]) <= warmup)
+    start, end = rows[first], rows[-1]
+    images = (int(end["step"]) - int(start["step"])) * config.batch_size
+    return images / (float(end["seconds"]) - float(start["seconds"]))
 
 
 def main() -> None:

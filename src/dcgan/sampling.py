@@ -69,7 +69,13 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
 
 
 def to_pil(array: np.ndarray) -> Image.Image:
+    """(H, W, C) uint8 array -> PIL image (grayscale for one channel)."""
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+
+
+def image_to_pil(image: torch.Tensor) -> Image.Image:
+    """One (C, H, W) uint8 image -> PIL image."""
+    return to_pil(image.permute(1, 2, 0).numpy())
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> None:
@@ -82,7 +88,7 @@ def save_images(images: torch.Tensor, outdir: str | Path, seeds) -> list[Path]:
     paths = []
     for image, seed in zip(images, seeds):
         path = outdir / f"seed{int(seed):06d}.png"
-        to_pil(image.permute(1, 2, 0).numpy()).save(path)
+        image_to_pil(image).save(path)
         paths.append(path)
     return paths
 

@@ -9,6 +9,7 @@ and run files are served only from inside the `--runs` folder.
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import random
@@ -23,7 +24,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.utils import safe_join
 
 from dcgan.checkpoint import load_generator
-from dcgan.sampling import MAX_SEED, generate_images, interpolate, make_grid, save_gif, to_pil
+from dcgan.sampling import MAX_SEED, generate_images, image_to_pil, interpolate, make_grid, save_gif, to_pil
 
 RUN_FILES = ("progress.gif", "losses.png", "loss_variance.png", "real_vs_fake.png")
 
@@ -37,7 +38,6 @@ class BadRequest(Exception):
 @dataclass
 class LoadedModel:
     name: str
-    path: str
     generator: torch.nn.Module
     kwargs: dict
 
@@ -56,7 +56,7 @@ def load_models(checkpoints: list[str], device: str = "cpu") -> dict[str, Loaded
         name, n = base, 2
         while name in models:
             name, n = f"{base}-{n}", n + 1
-        models[name] = LoadedModel(name, str(path), generator, kwargs)
+        models[name] = LoadedModel(name, generator, kwargs)
     return models
 
 
@@ -102,8 +102,8 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
         image.save(buffer, format="PNG")
         return buffer.getvalue()
 
-    def png_data_uri(image: torch.Tensor) -> str:
-        return "data:image/png;base64," + base64.b64encode(png_bytes(to_pil(image.permute(1, 2, 0).numpy()))).decode()
+    def png_base64(image: torch.Tensor) -> str:
+        return base64.b64encode(png_bytes(image_to_pil(image))).decode()
 
     def generate(model: LoadedModel, seeds: range) -> torch.Tensor:
         with lock:
@@ -141,8 +141,7 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
         seeds = range(seed, seed + num)
         images = generate(model, seeds)
         if fmt == "json":
-            encoded = [png_data_uri(img).split(",", 1)[1] for img in images]
-            return jsonify(model=model.name, seeds=list(seeds), images=encoded)
+            return jsonify(model=model.name, seeds=list(seeds), images=[png_base64(img) for img in images])
         nrow = int_arg("nrow", 0, 0, max_images) or None
         data = png_bytes(to_pil(make_grid(images, nrow=nrow)))
         download = request.args.get("download") in ("1", "true")
@@ -159,11 +158,12 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
         with lock:
             images = interpolate(model.generator, seed_from, seed_to, steps)
         if fmt == "gif":
-            frames = [to_pil(img.permute(1, 2, 0).numpy()).resize((128, 128), 0) for img in images]
+            frames = [image_to_pil(img).resize((128, 128), 0) for img in images]
             frames += frames[-2:0:-1]  # there and back
             buffer = io.BytesIO()
             save_gif(frames, buffer, duration_ms=120)
-            return send_file(io.BytesIO(buffer.getvalue()), mimetype="image/gif")
+            buffer.seek(0)
+            return send_file(buffer, mimetype="image/gif")
         return send_file(io.BytesIO(png_bytes(to_pil(make_grid(images, nrow=steps)))), mimetype="image/png")
 
     # ------------------------------------------------------------------ pages
@@ -173,7 +173,8 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
         num = int_arg("num", 16, 1, max_images)
         seed = int_arg("seed", random_seed(), 0, MAX_SEED - num)
         seeds = range(seed, seed + num)
-        images = [(s, png_data_uri(img)) for s, img in zip(seeds, generate(model, seeds))]  # one batch
+        images = [(s, "data:image/png;base64," + png_base64(img))
+                  for s, img in zip(seeds, generate(model, seeds))]  # one batch
         return render_template("gallery.html", models=list(models), model=model.name, num=num, seed=seed,
                                images=images, max_images=max_images, has_runs=runs_root is not None)
 
@@ -203,16 +204,15 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
         samples = sorted((path / "samples").glob("fakes*.png")) if (path / "samples").is_dir() else []
         metrics = path / "metrics.csv"
         recently_written = metrics.is_file() and time.time() - metrics.stat().st_mtime < 120
-        last = {}
+        rows = []
         if metrics.is_file():
-            lines = metrics.read_text().strip().splitlines()
-            if len(lines) > 1:
-                last = dict(zip(lines[0].split(","), lines[-1].split(",")))
+            with open(metrics, newline="") as handle:
+                rows = list(csv.DictReader(handle))
         return {
             "name": path.name, "config": config, "training": recently_written and not summary_path.is_file(),
             "summary": json.loads(summary_path.read_text()) if summary_path.is_file() else None,
             "latest": f"samples/{samples[-1].name}" if samples else None,
-            "files": [name for name in RUN_FILES if (path / name).is_file()], "last": last,
+            "files": [name for name in RUN_FILES if (path / name).is_file()], "last": rows[-1] if rows else {},
         }
 
     app.config["MODELS"] = models
