@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ LOSSES = ("bce", "hinge", "wgan-gp")
 NORMS = ("batch", "instance", "none")
 AUGMENTS = ("color", "translation", "cutout")
 LOG_SINKS = ("tensorboard", "wandb")
+TRACKED_METRICS = ("", "fid-fast", "fid")
+INTERVAL_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
 
 
 @dataclass
@@ -70,6 +73,12 @@ class TrainConfig:
     grid_size: int = 64  # images in each fixed-noise grid
     log: list[str] = field(default_factory=list)  # extra sinks: tensorboard, wandb
     outdir: str = "runs"  # parent folder of run folders
+    # Metrics during training (the EMA generator; the best score keeps checkpoint-best.pt).
+    metric: str = ""  # fid-fast (the fast extractor) or fid (Inception); empty: none
+    metric_every: str = "2min"  # how often: a time (30s, 5min, 1h) or images (50kimg)
+    metric_samples: int = 5000  # generated images per evaluation
+    fast_extractor: str = ""  # for fid-fast: an extractor file; empty: this dataset's (trained once if missing)
+    inception_weights: str = ""  # for fid: the weights file; empty: $DCGAN_INCEPTION_WEIGHTS or the hub cache
     # System.
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     seed: int = 0
@@ -107,6 +116,10 @@ class TrainConfig:
         require(1 <= self.grid_size <= 256, f"--grid-size must be in 1..256, not {self.grid_size}")
         bad_sinks = [s for s in self.log if s not in LOG_SINKS]
         require(not bad_sinks, f"--log takes {', '.join(LOG_SINKS)}; unknown: {', '.join(bad_sinks)}")
+        require(self.metric in TRACKED_METRICS, f"--metric must be {' or '.join(TRACKED_METRICS[1:])}, "
+                                                 f"not {self.metric!r}")
+        parse_interval(self.metric_every)
+        require(self.metric_samples >= 2, f"--metric-samples must be at least 2, not {self.metric_samples}")
         require(self.threads >= 0, f"--threads must be >= 0, not {self.threads}")
         require(self.seed >= 0, f"--seed must be >= 0, not {self.seed}")
         return self
@@ -117,6 +130,17 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def parse_interval(text: str) -> tuple[str, float]:
+    """'5min', '30s', '1h' -> ('seconds', 300.0); '50kimg' or '50-kimg' -> ('kimg', 50.0)."""
+    value = str(text).strip().lower().replace(" ", "")
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)-?(kimg|s|sec|min|m|h)", value)
+    if not match or float(match.group(1)) <= 0:
+        raise UserError(f"--metric-every takes a time (30s, 5min, 1h) or a number of images (50kimg), "
+                        f"not {text!r}")
+    amount, unit = float(match.group(1)), match.group(2)
+    return ("kimg", amount) if unit == "kimg" else ("seconds", amount * INTERVAL_UNITS[unit])
 
 
 # The classic recipe is Radford et al. 2015 as published; the modern one is tuned for

@@ -22,10 +22,24 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
 
 
-def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (D,) and unbiased covariance (D, D) of (N, D) features, in float64."""
-    features = np.asarray(features, np.float64)
-    return features.mean(axis=0), np.cov(features, rowvar=False)
+def feature_statistics(features: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and unbiased covariance (D, D) of (N, D) features, in float64 (as `np.cov`).
+
+    Accumulated `chunk` rows at a time, so 50k x 2048 float32 features need no float64 copy.
+    """
+    features = np.asarray(features)
+    n = len(features)
+    if n < 2:
+        raise ValueError("a covariance needs at least 2 feature vectors")
+    mu = np.zeros(features.shape[1])
+    for start in range(0, n, chunk):
+        mu += features[start:start + chunk].sum(axis=0, dtype=np.float64)
+    mu /= n
+    sigma = np.zeros((features.shape[1], features.shape[1]))
+    for start in range(0, n, chunk):
+        centered = features[start:start + chunk].astype(np.float64) - mu
+        sigma += centered.T @ centered
+    return mu, sigma / (n - 1)
 
 
 def pixel_features(images: torch.Tensor, size: int = 8) -> np.ndarray:

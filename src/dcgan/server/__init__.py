@@ -26,7 +26,7 @@ from werkzeug.utils import safe_join
 from dcgan.checkpoint import load_generator
 from dcgan.sampling import MAX_SEED, generate_images, image_to_pil, interpolate, make_grid, save_gif, to_pil
 
-RUN_FILES = ("progress.gif", "losses.png", "loss_variance.png", "real_vs_fake.png")
+RUN_FILES = ("progress.gif", "losses.png", "loss_variance.png", "metric.png", "real_vs_fake.png")
 
 
 class BadRequest(Exception):

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from dcgan.checkpoint import load_state_checked, save_checkpoint, save_generator
+from dcgan.checkpoint import load_checkpoint, load_state_checked, save_checkpoint, save_generator
 from dcgan.config import TrainConfig
 from dcgan.data import BatchStream, ImageData, load_dataset
 from dcgan.errors import UserError
@@ -27,6 +27,7 @@ from dcgan.sampling import generate_from_latents, latents_from_seeds, make_grid,
 from dcgan.training import distributed
 from dcgan.training.ema import ema_beta, update_ema
 from dcgan.training.report import RunLog, plot_metrics
+from dcgan.training.tracking import MetricTracker
 from dcgan.training.run_dir import (count_parameters, environment_info, model_summary, new_run_dir,
                                     write_json)
 
@@ -109,6 +110,16 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         if device.type == "cuda" and resume_state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(resume_state["rng_cuda"], device)
 
+    # Metric tracking: the extractor and the training data's statistics, before any file is written.
+    tracker = None
+    if config.metric and process.is_main:
+        with torch.random.fork_rng(devices=[]):  # Building networks draws random numbers: not from the run's.
+            tracker = MetricTracker(config, data, device, summary, progress=show_progress)
+        if run_dir is not None and (run_dir / "checkpoint-best.pt").is_file():
+            best_on_disk = load_checkpoint(run_dir / "checkpoint-best.pt")["summary"].get("best")
+            if best_on_disk and (tracker.best is None or best_on_disk["value"] < tracker.best["value"]):
+                tracker.best = summary["best"] = best_on_disk  # Killed after a best, before the last save.
+
     if process.is_main:
         if run_dir is None:
             run_dir = new_run_dir(config.outdir, config.dataset, config.preset)
@@ -171,11 +182,33 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                        extra={"step": step, "kimg": cur_nimg / 1000, "dataset": config.dataset,
                               "classes": config.classes})
 
+    def evaluate_metric() -> None:
+        """Score the EMA generator; a best score writes checkpoint-best.pt and generator-best.safetensors."""
+        value = tracker.evaluate(sampler, cur_nimg)
+        epoch = cur_nimg / len(data)
+        log.write_row(step=step, kimg=round(cur_nimg / 1000, 4), epoch=round(epoch, 4),
+                      seconds=round(elapsed_before + time.time() - start_time, 2), **{tracker.column: value})
+        note = ""
+        if tracker.is_best(value):
+            summary["best"] = tracker.record_best(value, step, cur_nimg, epoch)
+            save_checkpoint(checkpoint_state(), run_dir / "checkpoint-best.pt")
+            save_generator(sampler, g_kwargs, run_dir / "generator-best.safetensors",
+                           extra={"step": step, "kimg": cur_nimg / 1000, "dataset": config.dataset,
+                                  "classes": config.classes, tracker.column: value})
+            note = " (best)"
+        elif tracker.best is not None:
+            note = f" (best {tracker.best['value']:.3f} at {tracker.best['kimg']:g} kimg)"
+        summary["metric_seconds"] = round(tracker.seconds_spent, 2)
+        plot_metrics(run_dir / "metrics.csv", run_dir)
+        progress.write(f"{tracker.title} {value:.3f} at {cur_nimg / 1000:.1f} kimg{note}")
+
     # Train.
     progress = tqdm(total=None if math.isinf(total_nimg) else int(total_nimg), initial=cur_nimg,
                     unit="img", unit_scale=True, dynamic_ncols=True, disable=not (show_progress and process.is_main))
     start_time = time.time()
     tick_time, tick_nimg = start_time, cur_nimg
+    if tracker is not None:
+        tracker.start(cur_nimg)
     epoch_rows: list[dict] = []
     current_epoch = stream.epoch
     stop_reason = "length reached"
@@ -247,8 +280,12 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                                    f"{mean['images_per_s']:.0f} img/s  ({cur_nimg / 1000:.1f} kimg)")
                 current_epoch, epoch_rows = stream.epoch, []
 
-            # Save snapshot.
+            # Evaluate metrics.
             out_of_time = elapsed_before + time.time() - start_time >= deadline
+            if tracker is not None and tracker.due(cur_nimg, final=cur_nimg >= total_nimg or out_of_time):
+                evaluate_metric()
+
+            # Save snapshot.
             if cur_nimg >= next_snapshot or cur_nimg >= total_nimg or out_of_time:
                 take_snapshot()
                 next_snapshot = (cur_nimg // snapshot_nimg + 1) * snapshot_nimg
@@ -268,9 +305,17 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         write_real_vs_fake(data, generate_from_latents(sampler, fixed_z), run_dir / "real_vs_fake.png")
         summary.update(step=step, kimg=round(cur_nimg / 1000, 3), epoch=round(cur_nimg / len(data), 3),
                        seconds=round(seconds, 1), stop_reason=stop_reason)
+        if tracker is not None:
+            summary.update(metric_fraction=round(tracker.seconds_spent / max(seconds, 1e-9), 4),
+                           metric_protocol=tracker.describe())
         write_json(run_dir / "summary.json", summary)
         print(f"done: {step} steps, {cur_nimg / 1000:.1f} kimg in {seconds / 60:.1f} min ({stop_reason}); "
               f"run folder {run_dir}")
+        if tracker is not None and tracker.best is not None:
+            best = tracker.best
+            print(f"best {tracker.title} {best['value']:.3f} at step {best['step']} ({best['kimg']:g} kimg, "
+                  f"epoch {best['epoch']:g}): checkpoint-best.pt; {tracker.seconds_spent / max(seconds, 1e-9):.1%} "
+                  f"of the time went to evaluation")
     distributed.shutdown(process)
     return run_dir if process.is_main else None
 

@@ -18,7 +18,8 @@ import torch
 from dcgan.errors import UserError
 
 COLUMNS = ["step", "kimg", "epoch", "seconds", "loss_d", "loss_g", "d_real", "d_fake", "r1", "gp",
-           "grad_norm_g", "grad_norm_d", "lr_g", "lr_d", "ema_beta", "images_per_s"]
+           "grad_norm_g", "grad_norm_d", "lr_g", "lr_d", "ema_beta", "images_per_s", "fid", "fid_fast"]
+METRIC_COLUMNS = {"fid": "FID (Inception)", "fid_fast": "FID-fast (fast features, not Inception FID)"}
 
 
 class RunLog:
@@ -67,6 +68,12 @@ class RunLog:
         row.update(fields)
         self.sums.clear()
         self.counts.clear()
+        return self.write_row(**row)
+
+    def write_row(self, **row) -> dict:
+        """Write `row` as it is (a metric score, say), leaving what was reported for the next flush."""
+        if self.run_dir is None:
+            return {}
         self.writer.writerow({k: _format(v) for k, v in row.items()})
         self.csv_file.flush()
         step = int(row["step"])
@@ -127,15 +134,22 @@ def plot_metrics(csv_path: Path, out_dir: Path, window: int = 25) -> None:
     if "kimg" not in columns or len(columns["kimg"]) < 2:
         return
     kimg = np.array(columns["kimg"])
+
+    def series(name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(kimg, values) of the rows that have `name`: metric rows have no losses and vice versa."""
+        values = np.array(columns.get(name, [math.nan] * len(kimg)))
+        present = ~np.isnan(values)
+        return kimg[present], values[present]
+
     fig, (ax_loss, ax_out) = plt.subplots(1, 2, figsize=(11, 4))
     for name, label in (("loss_d", "L_D"), ("loss_g", "L_G")):
         if name in columns:
-            ax_loss.plot(kimg, columns[name], label=label, linewidth=1)
+            ax_loss.plot(*series(name), label=label, linewidth=1)
     ax_loss.set(xlabel="kimg", ylabel="loss", title="Losses")
     ax_loss.legend()
     for name, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
         if name in columns:
-            ax_out.plot(kimg, columns[name], label=label, linewidth=1)
+            ax_out.plot(*series(name), label=label, linewidth=1)
     ax_out.set(xlabel="kimg", ylabel="mean logit", title="Discriminator outputs")
     ax_out.legend()
     fig.tight_layout()
@@ -144,16 +158,30 @@ def plot_metrics(csv_path: Path, out_dir: Path, window: int = 25) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, label in (("loss_d", "L_D"), ("loss_g", "L_G")):
-        if name in columns and len(columns[name]) >= 2:
-            values = np.array(columns[name])
+        at, values = series(name)
+        if len(values) >= 2:
             w = min(window, len(values))
             variance = [values[max(0, i - w + 1):i + 1].var() for i in range(len(values))]
-            ax.plot(kimg, variance, label=label, linewidth=1)
+            ax.plot(at, variance, label=label, linewidth=1)
     ax.set(xlabel="kimg", ylabel=f"variance over {window} rows", title="Loss variance", yscale="log")
     ax.legend()
     fig.tight_layout()
     atomic_savefig(fig, out_dir / "loss_variance.png")
     plt.close(fig)
+
+    for name, label in METRIC_COLUMNS.items():
+        at, values = series(name)
+        if len(values) == 0:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(at, values, marker="o", markersize=3, linewidth=1, label=label)
+        best = int(np.argmin(values))
+        ax.scatter([at[best]], [values[best]], color="red", zorder=3, label=f"best {values[best]:.3f} at {at[best]:g} kimg")
+        ax.set(xlabel="kimg", ylabel=name, title=label)
+        ax.legend()
+        fig.tight_layout()
+        atomic_savefig(fig, out_dir / "metric.png")
+        plt.close(fig)
 
 
 def atomic_savefig(fig, path: Path) -> None:

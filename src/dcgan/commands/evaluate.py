@@ -1,0 +1,200 @@
+"""`dcgan evaluate`: FID / IS / KID of a generator against a reference set, with the protocol recorded.
+
+    dcgan evaluate --checkpoint runs/00003-cifar10-modern --metrics fid,is,kid --num-gen 10000 --ref cifar10-train
+    dcgan evaluate --real-vs-real --ref cifar10/train --real cifar10/test --classes automobile --num-gen 1000
+
+The reference is a dataset split, an image folder or a .npz statistics file; by default, the data
+the run was trained on. Scores are printed and appended to <checkpoint>.metrics.json beside the
+checkpoint. `--features fast` scores with the toolkit's fast extractor instead of Inception: those
+scores are named FID-fast, KID-fast and IS-fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from dcgan.errors import UserError
+
+MAX_IMAGES = 1_000_000
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="score a generator with FID / IS / KID", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", metavar="PATH", help="a run folder, generator*.safetensors or checkpoint-*.pt")
+    parser.add_argument("--metrics", default="fid", help="comma-separated: fid, is, kid (default fid)")
+    parser.add_argument("--num-gen", type=int, default=10_000, help="generated images (default 10,000)")
+    parser.add_argument("--ref", metavar="REF",
+                        help="reference: cifar10-train (any dataset-split), an image folder or a .npz statistics "
+                             "file (default: the run's training data)")
+    parser.add_argument("--classes", default="", help="comma-separated classes of the reference (names or indices)")
+    parser.add_argument("--data-root", default="data", help="where torchvision datasets live (default data)")
+    parser.add_argument("--download", action="store_true", help="let torchvision download the reference dataset")
+    parser.add_argument("--real-vs-real", action="store_true",
+                        help="score --num-gen images of a second real set (--real) against the reference")
+    parser.add_argument("--real", metavar="REF", help="with --real-vs-real: the second real set "
+                                                      "(default: the reference's test split)")
+    parser.add_argument("--features", default="inception", choices=("inception", "fast"),
+                        help="inception (FID/IS/KID) or fast (FID-fast...; see `dcgan features`)")
+    parser.add_argument("--inception-weights", metavar="PATH",
+                        help="pt_inception-2015-12-05-6726825d.pth (default: $DCGAN_INCEPTION_WEIGHTS, then "
+                             "the torch hub cache, then a download)")
+    parser.add_argument("--offline", action="store_true", help="never download the Inception weights")
+    parser.add_argument("--fast-extractor", metavar="FILE", help="a fast extractor from `dcgan features train`")
+    parser.add_argument("--seed", type=int, default=0, help="first generation seed; image i uses seed + i")
+    parser.add_argument("--metric-seed", type=int, default=2020, help="seed of KID subsets and IS splits (2020)")
+    parser.add_argument("--kid-subsets", type=int, default=100)
+    parser.add_argument("--kid-subset-size", type=int, default=1000)
+    parser.add_argument("--is-splits", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--no-ema", action="store_true", help="score the raw generator of a checkpoint .pt")
+    parser.add_argument("--no-cache", action="store_true", help="recompute the reference statistics")
+    parser.add_argument("--out", metavar="JSON", help="append the result here (default: beside the checkpoint)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    parser.set_defaults(run=run)
+
+
+def parse_metrics(text: str) -> list[str]:
+    from dcgan.metrics import METRICS
+
+    names = [m.strip().lower() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise UserError(f"--metrics takes {', '.join(METRICS)}; got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    if args.real_vs_real == bool(args.checkpoint):
+        raise UserError("pass --checkpoint (score a generator) or --real-vs-real (score real images), one of them")
+    if not 2 <= args.num_gen <= MAX_IMAGES:
+        raise UserError(f"--num-gen must be between 2 and {MAX_IMAGES:,}, not {args.num_gen}")
+    if args.seed < 0 or args.metric_seed < 0:
+        raise UserError("--seed and --metric-seed must be non-negative")
+    if args.batch_size < 1 or args.kid_subsets < 1 or args.kid_subset_size < 2 or args.is_splits < 1:
+        raise UserError("--batch-size, --kid-subsets and --is-splits must be at least 1, --kid-subset-size at least 2")
+    if args.is_splits > args.num_gen:
+        raise UserError(f"--is-splits {args.is_splits} needs at least as many images, not --num-gen {args.num_gen}")
+    if args.real and not args.real_vs_real:
+        raise UserError("--real goes with --real-vs-real")
+
+
+def run_config(checkpoint: Path) -> dict | None:
+    """The training config of the run a checkpoint belongs to, if it is in a run folder."""
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    path = folder / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def default_second_set(reference) -> "RealSource":
+    from dcgan.metrics.reference import RealSource
+
+    if isinstance(reference, RealSource):
+        if reference.dataset != "folder" and reference.split == "train":
+            return RealSource(reference.dataset, reference.root, "test", reference.classes, reference.download)
+        root = Path(reference.root)
+        for test in (root / "test", root.parent / "test" if root.name == "train" else None):
+            if test is not None and test.is_dir():
+                return RealSource("folder", str(test), "test", reference.classes)
+    raise UserError("--real-vs-real needs a second real set: pass --real (a dataset split or an image folder)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dcgan.checkpoint import load_generator, resolve_generator_path
+    from dcgan.metrics import MetricOptions, compute_scores
+    from dcgan.metrics.evaluate import (append_record, check_reference_fits, format_scores, generated_features,
+                                        load_extractor, make_record, real_features, real_sample)
+    from dcgan.metrics.reference import RealSource, load_stats, parse_reference, reference_features
+    from dcgan.training.distributed import pick_device
+
+    check_arguments(args)
+    metrics = parse_metrics(args.metrics)
+    options = MetricOptions(kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
+                            is_splits=args.is_splits, seed=args.metric_seed)
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    device = pick_device(args.device)
+    started = time.time()
+
+    # What is scored: a generator, or a sample of a second real set.
+    generator, checkpoint, second = None, None, None
+    if args.checkpoint:
+        checkpoint = resolve_generator_path(args.checkpoint)
+        generator, kwargs = load_generator(checkpoint, device, use_ema=not args.no_ema)
+        resolution, channels = kwargs["img_resolution"], kwargs["img_channels"]
+    else:
+        resolution = channels = 0
+
+    # Against what.
+    if args.ref:
+        reference = parse_reference(args.ref, data_root=args.data_root, classes=classes, download=args.download)
+    else:
+        config = run_config(Path(args.checkpoint)) if args.checkpoint else None
+        if config is None:
+            raise UserError("pass --ref (a dataset split such as cifar10-train, an image folder or a .npz file); "
+                            "there is no run config.json beside the checkpoint to take the training data from")
+        reference = RealSource(config["dataset"], config["data_root"], config["split"], classes or config["classes"],
+                               config.get("download", False))
+    if args.real_vs_real:
+        second = parse_reference(args.real, data_root=args.data_root, classes=classes, download=args.download) \
+            if args.real else default_second_set(reference)
+        if not isinstance(second, RealSource):
+            raise UserError("--real must be a dataset split or an image folder, not a statistics file")
+
+    # The extractor first: a missing weights file fails before any image is made.
+    source = reference if isinstance(reference, RealSource) else None
+    extractor = load_extractor(args.features, inception_weights=args.inception_weights,
+                               allow_download=not args.offline, fast_extractor=args.fast_extractor, source=source,
+                               resolution=resolution, channels=channels, device=device)
+
+    # Reference statistics (cached), then the scored set's features, streamed.
+    if isinstance(reference, Path):
+        reference_set = load_stats(reference)
+        check_reference_fits(metrics, reference_set, extractor, str(reference))
+        if reference_set.metadata and reference_set.metadata.get("extractor") != extractor.identity():
+            raise UserError(f"{reference} was computed with another extractor "
+                            f"({reference_set.metadata.get('extractor', {}).get('name')}, other weights); "
+                            f"refusing to compare")
+        reference_info = {"kind": "statistics file", "path": str(reference.resolve()),
+                          "num_images": reference_set.count or None, "metadata": reference_set.metadata or
+                          "none (pytorch-fid format): assumed to be Inception pool3 statistics"}
+    else:
+        data = reference.load(resolution, channels)
+        if data.channels != (channels or data.channels):
+            raise UserError(f"the reference has {data.channels} channels, the generator {channels}")
+        reference_set = reference_features(extractor, reference, data, batch_size=args.batch_size,
+                                           use_cache=not args.no_cache)
+        reference_info = {"kind": "images", **reference_set.metadata["data"], "name": reference.name}
+    if generator is not None:
+        scored = generated_features(generator, extractor, args.num_gen, seed=args.seed, batch_size=args.batch_size)
+        scored_info = {"kind": "generated", "checkpoint": str(checkpoint.resolve()),
+                       "weights": "raw" if args.no_ema else "EMA where the checkpoint has one",
+                       "num_images": args.num_gen, "seeds": f"{args.seed}-{args.seed + args.num_gen - 1}",
+                       "latents": "image i: randn(z_dim) from a generator seeded with seed + i",
+                       "quantization": "generator output in [-1, 1] -> uint8 by rounding 127.5 * (x + 1)"}
+    else:
+        data_b = real_sample(second.load(reference_set.metadata.get("data", {}).get("resolution", 0),
+                                         reference_set.metadata.get("data", {}).get("channels", 0)),
+                             args.num_gen, args.seed)
+        scored = real_features(extractor, data_b, batch_size=args.batch_size)
+        scored_info = {"kind": "real", **second.describe(), "name": second.name, "num_images": len(data_b),
+                       "sample_seed": args.seed}
+
+    scores = compute_scores(metrics, scored, reference_set, extractor.kind, options)
+    record = make_record(scores, extractor, metrics=metrics, generated=scored_info, reference=reference_info,
+                         options=options, seconds=time.time() - started, device=str(device))
+
+    for line in format_scores(scores, metrics, extractor.kind):
+        print(line)
+    what = f"{args.num_gen:,} generated" if generator is not None else f"{args.num_gen:,} of {second.name}"
+    against = reference.name if isinstance(reference, RealSource) else str(reference)
+    print(f"{what} vs {reference_set.count:,} of {against}; {extractor.summary()}")
+
+    out = Path(args.out) if args.out else (checkpoint.with_name(checkpoint.stem + ".metrics.json") if checkpoint else None)
+    if out is not None:
+        subject = {"checkpoint": str(checkpoint.resolve())} if checkpoint else {"real_vs_real": True}
+        append_record(out, record, subject)
+        print(f"wrote {out}")
+    return 0

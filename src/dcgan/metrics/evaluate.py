@@ -1,0 +1,119 @@
+"""Scoring a generator, or one real set, against a reference set: what `dcgan evaluate` and the
+training loop call. Every result carries its protocol: the extractor and its weights' SHA-256,
+how images were resized, how many generated and reference images, which data, which seeds.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import torch
+
+from dcgan import __version__
+from dcgan.data import ImageData
+from dcgan.errors import UserError
+from dcgan.metrics import METRICS, MetricOptions, score_key, score_title
+from dcgan.metrics.features import FeatureExtractor, FeatureSet, extract_features, generated_batches, image_batches
+from dcgan.metrics.reference import RealSource
+
+EXTRACTORS = ("inception", "fast")
+
+
+def load_extractor(kind: str, *, inception_weights: str | None = None, allow_download: bool = True,
+                   fast_extractor: str | None = None, source: RealSource | None = None, resolution: int = 0,
+                   channels: int = 0, device: str | torch.device = "cpu", progress: bool = True) -> FeatureExtractor:
+    """The Inception network, or the fast extractor of `source`'s dataset (trained now if not cached)."""
+    if kind == "inception":
+        from dcgan.metrics.inception import load_inception
+
+        return load_inception(inception_weights, allow_download=allow_download, device=device)
+    from dcgan.metrics.fast import FastExtractor, ensure_fast_extractor
+
+    if fast_extractor:
+        return FastExtractor(fast_extractor, device)
+    if source is None:
+        raise UserError("fast features need a dataset to learn from: pass --fast-extractor FILE "
+                        "(from `dcgan features train`) or a dataset/folder as --ref")
+    path = ensure_fast_extractor(source.dataset, source.root, resolution=resolution, channels=channels,
+                                 download=source.download, device=device, progress=progress)
+    return FastExtractor(path, device)
+
+
+def generated_features(generator: torch.nn.Module, extractor: FeatureExtractor, num: int, *, seed: int = 0,
+                       batch_size: int = 64, progress: bool = True) -> FeatureSet:
+    """Features of `num` generated images, image i from seed `seed + i`, generated as they are consumed."""
+    seeds = range(seed, seed + num)
+    return extract_features(extractor, generated_batches(generator, seeds, batch_size), num,
+                            desc=f"{extractor.label} features of {num:,} generated images", progress=progress)
+
+
+def real_sample(data: ImageData, num: int, seed: int) -> ImageData:
+    """`num` images drawn without replacement (seeded), for the real side of a real-vs-real score."""
+    if num > len(data):
+        raise UserError(f"--num-gen {num:,} is more than the {len(data):,} images of the second real set")
+    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num]
+    return ImageData(data.images[pick], data.labels[pick], data.class_names)
+
+
+def real_features(extractor: FeatureExtractor, data: ImageData, *, batch_size: int = 64,
+                  progress: bool = True) -> FeatureSet:
+    return extract_features(extractor, image_batches(data.images, batch_size), len(data),
+                            desc=f"{extractor.label} features of {len(data):,} real images", progress=progress)
+
+
+def check_reference_fits(metrics: list[str], reference: FeatureSet, extractor: FeatureExtractor, origin: str) -> None:
+    """Refuse a statistics file that cannot give the asked-for scores with this extractor."""
+    if reference.mu.shape[0] != extractor.feature_dim:
+        raise UserError(f"{origin} holds {reference.mu.shape[0]}-d statistics; the {extractor.label} "
+                        f"extractor gives {extractor.feature_dim}-d features")
+    if not reference.metadata and extractor.kind != "inception":
+        raise UserError(f"{origin} has no metadata saying which extractor made it; only Inception statistics "
+                        f"(pytorch-fid's mu/sigma files) are accepted without it")
+    if any(METRICS[m].needs_reference_features for m in metrics) and reference.features is None:
+        raise UserError(f"KID needs the reference set's features; {origin} holds only mu and sigma")
+
+
+def make_record(scores: dict, extractor: FeatureExtractor, *, metrics: list[str], generated: dict,
+                reference: dict, options: MetricOptions, seconds: float, device: str) -> dict:
+    protocol = {"metrics": metrics, "feature_extractor": extractor.describe(), "generated": generated,
+                "reference": reference}
+    if "kid" in metrics:
+        protocol["kid"] = {"kernel": "(x.y / d + 1)^3", "estimator": "unbiased MMD^2",
+                           "subsets": options.kid_subsets, "subset_size": options.kid_subset_size,
+                           "seed": options.seed}
+    if "is" in metrics:
+        protocol["is"] = {"splits": options.is_splits, "seed": options.seed,
+                          "logits": "unbiased (fc without bias)" if extractor.kind == "inception" else "classifier"}
+    protocol.update({"dcgan": __version__, "torch": torch.__version__, "device": device,
+                     "seconds": round(seconds, 1)})
+    return {"time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "scores": scores,
+            "protocol": protocol}
+
+
+def format_scores(scores: dict, metrics: list[str], extractor_kind: str) -> list[str]:
+    lines = []
+    for name in metrics:
+        key = score_key(name, extractor_kind)
+        value, spread = scores[key], scores.get(f"{key}_std")
+        digits = 5 if name == "kid" else 4
+        text = f"{score_title(name, extractor_kind):<9} {value:.{digits}g}"
+        lines.append(text + (f" ± {spread:.{digits - 2}g}" if spread is not None else ""))
+    return lines
+
+
+def append_record(path: Path, record: dict, subject: dict) -> None:
+    """Add one evaluation to the JSON file `path` ({..subject, "evaluations": [...]}), atomically."""
+    from dcgan.checkpoint import atomic_write
+
+    document = {**subject, "evaluations": []}
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+            if isinstance(previous, dict) and isinstance(previous.get("evaluations"), list):
+                document["evaluations"] = previous["evaluations"]
+        except (OSError, ValueError):
+            pass  # An unreadable file is replaced rather than lost in a crash: it had no valid content.
+    document["evaluations"].append(record)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(document, indent=2) + "\n"))

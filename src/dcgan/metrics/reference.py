@@ -1,0 +1,151 @@
+"""Reference image sets and their cached statistics.
+
+`--ref` names a reference set:
+
+    cifar10-train, cifar10-test, mnist-test, ...   a torchvision dataset split under --data-root
+    path/to/folder                                  an image folder (root/<class>/*.png)
+    path/to/stats.npz                               saved statistics: this toolkit's, or pytorch-fid's (mu, sigma)
+
+The statistics of a real set are computed once per (data, split, classes, resolution, extractor,
+weights) and cached under ~/.cache/dcgan/stats (or $DCGAN_CACHE/stats) as a plain `.npz` (no
+pickle), written atomically. Each file carries its metadata, and a file is used only where its
+metadata matches what is asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dcgan.checkpoint import atomic_write
+from dcgan.config import DATASETS
+from dcgan.data import ImageData, load_dataset
+from dcgan.errors import UserError
+from dcgan.metrics.features import FeatureExtractor, FeatureSet, extract_features, image_batches
+
+STATS_FORMAT = "dcgan-stats-v1"
+
+
+@dataclass
+class RealSource:
+    """A set of real images: a torchvision dataset split or an image folder, maybe some classes."""
+
+    dataset: str  # cifar10, ..., or folder
+    root: str
+    split: str = "train"
+    classes: list[str] = field(default_factory=list)
+    download: bool = False
+
+    @property
+    def name(self) -> str:
+        base = f"{self.dataset}-{self.split}" if self.dataset != "folder" else f"folder {self.root}"
+        return base + (f" [{', '.join(self.classes)}]" if self.classes else "")
+
+    def load(self, resolution: int = 0, channels: int = 0) -> ImageData:
+        return load_dataset(self.dataset, self.root, split=self.split, classes=self.classes,
+                            resolution=resolution, channels=channels, download=self.download)
+
+    def describe(self) -> dict:
+        root = str(Path(self.root).expanduser().resolve())
+        return {"dataset": self.dataset, "root": root, "split": self.split, "classes": list(self.classes)}
+
+
+def parse_reference(spec: str, *, data_root: str = "data", classes: list[str] | None = None,
+                    download: bool = False) -> RealSource | Path:
+    """A `--ref` value -> a RealSource, or the Path of a statistics file."""
+    classes = list(classes or [])
+    path = Path(spec).expanduser()
+    if spec.endswith(".npz"):
+        if not path.is_file():
+            raise UserError(f"statistics file not found: {path}")
+        if classes:
+            raise UserError("--classes does not apply to a statistics file: its classes are fixed")
+        return path
+    if path.is_dir():
+        return RealSource("folder", str(path), "train", classes)
+    for name in sorted(DATASETS, key=len, reverse=True):  # fashion-mnist before mnist
+        if name != "folder" and spec.startswith(name + "-"):
+            return RealSource(name, data_root, spec[len(name) + 1:], classes, download)
+    raise UserError(f"--ref {spec!r} is not a dataset split (e.g. cifar10-train, cifar10-test), an existing "
+                    f"image folder or a .npz statistics file")
+
+
+def stats_dir() -> Path:
+    return Path(os.environ.get("DCGAN_CACHE", Path.home() / ".cache" / "dcgan")) / "stats"
+
+
+def data_identity(source: RealSource, data: ImageData) -> dict:
+    """What identifies a real set: where it came from and a hash of its uint8 pixels."""
+    pixels = hashlib.sha256(memoryview(data.images.contiguous().numpy()).cast("B")).hexdigest()
+    return {**source.describe(), "resolution": data.resolution, "channels": data.channels,
+            "num_images": len(data), "images_sha256": pixels}
+
+
+def reference_features(extractor: FeatureExtractor, source: RealSource, data: ImageData, *, batch_size: int = 64,
+                       use_cache: bool = True, progress: bool = True) -> FeatureSet:
+    """Features and statistics of a real set, from the cache or computed (and cached) now."""
+    metadata = {"format": STATS_FORMAT, "extractor": extractor.identity(), "data": data_identity(source, data)}
+    key = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()[:24]
+    path = stats_dir() / f"{key}.npz"
+    if use_cache and path.is_file():
+        try:
+            return load_stats(path, metadata)
+        except UserError:  # Damaged or foreign: recompute, never trust it.
+            pass
+    result = extract_features(extractor, image_batches(data.images, batch_size), len(data), keep_logits=False,
+                              desc=f"{extractor.label} features of {source.name}", progress=progress)
+    result.metadata = metadata
+    if use_cache:
+        save_stats(path, result)
+    return result
+
+
+def save_stats(path: Path, stats: FeatureSet) -> None:
+    arrays = {"mu": stats.mu, "sigma": stats.sigma, "metadata": np.array(json.dumps(stats.metadata))}
+    if stats.features is not None:
+        arrays["features"] = stats.features
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    atomic_write(path, write)
+
+
+def load_stats(path: Path, expected: dict | None = None) -> FeatureSet:
+    """Read a statistics file; with `expected`, refuse it unless its metadata matches, naming the difference.
+
+    Files without metadata (pytorch-fid's `mu`/`sigma` files) load with empty metadata when no
+    `expected` is given.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except Exception as error:
+        raise UserError(f"{path} is not a readable statistics file ({str(error).splitlines()[0][:120]})") from None
+    if "mu" not in arrays or "sigma" not in arrays:
+        raise UserError(f"{path} holds no 'mu' and 'sigma' arrays: not a statistics file")
+    metadata = json.loads(str(arrays["metadata"])) if "metadata" in arrays else {}
+    if expected is not None:
+        check_metadata(metadata, expected, path)
+    mu, sigma = arrays["mu"].astype(np.float64), arrays["sigma"].astype(np.float64)
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+        raise UserError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
+    features = arrays.get("features")
+    count = int(metadata.get("data", {}).get("num_images", len(features) if features is not None else 0))
+    return FeatureSet(mu, sigma, count, features, None, metadata)
+
+
+def check_metadata(found: dict, expected: dict, path: Path, prefix: str = "") -> None:
+    """Raise a one-line UserError naming the first field where `found` differs from `expected`."""
+    for key, value in expected.items():
+        if isinstance(value, dict) and isinstance(found.get(key), dict):
+            check_metadata(found[key], value, path, f"{prefix}{key}.")
+        elif found.get(key) != value:
+            raise UserError(f"statistics {path} were computed with {prefix}{key}={found.get(key)!r}, "
+                            f"not {value!r}; refusing to compare them")

@@ -1,0 +1,94 @@
+"""Scores during training: `--metric fid-fast|fid` on a schedule, and the best checkpoint.
+
+The tracker scores the EMA generator on the same `metric_samples` seeds each time (so scores
+differ only through the weights) against the statistics of the training images, computed once
+and cached. It draws no random numbers from torch's global generator, so tracking a metric does
+not change the training run. It tells the loop whether a score is the best so far; the loop then
+writes checkpoint-best.pt and generator-best.safetensors.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from dcgan.config import TrainConfig, parse_interval
+from dcgan.data import ImageData
+from dcgan.metrics import score_key, score_title
+from dcgan.metrics.evaluate import generated_features, load_extractor
+from dcgan.metrics.frechet import frechet_distance
+from dcgan.metrics.reference import RealSource, reference_features
+
+WARN_FRACTION = 0.1
+
+
+class MetricTracker:
+    def __init__(self, config: TrainConfig, data: ImageData, device: torch.device, summary: dict,
+                 progress: bool = True):
+        self.kind = "fast" if config.metric == "fid-fast" else "inception"
+        self.column = score_key("fid", self.kind)  # fid or fid_fast
+        self.title = score_title("fid", self.kind)
+        self.samples = config.metric_samples
+        self.unit, self.every = parse_interval(config.metric_every)
+        self.progress = progress
+        # The fast extractor learns from all classes of the dataset; the reference is the training data.
+        whole_dataset = RealSource(config.dataset, config.data_root, "train", [], config.download)
+        self.extractor = load_extractor(self.kind, inception_weights=config.inception_weights or None,
+                                        fast_extractor=config.fast_extractor or None, source=whole_dataset,
+                                        resolution=data.resolution, channels=data.channels, device=device,
+                                        progress=progress)
+        training_data = RealSource(config.dataset, config.data_root, config.split, config.classes, config.download)
+        self.reference = reference_features(self.extractor, training_data, data, progress=progress)
+        self.best: dict | None = summary.get("best")
+        self.seconds_spent = float(summary.get("metric_seconds", 0.0))
+        self.warned = False
+        self.next_nimg = 0.0
+        self.last_time = time.time()
+
+    def start(self, cur_nimg: int) -> None:
+        """Call when the loop starts (or resumes): the schedule counts from here."""
+        self.last_time = time.time()
+        if self.unit == "kimg":
+            self.next_nimg = (math.floor(cur_nimg / (self.every * 1000)) + 1) * self.every * 1000
+
+    def due(self, cur_nimg: int, final: bool) -> bool:
+        if final:
+            return True
+        if self.unit == "kimg":
+            return cur_nimg >= self.next_nimg
+        return time.time() - self.last_time >= self.every
+
+    def evaluate(self, generator: torch.nn.Module, cur_nimg: int) -> float:
+        """Score `generator` now: FID (or FID-fast) of `metric_samples` images against the training data."""
+        start = time.time()
+        generated = generated_features(generator, self.extractor, self.samples, seed=0, progress=False)
+        value = frechet_distance(generated.mu, generated.sigma, self.reference.mu, self.reference.sigma)
+        seconds = time.time() - start
+        self.seconds_spent += seconds
+        if self.unit == "kimg":
+            self.next_nimg = (math.floor(cur_nimg / (self.every * 1000)) + 1) * self.every * 1000
+        elif seconds > WARN_FRACTION * self.every and not self.warned:
+            self.warned = True
+            print(f"note: one {self.title} evaluation took {seconds:.0f} s, {seconds / self.every:.0%} of the "
+                  f"--metric-every interval; pass a longer --metric-every or fewer --metric-samples", flush=True)
+        self.last_time = time.time()
+        return value
+
+    def is_best(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        return self.best is None or value < self.best["value"]  # FID: lower is better
+
+    def record_best(self, value: float, step: int, cur_nimg: int, epoch: float) -> dict:
+        self.best = {"metric": self.column, "value": value, "step": step, "kimg": round(cur_nimg / 1000, 3),
+                     "epoch": round(epoch, 3), "samples": self.samples,
+                     "feature_extractor": self.extractor.describe()["name"]}
+        return self.best
+
+    def describe(self) -> dict:
+        """The tracking protocol, for summary.json."""
+        return {"metric": self.column, "every": f"{self.every:g} {self.unit}", "samples": self.samples,
+                "seeds": f"0-{self.samples - 1}", "reference_images": self.reference.count,
+                "feature_extractor": self.extractor.describe()}
