@@ -41,3 +41,43 @@ def cars(cifar_root):
     from dcgan.data import load_dataset
 
     return load_dataset("folder", cifar_root / "train", classes=["automobile"])
+
+
+def cifar_subset(cifar_root: Path, split: str, per_class: int):
+    """The first `per_class` images of every class of a split, decoding only those files."""
+    from dcgan.data import load_dataset
+
+    subset = cifar_root.parent / f"{cifar_root.name}-{split}-{per_class}"
+    if not subset.exists():
+        for class_dir in sorted((cifar_root / split).iterdir()):
+            (subset / class_dir.name).mkdir(parents=True)
+            for path in sorted(class_dir.iterdir())[:per_class]:
+                (subset / class_dir.name / path.name).symlink_to(path)
+    return load_dataset("folder", subset)
+
+
+@pytest.fixture(scope="session")
+def fast_extractor_file(cifar_root, tmp_path_factory):
+    """A quickly trained fast extractor (200 images a class, one epoch: weak, but a real one)."""
+    from dcgan.metrics.fast import save_fast_extractor, train_fast_classifier
+
+    train = cifar_subset(cifar_root, "train", 200)
+    test = cifar_subset(cifar_root, "test", 20)
+    model, report = train_fast_classifier(train, test, epochs=1, progress=False)
+    path = tmp_path_factory.mktemp("fast") / "fast-cifar10.safetensors"
+    save_fast_extractor(model, path, resolution=32, class_names=train.class_names,
+                        trained_on={"dataset": "folder", "root": str(cifar_root), "resolution": 32, "channels": 3},
+                        report=report)
+    return path
+
+
+@pytest.fixture(scope="session")
+def stand_in_inception_weights(cifar_root, tmp_path_factory):
+    """Inception weights of the real architecture and file layout, random, BatchNorm statistics set on
+    20 CIFAR-10 test images (no pretrained weights can be downloaded here). Scores mean nothing."""
+    from dcgan.metrics.inception import stand_in_state_dict
+
+    calibration = cifar_subset(cifar_root, "test", 2).images
+    path = tmp_path_factory.mktemp("inception") / "stand-in-inception.pth"
+    torch.save(stand_in_state_dict(seed=0, calibration_images=calibration), path)
+    return path

@@ -2,10 +2,12 @@
 
     d^2 = ||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))
 
-The trace of the matrix square root is the sum of the square roots of the eigenvalues of S1 S2
-(real and non-negative for a product of covariance matrices, up to rounding), computed in
-float64. This avoids `scipy.linalg.sqrtm`, whose `disp` argument recent SciPy removed, and agrees
-with it (see tests).
+The trace of the matrix square root is the sum of the square roots of the eigenvalues of S1 S2,
+computed in float64. The eigenvalues are real and non-negative in exact arithmetic; rounding gives
+the near-zero ones of a rank-deficient product (fewer images than feature dimensions) small
+negative or imaginary parts, so the principal complex square root is taken and the real part of
+the sum kept: the trace `scipy.linalg.sqrtm(S1 S2).real` gives, and what torch-fidelity computes.
+This avoids `sqrtm` itself, whose `disp` argument recent SciPy removed (see tests).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import torch
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-    eigenvalues = np.linalg.eigvals(sigma1 @ sigma2)
-    trace_sqrt = np.sqrt(np.clip(eigenvalues.real, 0, None)).sum()
+    eigenvalues = np.linalg.eigvals(sigma1 @ sigma2).astype(np.complex128)
+    trace_sqrt = np.sqrt(eigenvalues).sum().real
     return float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
 
 

@@ -164,7 +164,8 @@ def plot_metrics(csv_path: Path, out_dir: Path, window: int = 25) -> None:
             variance = [values[max(0, i - w + 1):i + 1].var() for i in range(len(values))]
             ax.plot(at, variance, label=label, linewidth=1)
     ax.set(xlabel="kimg", ylabel=f"variance over {window} rows", title="Loss variance", yscale="log")
-    ax.legend()
+    if ax.lines:
+        ax.legend()
     fig.tight_layout()
     atomic_savefig(fig, out_dir / "loss_variance.png")
     plt.close(fig)

@@ -44,14 +44,18 @@ class MetricTracker:
         self.best: dict | None = summary.get("best")
         self.seconds_spent = float(summary.get("metric_seconds", 0.0))
         self.warned = False
-        self.next_nimg = 0.0
+        self.next_nimg = 0
         self.last_time = time.time()
 
     def start(self, cur_nimg: int) -> None:
         """Call when the loop starts (or resumes): the schedule counts from here."""
         self.last_time = time.time()
+        self.schedule_next(cur_nimg)
+
+    def schedule_next(self, cur_nimg: int) -> None:
         if self.unit == "kimg":
-            self.next_nimg = (math.floor(cur_nimg / (self.every * 1000)) + 1) * self.every * 1000
+            every_nimg = max(1, round(self.every * 1000))  # whole images: no float drift over a long run
+            self.next_nimg = (cur_nimg // every_nimg + 1) * every_nimg
 
     def due(self, cur_nimg: int, final: bool) -> bool:
         if final:
@@ -67,9 +71,8 @@ class MetricTracker:
         value = frechet_distance(generated.mu, generated.sigma, self.reference.mu, self.reference.sigma)
         seconds = time.time() - start
         self.seconds_spent += seconds
-        if self.unit == "kimg":
-            self.next_nimg = (math.floor(cur_nimg / (self.every * 1000)) + 1) * self.every * 1000
-        elif seconds > WARN_FRACTION * self.every and not self.warned:
+        self.schedule_next(cur_nimg)
+        if self.unit == "seconds" and seconds > WARN_FRACTION * self.every and not self.warned:
             self.warned = True
             print(f"note: one {self.title} evaluation took {seconds:.0f} s, {seconds / self.every:.0%} of the "
                   f"--metric-every interval; pass a longer --metric-every or fewer --metric-samples", flush=True)

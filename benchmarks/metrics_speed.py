@@ -1,0 +1,96 @@
+"""Inception feature extraction: the project's against torch-fidelity's, same images, same process.
+
+Both load the same stand-in weights (the real architecture and file layout, random values: no
+pretrained weights can be downloaded here; speed does not depend on the values) and extract
+pool3 features and unbiased logits from the same CIFAR-10 images, batch after batch, rounds
+alternating between the two to share the machine's noise. Medians are reported, and the largest
+difference between the two implementations' features as a check that both did the same work.
+With --fast, the fast extractor's throughput on the same images is reported too.
+
+    python benchmarks/metrics_speed.py --data-root /path/to/cifar10/test [--rounds 5 --batch 32 --batches 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+from dcgan.data import load_dataset
+from dcgan.metrics.inception import InceptionExtractor, stand_in_state_dict
+
+
+def images_per_second(extract, images: torch.Tensor, batch: int) -> tuple[float, torch.Tensor]:
+    start = time.perf_counter()
+    features = [extract(chunk) for chunk in images.split(batch)]
+    return len(images) / (time.perf_counter() - start), torch.cat(features)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", required=True, help="an image folder, e.g. cifar10/test")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batches", type=int, default=2, help="batches per round and implementation")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    parser.add_argument("--fast", metavar="FILE", help="also time this fast extractor (dcgan features train)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    data = load_dataset("folder", args.data_root)
+    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:args.batch * args.batches]
+    images = data.images[pick]
+    weights = Path(tempfile.mkdtemp()) / "stand-in-inception.pth"
+    torch.save(stand_in_state_dict(seed=0, calibration_images=images[:16]), weights)
+
+    ours = InceptionExtractor(weights)
+    theirs = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                         feature_extractor_weights_path=str(weights))
+
+    def reference(chunk):
+        with torch.inference_mode():
+            return theirs(chunk)[0]
+
+    def project(chunk):
+        return ours(chunk)[0]
+
+    for extract in (reference, project):  # warm-up: allocator, oneDNN primitives
+        extract(images[:args.batch])
+    rates = {"torch-fidelity": [], "dcgan": []}
+    for round_index in range(args.rounds):
+        theirs_rate, theirs_features = images_per_second(reference, images, args.batch)
+        ours_rate, ours_features = images_per_second(project, images, args.batch)
+        rates["torch-fidelity"].append(theirs_rate)
+        rates["dcgan"].append(ours_rate)
+        print(f"round {round_index + 1}: torch-fidelity {theirs_rate:.2f} img/s, dcgan {ours_rate:.2f} img/s, "
+              f"ratio {ours_rate / theirs_rate:.2f}", flush=True)
+    difference = float((ours_features - theirs_features).abs().max() / theirs_features.abs().max())
+    ratios = [o / t for o, t in zip(rates["dcgan"], rates["torch-fidelity"])]
+    print(f"\n{len(images)} CIFAR-10 images (32x32 -> 299x299), batch {args.batch}, {torch.get_num_threads()} threads, "
+          f"{args.rounds} rounds")
+    print(f"| extractor | images/s (median) |\n|---|---|")
+    print(f"| torch-fidelity {__import__('torch_fidelity').__version__} FeatureExtractorInceptionV3 | "
+          f"{statistics.median(rates['torch-fidelity']):.2f} |")
+    print(f"| dcgan InceptionExtractor | {statistics.median(rates['dcgan']):.2f} |")
+    print(f"| **ratio** | **{statistics.median(ratios):.2f}** (rounds {min(ratios):.2f}-{max(ratios):.2f}) |")
+    print(f"largest feature difference, relative to the largest feature: {difference:.1e}")
+
+    if args.fast:
+        from dcgan.metrics.fast import FastExtractor
+
+        fast = FastExtractor(args.fast)
+        many = data.images[:5000]
+        fast(many[:256])
+        rate, _ = images_per_second(lambda chunk: fast(chunk)[0], many, 256)
+        print(f"fast extractor: {rate:.0f} img/s on {len(many)} images, batch 256 "
+              f"({rate / statistics.median(rates['dcgan']):.0f}x the project's Inception)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Reference sets and the statistics cache: computed once, checked against their metadata."""
+
+import json
+
+import numpy as np
+import pytest
+
+from dcgan.errors import UserError
+from dcgan.metrics.fast import FastExtractor
+from dcgan.metrics.reference import (RealSource, load_stats, parse_reference, reference_features, save_stats,
+                                     stats_dir)
+
+
+class CountingExtractor:
+    """Wraps an extractor and counts the images it is given."""
+
+    def __init__(self, inner):
+        self.inner, self.images = inner, 0
+        self.kind, self.label, self.feature_dim = inner.kind, inner.label, inner.feature_dim
+
+    def __call__(self, images):
+        self.images += len(images)
+        return self.inner(images)
+
+    def describe(self):
+        return self.inner.describe()
+
+    def identity(self):
+        return self.inner.identity()
+
+
+@pytest.fixture
+def extractor(fast_extractor_file):
+    return CountingExtractor(FastExtractor(fast_extractor_file))
+
+
+def cars_source(cifar_root):
+    return RealSource("folder", str(cifar_root / "train"), "train", ["automobile"])
+
+
+def test_statistics_are_computed_once_and_cached_without_pickle(extractor, cars, cifar_root, monkeypatch, tmp_path):
+    monkeypatch.setenv("DCGAN_CACHE", str(tmp_path))
+    source = cars_source(cifar_root)
+    first = reference_features(extractor, source, cars, progress=False)
+    assert extractor.images == 5000
+    files = list(stats_dir().iterdir())
+    assert len(files) == 1 and files[0].suffix == ".npz"  # no temporary file left behind
+    with np.load(files[0], allow_pickle=False) as npz:
+        metadata = json.loads(str(npz["metadata"]))
+        assert npz["features"].shape == (5000, 256) and npz["sigma"].dtype == np.float64
+    assert metadata["extractor"] == extractor.identity()
+    assert metadata["data"]["classes"] == ["automobile"] and metadata["data"]["num_images"] == 5000
+
+    again = reference_features(extractor, source, cars, progress=False)
+    assert extractor.images == 5000  # read from the cache, not extracted again
+    np.testing.assert_array_equal(again.mu, first.mu)
+    np.testing.assert_array_equal(again.features, first.features)
+
+
+def test_other_data_gets_its_own_statistics(extractor, cars, cifar_root, monkeypatch, tmp_path):
+    from dcgan.data import ImageData
+
+    monkeypatch.setenv("DCGAN_CACHE", str(tmp_path))
+    half = ImageData(cars.images[:2500], cars.labels[:2500], cars.class_names)
+    a = reference_features(extractor, cars_source(cifar_root), cars, progress=False)
+    b = reference_features(extractor, cars_source(cifar_root), half, progress=False)
+    assert extractor.images == 7500 and len(list(stats_dir().iterdir())) == 2
+    assert not np.array_equal(a.mu, b.mu)
+
+
+def test_the_cache_refuses_statistics_with_other_metadata(extractor, cars, cifar_root, monkeypatch, tmp_path):
+    monkeypatch.setenv("DCGAN_CACHE", str(tmp_path))
+    stats = reference_features(extractor, cars_source(cifar_root), cars, progress=False)
+    path = next(stats_dir().iterdir())
+    other_weights = json.loads(json.dumps(stats.metadata))
+    other_weights["extractor"]["weights_sha256"] = "0" * 64
+    with pytest.raises(UserError, match="extractor.weights_sha256="):
+        load_stats(path, other_weights)
+    other_classes = json.loads(json.dumps(stats.metadata))
+    other_classes["data"]["classes"] = ["truck"]
+    with pytest.raises(UserError, match=r"data.classes=\['automobile'\], not \['truck'\]"):
+        load_stats(path, other_classes)
+    assert load_stats(path, stats.metadata).count == 5000
+
+    # A file under the right name with the wrong content is recomputed, never trusted.
+    forged = load_stats(path)
+    forged.metadata = other_classes
+    forged.mu = forged.mu + 1
+    save_stats(path, forged)
+    fresh = reference_features(extractor, cars_source(cifar_root), cars, progress=False)
+    assert extractor.images == 10000
+    np.testing.assert_allclose(fresh.mu, stats.mu)
+
+
+def test_damaged_cache_entries_are_rebuilt(extractor, cars, cifar_root, monkeypatch, tmp_path):
+    monkeypatch.setenv("DCGAN_CACHE", str(tmp_path))
+    reference_features(extractor, cars_source(cifar_root), cars, progress=False)
+    path = next(stats_dir().iterdir())
+    path.write_bytes(b"not an npz")
+    reference_features(extractor, cars_source(cifar_root), cars, progress=False)
+    assert extractor.images == 10000
+    assert load_stats(path).count == 5000
+
+
+def test_pytorch_fid_statistics_files_load(tmp_path):
+    path = tmp_path / "fid_stats.npz"
+    np.savez(path, mu=np.zeros(4), sigma=np.eye(4))
+    stats = load_stats(path)
+    assert stats.metadata == {} and stats.features is None and stats.sigma.shape == (4, 4)
+    np.savez(tmp_path / "bad.npz", mu=np.zeros(4), sigma=np.eye(3))
+    with pytest.raises(UserError, match="do not fit together"):
+        load_stats(tmp_path / "bad.npz")
+
+
+def test_reference_specs(tmp_path):
+    assert parse_reference("cifar10-train", data_root="d") == RealSource("cifar10", "d", "train", [], False)
+    assert parse_reference("fashion-mnist-test", classes=["3"]).dataset == "fashion-mnist"
+    (tmp_path / "imgs").mkdir()
+    assert parse_reference(str(tmp_path / "imgs")).dataset == "folder"
+    np.savez(tmp_path / "s.npz", mu=np.zeros(2), sigma=np.eye(2))
+    assert parse_reference(str(tmp_path / "s.npz")) == tmp_path / "s.npz"
+    with pytest.raises(UserError, match="is not a dataset split"):
+        parse_reference("imagenet-train")
+    with pytest.raises(UserError, match="statistics file not found"):
+        parse_reference(str(tmp_path / "missing.npz"))
+    with pytest.raises(UserError, match="--classes does not apply"):
+        parse_reference(str(tmp_path / "s.npz"), classes=["cat"])
