@@ -29,14 +29,16 @@ def model_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory, cars):
+def runs_dir(tmp_path_factory, cars, fast_extractor_file):
     from dcgan.config import resolve_config
     from dcgan.data import ImageData
     from dcgan.training.loop import train
 
     root = tmp_path_factory.mktemp("runs")
     config = resolve_config("modern", overrides=dict(g_channels=8, d_channels=8, batch_size=16, kimg=0.064,
-                                                     log_every=1, dataset="folder", outdir=str(root)))
+                                                     log_every=1, dataset="folder", outdir=str(root),
+                                                     metric="fid-fast", metric_samples=32,
+                                                     fast_extractor=str(fast_extractor_file)))
     train(config, data=ImageData(cars.images[:64], cars.labels[:64], cars.class_names), show_progress=False)
     (root / "secret.txt").write_text("not for the web")
     return root
@@ -107,6 +109,7 @@ def test_runs_page_and_files(client, runs_dir):
     run = next(p.name for p in runs_dir.iterdir() if p.is_dir())
     page = client.get("/runs").get_data(as_text=True)
     assert run in page and f"/runs/{run}/progress.gif" in page and "losses.png" in page
+    assert f"/runs/{run}/metric.png" in page and "best fid_fast" in page and "checkpoint-best.pt" in page
     assert client.get(f"/runs/{run}/progress.gif").mimetype == "image/gif"
     assert json.loads(client.get(f"/runs/{run}/config.json").data)["batch_size"] == 16
 

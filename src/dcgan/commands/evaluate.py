@@ -76,7 +76,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UserError("--seed and --metric-seed must be non-negative")
     if args.batch_size < 1 or args.kid_subsets < 1 or args.kid_subset_size < 2 or args.is_splits < 1:
         raise UserError("--batch-size, --kid-subsets and --is-splits must be at least 1, --kid-subset-size at least 2")
-    if args.is_splits > args.num_gen:
+    if "is" in parse_metrics(args.metrics) and args.is_splits > args.num_gen:
         raise UserError(f"--is-splits {args.is_splits} needs at least as many images, not --num-gen {args.num_gen}")
     if args.real and not args.real_vs_real:
         raise UserError("--real goes with --real-vs-real")
@@ -105,9 +105,9 @@ def default_second_set(reference) -> "RealSource":
 def run(args: argparse.Namespace) -> int:
     from dcgan.checkpoint import load_generator, resolve_generator_path
     from dcgan.metrics import MetricOptions, compute_scores
-    from dcgan.metrics.evaluate import (append_record, check_reference_fits, format_scores, generated_features,
-                                        load_extractor, make_record, real_features, real_sample)
-    from dcgan.metrics.reference import RealSource, load_stats, parse_reference, reference_features
+    from dcgan.metrics.evaluate import (append_record, format_scores, generated_features, load_extractor,
+                                        make_record, real_features, real_sample, reference_statistics)
+    from dcgan.metrics.reference import RealSource, parse_reference
     from dcgan.training.distributed import pick_device
 
     check_arguments(args)
@@ -150,23 +150,9 @@ def run(args: argparse.Namespace) -> int:
                                resolution=resolution, channels=channels, device=device)
 
     # Reference statistics (cached), then the scored set's features, streamed.
-    if isinstance(reference, Path):
-        reference_set = load_stats(reference)
-        check_reference_fits(metrics, reference_set, extractor, str(reference))
-        if reference_set.metadata and reference_set.metadata.get("extractor") != extractor.identity():
-            raise UserError(f"{reference} was computed with another extractor "
-                            f"({reference_set.metadata.get('extractor', {}).get('name')}, other weights); "
-                            f"refusing to compare")
-        reference_info = {"kind": "statistics file", "path": str(reference.resolve()),
-                          "num_images": reference_set.count or None, "metadata": reference_set.metadata or
-                          "none (pytorch-fid format): assumed to be Inception pool3 statistics"}
-    else:
-        data = reference.load(resolution, channels)
-        if data.channels != (channels or data.channels):
-            raise UserError(f"the reference has {data.channels} channels, the generator {channels}")
-        reference_set = reference_features(extractor, reference, data, batch_size=args.batch_size,
-                                           use_cache=not args.no_cache)
-        reference_info = {"kind": "images", **reference_set.metadata["data"], "name": reference.name}
+    reference_set, reference_info = reference_statistics(reference, extractor, metrics, resolution=resolution,
+                                                         channels=channels, batch_size=args.batch_size,
+                                                         use_cache=not args.no_cache)
     if generator is not None:
         scored = generated_features(generator, extractor, args.num_gen, seed=args.seed, batch_size=args.batch_size)
         scored_info = {"kind": "generated", "checkpoint": str(checkpoint.resolve()),

@@ -16,7 +16,7 @@ from dcgan.data import ImageData
 from dcgan.errors import UserError
 from dcgan.metrics import METRICS, MetricOptions, score_key, score_title
 from dcgan.metrics.features import FeatureExtractor, FeatureSet, extract_features, generated_batches, image_batches
-from dcgan.metrics.reference import RealSource
+from dcgan.metrics.reference import RealSource, load_stats, reference_features
 
 EXTRACTORS = ("inception", "fast")
 
@@ -63,16 +63,29 @@ def real_features(extractor: FeatureExtractor, data: ImageData, *, batch_size: i
                             desc=f"{extractor.label} features of {len(data):,} real images", progress=progress)
 
 
-def check_reference_fits(metrics: list[str], reference: FeatureSet, extractor: FeatureExtractor, origin: str) -> None:
-    """Refuse a statistics file that cannot give the asked-for scores with this extractor."""
-    if reference.mu.shape[0] != extractor.feature_dim:
-        raise UserError(f"{origin} holds {reference.mu.shape[0]}-d statistics; the {extractor.label} "
+def reference_statistics(reference: RealSource | Path, extractor: FeatureExtractor, metrics: list[str], *,
+                         resolution: int = 0, channels: int = 0, batch_size: int = 64,
+                         use_cache: bool = True) -> tuple[FeatureSet, dict]:
+    """The reference's statistics and its protocol record: a statistics file, checked to fit, or real
+    images loaded at the scored images' resolution and channels, from the cache or computed now."""
+    if isinstance(reference, RealSource):
+        data = reference.load(resolution, channels)
+        stats = reference_features(extractor, reference, data, batch_size=batch_size, use_cache=use_cache)
+        return stats, {"kind": "images", **stats.metadata["data"], "name": reference.name}
+    stats = load_stats(reference)
+    if stats.mu.shape[0] != extractor.feature_dim:
+        raise UserError(f"{reference} holds {stats.mu.shape[0]}-d statistics; the {extractor.label} "
                         f"extractor gives {extractor.feature_dim}-d features")
-    if not reference.metadata and extractor.kind != "inception":
-        raise UserError(f"{origin} has no metadata saying which extractor made it; only Inception statistics "
+    if not stats.metadata and extractor.kind != "inception":
+        raise UserError(f"{reference} has no metadata saying which extractor made it; only Inception statistics "
                         f"(pytorch-fid's mu/sigma files) are accepted without it")
-    if any(METRICS[m].needs_reference_features for m in metrics) and reference.features is None:
-        raise UserError(f"KID needs the reference set's features; {origin} holds only mu and sigma")
+    if stats.metadata and stats.metadata.get("extractor") != extractor.identity():
+        raise UserError(f"{reference} was computed with another extractor "
+                        f"({stats.metadata.get('extractor', {}).get('name')}, other weights); refusing to compare")
+    if any(METRICS[m].needs_reference_features for m in metrics) and stats.features is None:
+        raise UserError(f"KID needs the reference set's features; {reference} holds only mu and sigma")
+    return stats, {"kind": "statistics file", "path": str(reference.resolve()), "num_images": stats.count or None,
+                   "metadata": stats.metadata or "none (pytorch-fid format): assumed Inception pool3 statistics"}
 
 
 def make_record(scores: dict, extractor: FeatureExtractor, *, metrics: list[str], generated: dict,

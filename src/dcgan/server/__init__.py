@@ -25,6 +25,7 @@ from werkzeug.utils import safe_join
 
 from dcgan.checkpoint import load_generator
 from dcgan.sampling import MAX_SEED, generate_images, image_to_pil, interpolate, make_grid, save_gif, to_pil
+from dcgan.training.report import METRIC_COLUMNS
 
 RUN_FILES = ("progress.gif", "losses.png", "loss_variance.png", "metric.png", "real_vs_fake.png")
 
@@ -212,7 +213,10 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
             "name": path.name, "config": config, "training": recently_written and not summary_path.is_file(),
             "summary": json.loads(summary_path.read_text()) if summary_path.is_file() else None,
             "latest": f"samples/{samples[-1].name}" if samples else None,
-            "files": [name for name in RUN_FILES if (path / name).is_file()], "last": rows[-1] if rows else {},
+            "files": [name for name in RUN_FILES if (path / name).is_file()],
+            "last": next((row for row in reversed(rows) if row.get("loss_d")), {}),
+            "score": next(({"name": name, "value": float(row[name]), "kimg": row["kimg"]} for row in reversed(rows)
+                           for name in METRIC_COLUMNS if row.get(name)), None),
         }
 
     app.config["MODELS"] = models
