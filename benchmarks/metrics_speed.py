@@ -74,7 +74,7 @@ def main() -> None:
     ratios = [o / t for o, t in zip(rates["dcgan"], rates["torch-fidelity"])]
     print(f"\n{len(images)} CIFAR-10 images (32x32 -> 299x299), batch {args.batch}, {torch.get_num_threads()} threads, "
           f"{args.rounds} rounds")
-    print(f"| extractor | images/s (median) |\n|---|---|")
+    print("| extractor | images/s (median) |\n|---|---|")
     print(f"| torch-fidelity {__import__('torch_fidelity').__version__} FeatureExtractorInceptionV3 | "
           f"{statistics.median(rates['torch-fidelity']):.2f} |")
     print(f"| dcgan InceptionExtractor | {statistics.median(rates['dcgan']):.2f} |")

@@ -7,7 +7,6 @@ Precedence, lowest first: the preset's values, a config file (`--config`), expli
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path

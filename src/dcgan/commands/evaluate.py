@@ -86,10 +86,17 @@ def run_config(checkpoint: Path) -> dict | None:
     """The training config of the run a checkpoint belongs to, if it is in a run folder."""
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
     path = folder / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text())
+        return {key: config[key] for key in ("dataset", "data_root", "split", "classes", "download")}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is not a readable run config; pass --ref") from None
 
 
-def default_second_set(reference) -> "RealSource":
+def default_second_set(reference):
+    """The test split beside a training-split reference: the second set of --real-vs-real."""
     from dcgan.metrics.reference import RealSource
 
     if isinstance(reference, RealSource):
@@ -136,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("pass --ref (a dataset split such as cifar10-train, an image folder or a .npz file); "
                             "there is no run config.json beside the checkpoint to take the training data from")
         reference = RealSource(config["dataset"], config["data_root"], config["split"], classes or config["classes"],
-                               config.get("download", False))
+                               config["download"])
     if args.real_vs_real:
         second = parse_reference(args.real, data_root=args.data_root, classes=classes, download=args.download) \
             if args.real else default_second_set(reference)

@@ -18,9 +18,6 @@ from dcgan.metrics import METRICS, MetricOptions, score_key, score_title
 from dcgan.metrics.features import FeatureExtractor, FeatureSet, extract_features, generated_batches, image_batches
 from dcgan.metrics.reference import RealSource, load_stats, reference_features
 
-EXTRACTORS = ("inception", "fast")
-
-
 def load_extractor(kind: str, *, inception_weights: str | None = None, allow_download: bool = True,
                    fast_extractor: str | None = None, source: RealSource | None = None, resolution: int = 0,
                    channels: int = 0, device: str | torch.device = "cpu", progress: bool = True) -> FeatureExtractor:

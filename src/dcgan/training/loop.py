@@ -178,9 +178,10 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         plot_metrics(run_dir / "metrics.csv", run_dir)
         summary.update(step=step, kimg=round(cur_nimg / 1000, 3), epoch=round(cur_nimg / len(data), 3))
         save_checkpoint(checkpoint_state(), run_dir / "checkpoint-last.pt")
-        save_generator(sampler, g_kwargs, run_dir / "generator.safetensors",
-                       extra={"step": step, "kimg": cur_nimg / 1000, "dataset": config.dataset,
-                              "classes": config.classes})
+        save_generator(sampler, g_kwargs, run_dir / "generator.safetensors", extra=generator_metadata())
+
+    def generator_metadata() -> dict:
+        return {"step": step, "kimg": cur_nimg / 1000, "dataset": config.dataset, "classes": config.classes}
 
     def evaluate_metric() -> None:
         """Score the EMA generator; a best score writes checkpoint-best.pt and generator-best.safetensors."""
@@ -193,8 +194,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             summary["best"] = tracker.record_best(value, step, cur_nimg, epoch)
             save_checkpoint(checkpoint_state(), run_dir / "checkpoint-best.pt")
             save_generator(sampler, g_kwargs, run_dir / "generator-best.safetensors",
-                           extra={"step": step, "kimg": cur_nimg / 1000, "dataset": config.dataset,
-                                  "classes": config.classes, tracker.column: value})
+                           extra={**generator_metadata(), tracker.column: value})
             note = " (best)"
         elif tracker.best is not None:
             note = f" (best {tracker.best['value']:.3f} at {tracker.best['kimg']:g} kimg)"

@@ -16,9 +16,8 @@ import torch
 
 from dcgan.config import TrainConfig, parse_interval
 from dcgan.data import ImageData
-from dcgan.metrics import score_key, score_title
+from dcgan.metrics import compute_scores, score_key, score_title
 from dcgan.metrics.evaluate import generated_features, load_extractor
-from dcgan.metrics.frechet import frechet_distance
 from dcgan.metrics.reference import RealSource, reference_features
 
 WARN_FRACTION = 0.1
@@ -32,7 +31,6 @@ class MetricTracker:
         self.title = score_title("fid", self.kind)
         self.samples = config.metric_samples
         self.unit, self.every = parse_interval(config.metric_every)
-        self.progress = progress
         # The fast extractor learns from all classes of the dataset; the reference is the training data.
         whole_dataset = RealSource(config.dataset, config.data_root, "train", [], config.download)
         self.extractor = load_extractor(self.kind, inception_weights=config.inception_weights or None,
@@ -68,7 +66,7 @@ class MetricTracker:
         """Score `generator` now: FID (or FID-fast) of `metric_samples` images against the training data."""
         start = time.time()
         generated = generated_features(generator, self.extractor, self.samples, seed=0, progress=False)
-        value = frechet_distance(generated.mu, generated.sigma, self.reference.mu, self.reference.sigma)
+        value = compute_scores(["fid"], generated, self.reference, self.kind)[self.column]
         seconds = time.time() - start
         self.seconds_spent += seconds
         self.schedule_next(cur_nimg)
