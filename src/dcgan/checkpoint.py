@@ -82,6 +82,19 @@ def save_generator(generator: nn.Module, kwargs: dict, path: Path, extra: dict |
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; an unreadable one is a UserError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"{path} is not a readable safetensors file ({error})") from None
+
+
 def resolve_generator_path(path: str | Path) -> Path:
     """A run folder means its generator.safetensors (or checkpoint-last.pt); a file is itself."""
     path = Path(path)
@@ -102,15 +115,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", use_ema
     """
     path = resolve_generator_path(path)
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                metadata = handle.metadata() or {}
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise UserError(f"{path} is not a readable safetensors file ({error})") from None
+        tensors, metadata = read_safetensors(path)
         if metadata.get("format") != "dcgan-generator-v1":
             raise UserError(f"{path} is not a dcgan generator (no 'dcgan-generator-v1' metadata)")
         kwargs = json.loads(metadata["generator_kwargs"])

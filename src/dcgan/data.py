@@ -44,8 +44,9 @@ class ImageData:
         return self.images.shape[0]
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("DCGAN_CACHE", Path.home() / ".cache" / "dcgan")) / "data"
+def cache_dir(kind: str = "data") -> Path:
+    """~/.cache/dcgan/<kind> (or $DCGAN_CACHE/<kind>): decoded data, statistics, fast extractors."""
+    return Path(os.environ.get("DCGAN_CACHE", Path.home() / ".cache" / "dcgan")) / kind
 
 
 def load_dataset(name: str, root: str | Path, *, split: str = "train", classes: list[str] | None = None,

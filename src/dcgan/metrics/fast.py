@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -26,8 +25,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dcgan import __version__
-from dcgan.checkpoint import atomic_write, load_state_checked
-from dcgan.data import ImageData, load_dataset, resize_uint8
+from dcgan.checkpoint import atomic_write, load_state_checked, read_safetensors
+from dcgan.data import ImageData, cache_dir, load_dataset, resize_uint8
 from dcgan.errors import UserError
 from dcgan.metrics.inception import file_sha256
 
@@ -173,10 +172,6 @@ def train_fast_classifier(train: ImageData, test: ImageData, *, epochs: float = 
 # ----------------------------------------------------------------------------------------------
 # Files.
 
-def features_dir() -> Path:
-    return Path(os.environ.get("DCGAN_CACHE", Path.home() / ".cache" / "dcgan")) / "features"
-
-
 def default_path(dataset: str, data_root: str, resolution: int = 0, channels: int = 0,
                  download: bool = False) -> Path:
     """Where the extractor of a dataset (all its classes) at a resolution lives in the cache.
@@ -191,7 +186,7 @@ def default_path(dataset: str, data_root: str, resolution: int = 0, channels: in
     if dataset == "folder" and Path(root).name in ("train", "test"):
         root = str(Path(root).parent)  # root/train and root itself are the same dataset
     key = hashlib.sha256(json.dumps([NAME, dataset, root, resolution, channels]).encode()).hexdigest()[:16]
-    return features_dir() / f"{dataset}-{resolution}px-{key}.safetensors"
+    return cache_dir("features") / f"{dataset}-{resolution}px-{key}.safetensors"
 
 
 def save_fast_extractor(model: FastClassifier, path: Path, *, resolution: int, class_names: list[str],
@@ -213,18 +208,10 @@ class FastExtractor:
     label = "fast"
 
     def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file, safe_open
-
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"fast extractor not found: {self.path}; make one with `dcgan features train`")
-        try:
-            with safe_open(str(self.path), framework="pt") as handle:
-                metadata = handle.metadata() or {}
-            tensors = load_file(str(self.path))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise UserError(f"{self.path} is not a readable safetensors file ({error})") from None
+        tensors, metadata = read_safetensors(self.path)
         if metadata.get("format") != FORMAT:
             raise UserError(f"{self.path} is not a dcgan fast extractor (no '{FORMAT}' metadata)")
         self.resolution = int(metadata["resolution"])

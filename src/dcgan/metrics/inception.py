@@ -110,6 +110,12 @@ class Conv(nn.Conv2d):
         self.splits = [c for _, c in sources]
 
 
+def source_prefixes(name: str, conv: Conv) -> list[str]:
+    """The weights-file prefixes of the units folded into the Conv at module path `name`."""
+    block = name.rsplit(".", 1)[0] + "." if "." in name else ""
+    return [f"{block}{source}." if source else f"{name}." for source, _ in conv.sources]
+
+
 def conv_relu(conv: Conv, x: torch.Tensor) -> torch.Tensor:
     return F.relu(conv(x), inplace=True)
 
@@ -293,9 +299,7 @@ class InceptionV3(nn.Module):
                 if not isinstance(conv, Conv):
                     continue
                 weights, biases = [], []
-                block = name.rsplit(".", 1)[0] + "." if "." in name else ""
-                for source, out_channels in conv.sources:
-                    prefix = f"{block}{source}." if source else f"{name}."
+                for prefix, out_channels in zip(source_prefixes(name, conv), conv.splits):
                     shape = (out_channels, conv.in_channels, *conv.kernel_size)
                     weight = take(prefix + "conv.weight", shape)
                     scale = take(prefix + "bn.weight", (out_channels,)) / torch.sqrt(
@@ -430,8 +434,7 @@ def stand_in_state_dict(seed: int = 0, calibration_images: torch.Tensor | None =
         for name, conv in network.named_modules():
             if not isinstance(conv, Conv):
                 continue
-            block = name.rsplit(".", 1)[0] + "." if "." in name else ""
-            prefixes = [f"{block}{source}." if source else f"{name}." for source, _ in conv.sources]
+            prefixes = source_prefixes(name, conv)
             fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
             conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * np.sqrt(2.0 / fan_in))
             conv.bias.zero_()

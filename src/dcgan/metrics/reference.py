@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from dcgan.checkpoint import atomic_write
 from dcgan.config import DATASETS
-from dcgan.data import ImageData, load_dataset
+from dcgan.data import ImageData, cache_dir, load_dataset
 from dcgan.errors import UserError
 from dcgan.metrics.features import FeatureExtractor, FeatureSet, extract_features, image_batches
 
@@ -76,7 +75,7 @@ def parse_reference(spec: str, *, data_root: str = "data", classes: list[str] | 
 
 
 def stats_dir() -> Path:
-    return Path(os.environ.get("DCGAN_CACHE", Path.home() / ".cache" / "dcgan")) / "stats"
+    return cache_dir("stats")
 
 
 def data_identity(source: RealSource, data: ImageData) -> dict:
