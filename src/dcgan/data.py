@@ -91,6 +91,17 @@ def _folder_files(root: Path, split: str) -> tuple[Path, list[str], list[tuple[P
     return root, class_names, files
 
 
+def test_folder_beside(root: str | Path) -> Path | None:
+    """The test split of an image-folder dataset: root/test beside root/train, or a `test` folder
+    next to a root named `train`; None if there is none."""
+    root = Path(root).expanduser()
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return root / "test"
+    if root.name == "train" and (root.parent / "test").is_dir():
+        return root.parent / "test"
+    return None
+
+
 def _probe(path: Path) -> tuple[int, int]:
     """(shorter side, channels) of an image, without decoding its pixels."""
     try:

@@ -97,15 +97,15 @@ def run_config(checkpoint: Path) -> dict | None:
 
 def default_second_set(reference):
     """The test split beside a training-split reference: the second set of --real-vs-real."""
+    from dcgan.data import test_folder_beside
     from dcgan.metrics.reference import RealSource
 
     if isinstance(reference, RealSource):
         if reference.dataset != "folder" and reference.split == "train":
             return RealSource(reference.dataset, reference.root, "test", reference.classes, reference.download)
-        root = Path(reference.root)
-        for test in (root / "test", root.parent / "test" if root.name == "train" else None):
-            if test is not None and test.is_dir():
-                return RealSource("folder", str(test), "test", reference.classes)
+        test = test_folder_beside(reference.root) if reference.dataset == "folder" else None
+        if test is not None:
+            return RealSource("folder", str(test), "test", reference.classes)
     raise UserError("--real-vs-real needs a second real set: pass --real (a dataset split or an image folder)")
 
 
@@ -183,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     what = f"{args.num_gen:,} generated" if generator is not None else f"{args.num_gen:,} of {second.name}"
     against = reference.name if isinstance(reference, RealSource) else str(reference)
-    print(f"{what} vs {reference_set.count:,} of {against}; {extractor.summary()}")
+    count = f"{reference_set.count:,} of " if reference_set.count else ""  # unknown for pytorch-fid files
+    print(f"{what} vs {count}{against}; {extractor.summary()}")
 
     out = Path(args.out) if args.out else (checkpoint.with_name(checkpoint.stem + ".metrics.json") if checkpoint else None)
     if out is not None:

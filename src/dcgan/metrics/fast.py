@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from dcgan import __version__
 from dcgan.checkpoint import atomic_write, load_state_checked, read_safetensors
-from dcgan.data import ImageData, cache_dir, load_dataset, resize_uint8
+from dcgan.data import ImageData, cache_dir, load_dataset, resize_uint8, test_folder_beside
 from dcgan.errors import UserError
 from dcgan.metrics.inception import file_sha256
 
@@ -76,15 +76,7 @@ def labelled_splits(dataset: str, data_root: str, *, resolution: int = 0, channe
     if len(train.class_names) < 2:
         raise UserError(f"{data_root} holds one class ({train.class_names[0]}): the fast extractor learns from "
                         f"class labels; train it on a labelled dataset and pass --fast-extractor")
-    test_root = None
-    if dataset != "folder":
-        test_root = data_root
-    else:
-        root = Path(data_root).expanduser()
-        if (root / "train").is_dir() and (root / "test").is_dir():
-            test_root = root / "test"
-        elif root.name == "train" and (root.parent / "test").is_dir():
-            test_root = root.parent / "test"
+    test_root = data_root if dataset != "folder" else test_folder_beside(data_root)
     if test_root is not None:
         test = load_dataset(dataset, test_root, split="test", resolution=train.resolution,
                             channels=train.channels, download=download)
