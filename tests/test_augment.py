@@ -46,3 +46,32 @@ def test_color_changes_are_per_image():
 def test_unknown_policy_is_a_key_error():
     with pytest.raises(KeyError):
         diff_augment(torch.zeros(1, 3, 8, 8), ["zoom"])
+
+
+def test_augmenter_probability_zero_is_identity_and_one_always_augments():
+    from dcgan.augment import Augmenter
+
+    x = torch.rand(8, 3, 16, 16) * 2 - 1
+    assert torch.equal(Augmenter(["color"], p=0.0)(x), x)
+    torch.manual_seed(0)
+    out = Augmenter(["color"], p=1.0)(x)
+    assert all(not torch.equal(out[i], x[i]) for i in range(8))
+
+
+def test_adaptive_probability_follows_the_overfitting_heuristic():
+    from dcgan.augment import Augmenter
+
+    ada = Augmenter(["translation"], target=0.6, interval=2, speed_kimg=1.0)
+    assert ada.p == 0.0
+    confident = torch.ones(10)  # r_t = 1 > 0.6: D overfits, p rises by batch * interval / 1000
+    for _ in range(4):
+        ada.observe(confident, batch_size=10)
+    assert ada.p == pytest.approx(2 * 10 * 2 / 1000)
+    unsure = -torch.ones(10)  # r_t = -1 < 0.6: p falls, never below 0
+    for _ in range(20):
+        ada.observe(unsure, batch_size=10)
+    assert ada.p == 0.0
+    ada.observe(confident, batch_size=10)
+    twin = Augmenter(["translation"], target=0.6, interval=2, speed_kimg=1.0)
+    twin.load_state_dict(ada.state_dict())
+    assert twin.state_dict() == ada.state_dict()

@@ -75,3 +75,80 @@ def test_gradient_penalty_of_a_linear_critic():
 
     gp = gradient_penalty(critic, torch.randn(6, 3, 4, 4), torch.randn(6, 3, 4, 4))
     assert gp.item() == pytest.approx((w.norm().item() - 1) ** 2, rel=1e-5)
+
+
+def test_relativistic_pairing_losses_by_hand():
+    from dcgan.losses import d_loss_relativistic, g_loss_relativistic
+
+    # pairs (2.0, -1.0) and (-0.5, 0.5): D pays softplus(f - r), G pays softplus(r - f)
+    assert d_loss_relativistic(REAL, FAKE).item() == pytest.approx((softplus(-3.0) + softplus(1.0)) / 2, rel=1e-6)
+    assert g_loss_relativistic(FAKE, REAL).item() == pytest.approx((softplus(3.0) + softplus(-1.0)) / 2, rel=1e-6)
+
+
+def test_lecam_penalty_by_hand():
+    from dcgan.losses import lecam_penalty
+
+    # relu(r - a_F)^2 with a_F = 0.5: (1.5^2 + 0) / 2; relu(a_R - f)^2 with a_R = 0.25: (1.25^2 + 0) / 2
+    value = lecam_penalty(REAL, FAKE, ema_real=0.25, ema_fake=0.5)
+    assert value.item() == pytest.approx(1.5 ** 2 / 2 + 1.25 ** 2 / 2)
+
+
+class NoScaler:
+    def scale(self, loss):
+        return loss
+
+
+def _discriminator(**kwargs):
+    from dcgan.models import build_discriminator
+
+    torch.manual_seed(1)
+    return build_discriminator(img_resolution=32, img_channels=3, base_channels=8, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(norm="none", mbstd_group=4), dict(norm="none", spectral_norm=True)])
+def test_fused_discriminator_forward_matches_two_forwards(kwargs):
+    import copy
+
+    from dcgan.losses import GANLoss
+
+    D = _discriminator(**kwargs)
+    if kwargs.get("spectral_norm"):
+        D.eval()  # no power iteration, so both ways see the same normalized weights
+    twin = copy.deepcopy(D)
+    real, fake = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
+    fused = GANLoss(generator=None, discriminator=D, loss="hinge", r1_gamma=1.0, r1_interval=1)
+    split = GANLoss(generator=None, discriminator=twin, loss="hinge", r1_gamma=1.0, r1_interval=1)
+    split.fused = False
+    assert fused.fused
+    a = fused.discriminator_step(real, fake, 0, NoScaler())
+    b = split.discriminator_step(real, fake, 0, NoScaler())
+    for key in ("loss_d", "d_real", "d_fake", "r1"):
+        assert a[key].item() == pytest.approx(b[key].item(), rel=1e-5, abs=1e-6), key
+    for p, q in zip(D.parameters(), twin.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_discriminator_with_batch_norm_is_not_fused():
+    from dcgan.losses import GANLoss
+
+    assert not GANLoss(generator=None, discriminator=_discriminator(norm="batch"), loss="bce").fused
+
+
+def test_r2_and_lecam_enter_the_discriminator_loss():
+    from dcgan.losses import GANLoss, d_loss_relativistic
+
+    D = _discriminator(norm="none")
+    real, fake = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+    loss = GANLoss(generator=None, discriminator=D, loss="rpgan", r2_gamma=0.5, r1_interval=1, lecam_weight=0.3,
+                   lecam_decay=0.9)
+    stats = loss.discriminator_step(real, fake, 0, NoScaler())
+    assert stats["r2"].item() > 0
+    with torch.no_grad():
+        r, f = D(real), D(fake)
+    assert stats["loss_d"].item() == pytest.approx(d_loss_relativistic(r, f).item(), rel=1e-5)
+    # The LeCam anchors moved 10% of the way from 0 toward the batch means.
+    assert loss.lecam_ema["real"] == pytest.approx(0.1 * r.mean().item(), rel=1e-4)
+    assert loss.lecam_ema["fake"] == pytest.approx(0.1 * f.mean().item(), rel=1e-4)
+    restored = GANLoss(generator=None, discriminator=D, loss="rpgan")
+    restored.load_state_dict(loss.state_dict())
+    assert restored.lecam_ema == loss.lecam_ema

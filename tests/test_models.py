@@ -53,3 +53,21 @@ def test_class_conditional_variant_uses_the_label():
     assert D(a, torch.tensor([0, 1])).shape == (2,)
     with pytest.raises(ValueError, match="class labels"):
         G(z)
+
+
+def test_conv3x3_output_adds_a_full_resolution_stage():
+    G = build_generator(z_dim=16, img_resolution=32, img_channels=3, base_channels=64, output="conv3x3")
+    assert G(torch.randn(2, 16)).shape == (2, 3, 32, 32)
+    last = [m for m in G.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))][-1]
+    assert isinstance(last, torch.nn.Conv2d) and last.kernel_size == (3, 3) and last.in_channels == 64
+
+
+def test_minibatch_std_by_hand():
+    from dcgan.models.dcgan import MinibatchStd
+
+    x = torch.zeros(4, 2, 1, 1)
+    x[:2, 0] = torch.tensor([[[1.0]], [[3.0]]])  # first group of 2: std of channel 0 is 1, channel 1 is 0
+    out = MinibatchStd(2)(x)
+    assert out.shape == (4, 3, 1, 1)
+    assert out[:2, 2].flatten().tolist() == pytest.approx([0.5, 0.5], abs=1e-3)  # mean over channels of (1, 0)
+    assert out[2:, 2].flatten().tolist() == pytest.approx([0.0, 0.0], abs=1e-3)  # the second group is constant

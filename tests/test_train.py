@@ -45,23 +45,32 @@ def all_state_tensors(state):
     return out
 
 
-@pytest.mark.parametrize("preset", ["modern", "classic"])
-def test_resume_is_exact(tmp_path, few_cars, preset):
+@pytest.mark.parametrize("preset, extra", [
+    ("modern", {}),
+    ("classic", {}),
+    # ADA's probability and LeCam's anchors are training state too.
+    ("modern", dict(ada_target=0.6, ada_kimg=1.0, lecam_weight=0.1, loss="rpgan",
+                    r2_gamma=0.1, d_mbstd=4)),
+])
+def test_resume_is_exact(tmp_path, few_cars, preset, extra):
     # 20 steps of 16 images, or 10 + restart + 10: the same weights, optimizer state and RNG, bit for bit.
     # The modern preset runs R1 (every 16 D steps), EMA and DiffAugment across the restart.
     steps = 20
     kimg = steps * 16 / 1000
-    straight = train(small_config(tmp_path / "a", preset, kimg=kimg), data=few_cars, show_progress=False)
-    half = train(small_config(tmp_path / "b", preset, kimg=kimg / 2), data=few_cars, show_progress=False)
+    straight = train(small_config(tmp_path / "a", preset, kimg=kimg, **extra), data=few_cars, show_progress=False)
+    half = train(small_config(tmp_path / "b", preset, kimg=kimg / 2, **extra), data=few_cars, show_progress=False)
     state = load_checkpoint(half / "checkpoint-last.pt")
     assert state["step"] == steps // 2
-    resumed = train(small_config(tmp_path / "b", preset, kimg=kimg), data=few_cars, run_dir=half,
+    resumed = train(small_config(tmp_path / "b", preset, kimg=kimg, **extra), data=few_cars, run_dir=half,
                     resume_state=state, show_progress=False)
-    a = all_state_tensors(load_checkpoint(straight / "checkpoint-last.pt"))
-    b = all_state_tensors(load_checkpoint(resumed / "checkpoint-last.pt"))
+    final_a, final_b = load_checkpoint(straight / "checkpoint-last.pt"), load_checkpoint(resumed / "checkpoint-last.pt")
+    a, b = all_state_tensors(final_a), all_state_tensors(final_b)
     assert a.keys() == b.keys() and len(a) > 20
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    assert final_a["augment"] == final_b["augment"] and final_a["loss"] == final_b["loss"]
+    if extra:
+        assert final_a["augment"]["p"] > 0 and final_a["loss"]["lecam_ema"]["real"] != 0
     # The CSV of the resumed run tells one history, with no duplicated steps.
     with open(resumed / "metrics.csv") as handle:
         logged = [int(row["step"]) for row in csv.DictReader(handle)]
@@ -165,3 +174,18 @@ def test_other_objectives_train_with_finite_losses(tmp_path, few_cars, overrides
     if overrides.get("loss") == "wgan-gp":
         assert rows[-1]["gp"] and float(rows[-1]["gp"]) >= 0
         assert int(rows[-1]["step"]) == 4  # 128 images, 2 D batches of 16 per step
+
+
+def test_lr_decay_schedules_by_hand():
+    from dcgan.training.loop import lr_factor
+
+    assert [lr_factor("linear", t) for t in (0, 0.25, 1)] == [1.0, 0.75, 0.0]
+    assert [round(lr_factor("cosine", t), 6) for t in (0, 0.5, 1)] == [1.0, 0.5, 0.0]
+    assert lr_factor("none", 0.9) == 1.0
+
+
+def test_lr_decay_reaches_the_csv(tmp_path, few_cars):
+    run = train(small_config(tmp_path, kimg=0.32, lr_decay="linear"), data=few_cars, show_progress=False)
+    with open(run / "metrics.csv") as handle:
+        rates = [float(row["lr_g"]) for row in csv.DictReader(handle)]
+    assert rates == sorted(rates, reverse=True) and rates[-1] < 0.2 * rates[0]

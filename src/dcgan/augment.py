@@ -70,3 +70,55 @@ AUGMENTATIONS = {
     "translation": [_translation],
     "cutout": [_cutout],
 }
+
+
+class Augmenter:
+    """DiffAugment for D's inputs, applied to each image with probability `p`.
+
+    `p` is fixed (1 by default: always on, as Zhao et al.), or adaptive as in ADA (Karras et al.
+    2020, "Training Generative Adversarial Networks with Limited Data"): every `interval` D steps
+    the overfitting heuristic r_t = E[sign(D(x_real))] moves p up when r_t > `target`, down when below,
+    by batch * interval / (speed_kimg * 1000), so p can go from 0 to 1 in `speed_kimg` thousand
+    images. Its state (p and the running sums) travels in the checkpoint.
+    """
+
+    def __init__(self, policy: list[str], *, p: float = 1.0, target: float = 0.0, interval: int = 4,
+                 speed_kimg: float = 100.0):
+        self.policy, self.p, self.target = list(policy), float(p), float(target)
+        self.interval, self.speed_kimg = interval, speed_kimg
+        self.sign_sum, self.count, self.steps = 0.0, 0, 0
+        if self.target > 0:
+            self.p = 0.0  # ADA starts with no augmentation and raises it as D overfits.
+
+    @property
+    def adaptive(self) -> bool:
+        return self.target > 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.policy or self.p <= 0:
+            return x
+        augmented = diff_augment(x, self.policy)
+        if self.p >= 1:
+            return augmented
+        keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= self.p  # (B, 1, 1, 1)
+        return torch.where(keep, x, augmented)
+
+    def observe(self, real_logits: torch.Tensor, batch_size: int) -> None:
+        """Accumulate sign(D(x_real)); every `interval` calls, move p toward the target r_t."""
+        if not self.adaptive:
+            return
+        self.sign_sum += float(real_logits.detach().sign().sum())
+        self.count += real_logits.numel()
+        self.steps += 1
+        if self.steps % self.interval == 0:
+            r_t = self.sign_sum / max(self.count, 1)
+            step = batch_size * self.interval / (self.speed_kimg * 1000)
+            self.p = min(1.0, max(0.0, self.p + step * (1 if r_t > self.target else -1)))
+            self.sign_sum, self.count = 0.0, 0
+
+    def state_dict(self) -> dict:
+        return {"p": self.p, "sign_sum": self.sign_sum, "count": self.count, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.p, self.sign_sum = float(state["p"]), float(state["sign_sum"])
+        self.count, self.steps = int(state["count"]), int(state["steps"])

@@ -17,7 +17,10 @@ import yaml
 from dcgan.errors import UserError
 
 DATASETS = ("cifar10", "cifar100", "mnist", "fashion-mnist", "celeba", "folder")
-LOSSES = ("bce", "hinge", "wgan-gp")
+LOSSES = ("bce", "hinge", "wgan-gp", "rpgan")
+G_OUTPUTS = ("deconv", "conv3x3")
+LR_DECAYS = ("none", "linear", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
 NORMS = ("batch", "instance", "none")
 AUGMENTS = ("color", "translation", "cutout")
 LOG_SINKS = ("tensorboard", "wandb")
@@ -44,15 +47,22 @@ class TrainConfig:
     g_channels: int = 64  # generator base width
     d_channels: int = 64  # discriminator base width
     g_norm: str = "batch"  # generator normalization: batch, instance or none
+    g_output: str = "deconv"  # G's last layer: deconv (Radford's 4x4 transposed conv) or conv3x3 (SNGAN)
     d_norm: str = "none"  # discriminator normalization: batch or none
     spectral_norm: bool = True  # spectral normalization in D
+    d_mbstd: int = 0  # minibatch standard deviation in D over groups of this many images; 0 disables
     # Objective.
-    loss: str = "hinge"  # bce (non-saturating), hinge or wgan-gp
+    loss: str = "hinge"  # bce (non-saturating), hinge, wgan-gp or rpgan (relativistic pairing, R3GAN)
     label_smoothing: float = 0.0  # one-sided: real target 1 - this (bce only)
-    r1_gamma: float = 0.0  # R1 weight; 0 disables
-    r1_interval: int = 16  # lazy R1: every this many D steps
+    r1_gamma: float = 0.0  # R1 weight (gradient penalty on real images); 0 disables
+    r2_gamma: float = 0.0  # R2 weight (the same on fake images, as R3GAN); 0 disables
+    r1_interval: int = 16  # lazy R1/R2: every this many D steps
     gp_weight: float = 10.0  # gradient penalty weight (wgan-gp only)
+    lecam_weight: float = 0.0  # LeCam regularization weight (Tseng et al. 2021, for small data); 0 disables
     diffaugment: str = ""  # DiffAugment policy for D: e.g. color,translation,cutout; empty disables
+    augment_p: float = 1.0  # probability of augmenting each image for D (with --diffaugment)
+    ada_target: float = 0.0  # adaptive augment probability (ADA) toward this r_t, e.g. 0.6; 0: fixed --augment-p
+    ada_kimg: float = 100.0  # ADA speed: thousands of images for p to go from 0 to 1
     # Optimization.
     batch_size: int = 64
     lr_g: float = 2e-4
@@ -60,6 +70,7 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     n_dis: int = 1  # D steps per G step
+    lr_decay: str = "none"  # none, linear or cosine to 0 over the run's length (--kimg, --epochs or --minutes)
     ema_kimg: float = 0.0  # EMA half-life in thousands of images; 0 disables
     ema_rampup: float = 0.05  # EMA half-life at most this fraction of images seen; 0 disables
     # Length: the first limit reached ends the run.
@@ -81,8 +92,11 @@ class TrainConfig:
     # System.
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     seed: int = 0
-    amp: bool = False  # mixed precision on CUDA
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    precision: str = "auto"  # auto (bf16 where the CPU has native bf16, else fp32), fp32 or bf16
+    amp: bool = False  # float16 mixed precision on CUDA
+    channels_last: bool = True  # channels-last memory format for both networks
+    compile: bool = False  # torch.compile both networks (slow to start; pays on long runs)
+    threads: int = 0  # torch CPU threads; 0: one per physical core
 
     def validate(self) -> "TrainConfig":
         def require(ok: bool, message: str) -> None:
@@ -97,10 +111,20 @@ class TrainConfig:
         require(self.g_channels > 0 and self.d_channels > 0, "--g-channels and --d-channels must be positive")
         require(self.g_norm in NORMS, f"--g-norm must be one of {', '.join(NORMS)}, not {self.g_norm!r}")
         require(self.d_norm in ("batch", "none"), f"--d-norm must be batch or none, not {self.d_norm!r}")
+        require(self.g_output in G_OUTPUTS, f"--g-output must be one of {', '.join(G_OUTPUTS)}, not {self.g_output!r}")
+        require(self.d_mbstd >= 0, f"--d-mbstd must be >= 0, not {self.d_mbstd}")
         require(self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         require(0.0 <= self.label_smoothing < 0.5, f"--label-smoothing must be in [0, 0.5), not {self.label_smoothing}")
         require(self.r1_gamma >= 0, f"--r1-gamma must be >= 0, not {self.r1_gamma}")
+        require(self.r2_gamma >= 0, f"--r2-gamma must be >= 0, not {self.r2_gamma}")
         require(self.r1_interval >= 1, f"--r1-interval must be >= 1, not {self.r1_interval}")
+        require(self.lecam_weight >= 0, f"--lecam-weight must be >= 0, not {self.lecam_weight}")
+        require(0 <= self.augment_p <= 1, f"--augment-p must be in [0, 1], not {self.augment_p}")
+        require(0 <= self.ada_target < 1, f"--ada-target must be in [0, 1), not {self.ada_target}")
+        require(self.ada_kimg > 0, f"--ada-kimg must be positive, not {self.ada_kimg}")
+        require(self.lr_decay in LR_DECAYS, f"--lr-decay must be one of {', '.join(LR_DECAYS)}, not {self.lr_decay!r}")
+        require(self.precision in PRECISIONS,
+                f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         require(self.gp_weight >= 0, f"--gp-weight must be >= 0, not {self.gp_weight}")
         unknown = [p for p in self.augment_policy if p not in AUGMENTS]
         require(not unknown, f"--diffaugment takes {', '.join(AUGMENTS)}; unknown: {', '.join(unknown)}")

@@ -1,18 +1,23 @@
 """GAN objectives, phase by phase.
 
 `GANLoss` owns the forward and backward of each phase, as in stylegan2-ada's `training/loss.py`:
-`discriminator_step` (D main loss, plus lazy R1 every `r1_interval` D steps with its weight
-multiplied by the interval, or WGAN-GP's gradient penalty) and `generator_step`. The plain loss
-functions below are what the tests check against hand-computed values.
+`discriminator_step` (D main loss, plus lazy R1/R2 every `r1_interval` D steps with their weight
+multiplied by the interval, WGAN-GP's gradient penalty, LeCam regularization) and `generator_step`.
+The plain loss functions below are what the tests check against hand-computed values.
+
+A discriminator without BatchNorm sees real and fake images in one forward (one batch of 2B): the
+same logits and gradients as two forwards, in fewer, larger convolutions, and with spectral norm
+one power iteration per step instead of two. With BatchNorm the two batches stay apart, as
+Radford et al. train it (each batch normalized on its own statistics).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from dcgan.augment import diff_augment
 
 
 # Discriminator losses: logits of real and fake images -> scalar.
@@ -44,15 +49,35 @@ def g_loss_mean(fake_logits):
     return -fake_logits.mean()
 
 
+def d_loss_relativistic(real_logits, fake_logits, label_smoothing: float = 0.0):
+    """Relativistic pairing GAN (Jolicoeur-Martineau 2019; R3GAN, Huang et al. 2024): softplus(D(G(z)) - D(x))
+    over pairs (x_i, G(z_i))."""
+    return F.softplus(fake_logits - real_logits).mean()
+
+
+def g_loss_relativistic(fake_logits, real_logits):
+    """The generator's side of the pairing: softplus(D(x) - D(G(z)))."""
+    return F.softplus(real_logits - fake_logits).mean()
+
+
+def lecam_penalty(real_logits, fake_logits, ema_real: float, ema_fake: float):
+    """Tseng et al. 2021 (LeCam regularization): keeps D's outputs on real images near the running
+    mean of its outputs on fakes, and vice versa: mean(relu(D(x) - a_F)^2) + mean(relu(a_R - D(G(z)))^2)."""
+    return (F.relu(real_logits - ema_fake).square().mean() + F.relu(ema_real - fake_logits).square().mean())
+
+
 LOSSES = {
     "bce": (d_loss_bce, g_loss_nonsaturating),
     "hinge": (d_loss_hinge, g_loss_mean),
     "wgan-gp": (d_loss_wasserstein, g_loss_mean),
+    "rpgan": (d_loss_relativistic, g_loss_relativistic),
 }
+RELATIVISTIC = {"rpgan"}  # the generator's loss also reads D's logits of real images
 
 
 def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Tensor:
-    """Mescheder et al. 2018: E ||d D(x) / dx||^2 over real x (which must require grad)."""
+    """Mescheder et al. 2018: E ||d D(x) / dx||^2 over real x (which must require grad). The same
+    function on fake images is R2 (Roth et al. 2017; R3GAN uses R1 + R2)."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
     return grad.square().sum(dim=[1, 2, 3]).mean()
 
@@ -66,37 +91,66 @@ def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.T
     return (grad.flatten(1).norm(dim=1) - 1).square().mean()
 
 
+def has_batch_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
 class GANLoss:
     """The objective of one training config, run phase by phase."""
 
     def __init__(self, *, generator, discriminator, loss: str = "hinge", label_smoothing: float = 0.0,
-                 r1_gamma: float = 0.0, r1_interval: int = 16, gp_weight: float = 10.0,
-                 augment_policy: list[str] | None = None, autocast=None):
+                 r1_gamma: float = 0.0, r2_gamma: float = 0.0, r1_interval: int = 16, gp_weight: float = 10.0,
+                 lecam_weight: float = 0.0, lecam_decay: float = 0.99, augment=None, precision=None):
         self.G, self.D = generator, discriminator
         self.d_loss, self.g_loss = LOSSES[loss]
+        self.relativistic = loss in RELATIVISTIC
         self.use_gp = loss == "wgan-gp"
         self.label_smoothing, self.gp_weight = label_smoothing, gp_weight
-        self.r1_gamma, self.r1_interval = r1_gamma, r1_interval
-        self.policy = list(augment_policy or [])
-        self.autocast = autocast or torch.autocast("cpu", enabled=False)
+        self.r1_gamma, self.r2_gamma, self.r1_interval = r1_gamma, r2_gamma, r1_interval
+        self.lecam_weight, self.lecam_decay = lecam_weight, lecam_decay
+        self.lecam_ema = {"real": 0.0, "fake": 0.0}  # running means of D's logits, for LeCam
+        self.augment = augment or (lambda x: x)
+        self.autocast = precision.autocast if precision is not None else contextlib.nullcontext
+        self.fused = not has_batch_norm(discriminator)
 
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, self.policy) if self.policy else x
+    def logits(self, *batches: torch.Tensor) -> list[torch.Tensor]:
+        """D's float32 logits of each (augmented) batch: one forward over all of them where D has no
+        BatchNorm, one forward each otherwise."""
+        with self.autocast():
+            if self.fused and len(batches) > 1:
+                joined = self.D(self.augment(torch.cat(batches)))
+                return list(joined.float().split([b.shape[0] for b in batches]))
+            return [self.D(self.augment(b)).float() for b in batches]
 
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, d_step: int, scaler) -> dict:
-        """Backward of the D loss (and its regularizer) for one batch. `fake` is detached here."""
-        do_r1 = self.r1_gamma > 0 and d_step % self.r1_interval == 0
+        """Backward of the D loss (and its regularizers) for one batch. `fake` is detached here."""
+        lazy_step = d_step % self.r1_interval == 0
+        do_r1 = self.r1_gamma > 0 and lazy_step
+        do_r2 = self.r2_gamma > 0 and lazy_step
         real = real.detach().requires_grad_(do_r1)
-        with self.autocast:
-            real_logits = self.D(self.augment(real)).float()
-            fake_logits = self.D(self.augment(fake.detach())).float()
-            loss = self.d_loss(real_logits, fake_logits, self.label_smoothing)
+        fake = fake.detach().requires_grad_(do_r2)
+        real_logits, fake_logits = self.logits(real, fake)
+        loss = self.d_loss(real_logits, fake_logits, self.label_smoothing)
         stats = {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(),
                  "d_fake": fake_logits.detach().mean()}
-        if do_r1:
+        if getattr(self.augment, "adaptive", False):
+            self.augment.observe(real_logits, real.shape[0])
+            stats["augment_p"] = torch.tensor(self.augment.p)
+        if do_r1:  # Lazy: every r1_interval D steps, its weight times the interval.
             r1 = r1_penalty(real_logits, real)
             loss = loss + r1 * (self.r1_gamma / 2 * self.r1_interval)
             stats["r1"] = r1.detach()
+        if do_r2:
+            r2 = r1_penalty(fake_logits, fake)
+            loss = loss + r2 * (self.r2_gamma / 2 * self.r1_interval)
+            stats["r2"] = r2.detach()
+        if self.lecam_weight > 0:
+            lecam = lecam_penalty(real_logits, fake_logits, self.lecam_ema["real"], self.lecam_ema["fake"])
+            loss = loss + lecam * self.lecam_weight
+            stats["lecam"] = lecam.detach()
+            for key, logits in (("real", real_logits), ("fake", fake_logits)):
+                self.lecam_ema[key] = (self.lecam_decay * self.lecam_ema[key]
+                                       + (1 - self.lecam_decay) * logits.detach().mean().item())
         if self.use_gp:
             gp = gradient_penalty(self.D, real.detach(), fake.detach(), self.augment)
             loss = loss + gp * self.gp_weight
@@ -104,10 +158,20 @@ class GANLoss:
         scaler.scale(loss).backward()
         return stats
 
-    def generator_step(self, fake: torch.Tensor, scaler) -> dict:
-        """Backward of the G loss through D for images G just made (with grad)."""
-        with self.autocast:
-            fake_logits = self.D(self.augment(fake)).float()
+    def generator_step(self, fake: torch.Tensor, scaler, real: torch.Tensor | None = None) -> dict:
+        """Backward of the G loss through D for images G just made (with grad); relativistic losses
+        also read D's logits of a real batch."""
+        if self.relativistic:
+            fake_logits, real_logits = self.logits(fake, real.detach())
+            loss = self.g_loss(fake_logits, real_logits)
+        else:
+            (fake_logits,) = self.logits(fake)
             loss = self.g_loss(fake_logits)
         scaler.scale(loss).backward()
-        return {"loss_g": loss.detach()}
+        return {"loss_g": loss.detach(), "d_fake_g": fake_logits.detach().mean()}
+
+    def state_dict(self) -> dict:
+        return {"lecam_ema": dict(self.lecam_ema)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lecam_ema = dict(state.get("lecam_ema", self.lecam_ema))

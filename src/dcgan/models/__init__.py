@@ -23,9 +23,10 @@ def build_discriminator(family: str = "dcgan", **kwargs) -> nn.Module:
 def generator_kwargs(config, resolution: int, channels: int) -> dict:
     """The generator's constructor arguments for a training config and the data's shape."""
     return dict(z_dim=config.z_dim, img_resolution=resolution, img_channels=channels,
-                base_channels=config.g_channels, norm=config.g_norm, num_classes=0)
+                base_channels=config.g_channels, norm=config.g_norm, num_classes=0, output=config.g_output)
 
 
 def discriminator_kwargs(config, resolution: int, channels: int) -> dict:
     return dict(img_resolution=resolution, img_channels=channels, base_channels=config.d_channels,
-                norm=config.d_norm, spectral_norm=config.spectral_norm, num_classes=0)
+                norm=config.d_norm, spectral_norm=config.spectral_norm, num_classes=0,
+                mbstd_group=config.d_mbstd)

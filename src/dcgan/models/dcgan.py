@@ -5,9 +5,11 @@ stage doubles the resolution and halves the width; a last transposed convolution
 give the image. Discriminator: the mirror image with strided convolutions. At 32 px the
 widths are base*4 -> base*2 -> base, at 64 px base*8 -> ... -> base.
 
-Optional: spectral normalization (Miyato et al. 2018) and no BatchNorm in D; BatchNorm,
-InstanceNorm or no norm in G; class-conditional G (label embedding concatenated to z) and
-projection D (Miyato & Koyama 2018) when `num_classes > 0`.
+Optional: spectral normalization (Miyato et al. 2018) and no BatchNorm in D; a minibatch
+standard-deviation channel before D's head (Karras et al. 2018); BatchNorm, InstanceNorm or no
+norm in G; G's last layer as Radford's 4x4 transposed convolution or, as in SNGAN's and mimicry's
+DCGAN, one more upsampling stage and a 3x3 convolution to RGB; class-conditional G (label
+embedding concatenated to z) and projection D (Miyato & Koyama 2018) when `num_classes > 0`.
 """
 
 from __future__ import annotations
@@ -46,13 +48,20 @@ def init_dcgan_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+G_OUTPUTS = ("deconv", "conv3x3")
+
+
 class Generator(nn.Module):
     def __init__(self, *, z_dim: int = 100, img_resolution: int = 32, img_channels: int = 3,
-                 base_channels: int = 64, norm: str = "batch", num_classes: int = 0):
+                 base_channels: int = 64, norm: str = "batch", num_classes: int = 0, output: str = "deconv"):
         super().__init__()
+        if output not in G_OUTPUTS:
+            raise ValueError(f"output must be one of {G_OUTPUTS}, not {output!r}")
         self.z_dim, self.img_resolution, self.img_channels = z_dim, img_resolution, img_channels
         self.num_classes = num_classes
         stages = _stage_count(img_resolution)
+        if output == "conv3x3":  # Every stage upsamples; the full-resolution map has base_channels.
+            stages += 1
         width = base_channels * 2 ** (stages - 1)
         self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
         in_dim = z_dim * 2 if num_classes else z_dim
@@ -64,8 +73,11 @@ class Generator(nn.Module):
             layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=norm == "none"),
                        _norm_2d(norm, width // 2), nn.ReLU(inplace=True)]
             width //= 2
-        layers += [nn.ConvTranspose2d(width, img_channels, 4, 2, 1, bias=False),  # (B, C, res, res)
-                   nn.Tanh()]
+        if output == "conv3x3":
+            layers += [nn.Conv2d(width, img_channels, 3, 1, 1)]  # (B, base, res, res) -> (B, C, res, res)
+        else:
+            layers += [nn.ConvTranspose2d(width, img_channels, 4, 2, 1, bias=False)]  # (B, C, res, res)
+        layers += [nn.Tanh()]
         self.main = nn.Sequential(*layers)
         self.apply(init_dcgan_weights)
 
@@ -78,9 +90,30 @@ class Generator(nn.Module):
         return self.main(z[:, :, None, None])
 
 
+class MinibatchStd(nn.Module):
+    """Karras et al. 2018: append the mean standard deviation of each feature over a group of
+    `group_size` consecutive images as one more channel, so D can see a lack of variety. Groups are
+    consecutive, so a batch of reals followed by fakes (a fused D forward) never mixes the two."""
+
+    def __init__(self, group_size: int):
+        super().__init__()
+        self.group_size = group_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        group = min(self.group_size, batch)
+        if batch % group:
+            group = math.gcd(batch, group)
+        y = x.float().reshape(-1, group, channels, height, width)  # (B/g, g, C, H, W)
+        y = (y - y.mean(dim=1, keepdim=True)).square().mean(dim=1).add(1e-8).sqrt()  # (B/g, C, H, W)
+        y = y.mean(dim=[1, 2, 3]).to(x.dtype)  # (B/g,)
+        y = y.repeat_interleave(group).view(batch, 1, 1, 1).expand(batch, 1, height, width)
+        return torch.cat([x, y], dim=1)  # (B, C + 1, H, W)
+
+
 class Discriminator(nn.Module):
     def __init__(self, *, img_resolution: int = 32, img_channels: int = 3, base_channels: int = 64,
-                 norm: str = "batch", spectral_norm: bool = False, num_classes: int = 0):
+                 norm: str = "batch", spectral_norm: bool = False, num_classes: int = 0, mbstd_group: int = 0):
         super().__init__()
         self.img_resolution, self.img_channels, self.num_classes = img_resolution, img_channels, num_classes
         wrap = apply_spectral_norm if spectral_norm else (lambda m: m)
@@ -93,14 +126,15 @@ class Discriminator(nn.Module):
                        _norm_2d(norm, width * 2), nn.LeakyReLU(0.2, inplace=True)]
             width *= 2
         self.features = nn.Sequential(*layers)  # (B, width, 4, 4)
-        self.head = wrap(nn.Conv2d(width, 1, 4, 1, 0))  # (B, 1, 1, 1)
+        self.mbstd = MinibatchStd(mbstd_group) if mbstd_group else None  # (B, width + 1, 4, 4)
+        self.head = wrap(nn.Conv2d(width + (1 if mbstd_group else 0), 1, 4, 1, 0))  # (B, 1, 1, 1)
         self.embed = wrap(nn.Embedding(num_classes, width)) if num_classes else None
         self.apply(init_dcgan_weights)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C, res, res) in [-1, 1] -> (B,) logits."""
         h = self.features(x)  # (B, width, 4, 4)
-        logits = self.head(h).flatten()  # (B,)
+        logits = self.head(self.mbstd(h) if self.mbstd is not None else h).flatten()  # (B,)
         if self.embed is not None:
             if c is None:
                 raise ValueError("this discriminator is class-conditional: pass class labels c")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from pathlib import Path
 
@@ -21,11 +22,13 @@ from dcgan.checkpoint import load_checkpoint, load_state_checked, save_checkpoin
 from dcgan.config import TrainConfig
 from dcgan.data import BatchStream, ImageData, load_dataset
 from dcgan.errors import UserError
+from dcgan.augment import Augmenter
 from dcgan.losses import GANLoss
 from dcgan.models import build_discriminator, build_generator, discriminator_kwargs, generator_kwargs
 from dcgan.sampling import generate_from_latents, latents_from_seeds, make_grid, save_gif, to_pil
 from dcgan.training import distributed
 from dcgan.training.ema import ema_beta, update_ema
+from dcgan.training.precision import resolve_precision
 from dcgan.training.report import RunLog, plot_metrics
 from dcgan.training.tracking import MetricTracker
 from dcgan.training.run_dir import (count_parameters, environment_info, model_summary, new_run_dir,
@@ -49,8 +52,8 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         data: already-loaded images (tests, benchmarks); loaded from `config` if None.
     """
     process, device = distributed.init_process(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    if device.type == "cpu":
+        torch.set_num_threads(config.threads or max(1, physical_cores() // process.world_size))
     torch.manual_seed(config.seed)  # Same initial weights on every rank.
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -69,15 +72,22 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     d_kwargs = discriminator_kwargs(config, resolution, channels)
     G = build_generator(**g_kwargs)
     D = build_discriminator(**d_kwargs)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    G.to(memory_format=memory_format), D.to(memory_format=memory_format)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if config.ema_kimg > 0 else None
     opt_G = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
     opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
-    amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    autocast = torch.autocast(device.type, dtype=torch.float16, enabled=amp)
-    loss = GANLoss(generator=G, discriminator=D, loss=config.loss, label_smoothing=config.label_smoothing,
-                   r1_gamma=config.r1_gamma, r1_interval=config.r1_interval, gp_weight=config.gp_weight,
-                   augment_policy=config.augment_policy, autocast=autocast)
+    precision = resolve_precision(config.precision, device, config.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
+    augmenter = Augmenter(config.augment_policy, p=config.augment_p, target=config.ada_target,
+                          speed_kimg=config.ada_kimg)
+    G_train, D_train = (torch.compile(G), torch.compile(D)) if config.compile else (G, D)
+    loss = GANLoss(generator=G_train, discriminator=D_train, loss=config.loss,
+                   label_smoothing=config.label_smoothing, r1_gamma=config.r1_gamma, r2_gamma=config.r2_gamma,
+                   r1_interval=config.r1_interval, gp_weight=config.gp_weight, lecam_weight=config.lecam_weight,
+                   augment=augmenter, precision=precision)
+    if process.is_main and show_progress:
+        print(f"precision: {precision.reason}", flush=True)
 
     # Set up the run folder, or restore the state of the run we resume.
     step = d_step = cur_nimg = 0
@@ -91,6 +101,8 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         opt_G.load_state_dict(resume_state["opt_G"])
         opt_D.load_state_dict(resume_state["opt_D"])
         scaler.load_state_dict(resume_state["scaler"])
+        augmenter.load_state_dict(resume_state.get("augment", augmenter.state_dict()))
+        loss.load_state_dict(resume_state.get("loss", {}))
         stream.load_state_dict(resume_state["data"])
         step, d_step, cur_nimg = resume_state["step"], resume_state["d_step"], resume_state["cur_nimg"]
         elapsed_before = resume_state["seconds"]
@@ -158,6 +170,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             "config": config.to_dict(), "generator_kwargs": g_kwargs, "discriminator_kwargs": d_kwargs,
             "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict() if G_ema else None,
             "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "scaler": scaler.state_dict(),
+            "augment": augmenter.state_dict(), "loss": loss.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "data": stream.state_dict(), "step": step, "d_step": d_step, "cur_nimg": cur_nimg,
@@ -216,13 +229,20 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         while cur_nimg < total_nimg:
             log_now = (step + 1) % config.log_every == 0
 
+            # Learning rates: constant, or decayed over the run's length (images or minutes).
+            if config.lr_decay != "none":
+                done = min(1.0, max(cur_nimg / total_nimg,
+                                    (elapsed_before + time.time() - start_time) / deadline))
+                factor = lr_factor(config.lr_decay, done)
+                opt_G.param_groups[0]["lr"], opt_D.param_groups[0]["lr"] = config.lr_g * factor, config.lr_d * factor
+
             # Discriminator phase: n_dis batches; G's last batch of fakes is kept for the G phase.
             D.requires_grad_(True)
             for k in range(config.n_dis):
                 real, _ = next(stream)
                 z = torch.randn(real.shape[0], config.z_dim, device=device)
-                with torch.set_grad_enabled(k == config.n_dis - 1), autocast:
-                    fake = G(z)
+                with torch.set_grad_enabled(k == config.n_dis - 1), precision.autocast():
+                    fake = G_train(z)
                 opt_D.zero_grad(set_to_none=True)
                 for name, value in loss.discriminator_step(real, fake, d_step, scaler).items():
                     log.report(name, value)
@@ -235,7 +255,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             # Generator phase.
             D.requires_grad_(False)
             opt_G.zero_grad(set_to_none=True)
-            for name, value in loss.generator_step(fake, scaler).items():
+            for name, value in loss.generator_step(fake, scaler, real=real).items():
                 log.report(name, value)
             _all_reduce_grads(G, process)
             if log_now:
@@ -318,6 +338,33 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                   f"of the time went to evaluation")
     distributed.shutdown(process)
     return run_dir if process.is_main else None
+
+
+def lr_factor(schedule: str, done: float) -> float:
+    """The learning-rate multiplier after a fraction `done` of the run: 1 -> 0 linearly or on a cosine."""
+    if schedule == "linear":
+        return 1.0 - done
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * done))
+    return 1.0
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (hyper-threads share one core's arithmetic units), from /proc/cpuinfo on
+    Linux; the logical count elsewhere."""
+    try:
+        pairs, physical_id = set(), "0"
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            if key.strip() == "physical id":
+                physical_id = value.strip()
+            elif key.strip() == "core id":
+                pairs.add((physical_id, value.strip()))
+        if pairs:
+            return len(pairs)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
 
 
 def write_real_vs_fake(data: ImageData, fakes: torch.Tensor, path: Path) -> None:

@@ -18,7 +18,8 @@ import torch
 from dcgan.errors import UserError
 
 COLUMNS = ["step", "kimg", "epoch", "seconds", "loss_d", "loss_g", "d_real", "d_fake", "r1", "gp",
-           "grad_norm_g", "grad_norm_d", "lr_g", "lr_d", "ema_beta", "images_per_s", "fid", "fid_fast"]
+           "grad_norm_g", "grad_norm_d", "lr_g", "lr_d", "ema_beta", "images_per_s", "fid", "fid_fast",
+           "d_fake_g", "r2", "lecam", "augment_p"]  # d_fake_g: D(G(z)) after D's update, in G's step
 METRIC_COLUMNS = {"fid": "FID (Inception)", "fid_fast": "FID-fast (fast features, not Inception FID)"}
 
 

@@ -1,0 +1,202 @@
+"""Budget harness: train each config of a YAML list for the same budget, score every run the same way.
+
+Each run is `dcgan train` in its own process (as a user runs it), for a fixed number of images
+(`--kimg`, to rank configs: quality at equal work) or a fixed wall-clock budget (`--minutes`, to
+confirm a winner: quality per CPU-minute; run those with `--jobs 1`, alone on the machine).
+Every run is then scored on held-out data: FID-fast and KID-fast of `--num-gen` samples of the raw
+and of the EMA generator against the dataset's *test* split (the 1,000 test cars for the car
+class), never against the training images the run saw. With `--metric` in a config, the run's
+own tracked curve is summarised too (best and last tracked score).
+
+The result is a markdown table (`results.md`, one row per config: mean over seeds and each seed),
+`results.json`, and one EMA sample grid per config (seed of the first run) in `--out`.
+
+    python benchmarks/budget_sweep.py benchmarks/sweeps/example.yaml \\
+        --data-root /path/to/cifar10 --classes automobile --kimg 100 --seeds 0,1 --jobs 2 --out sweep-out
+
+The YAML file: `configs:` a list of mappings, each with a `name` and any `dcgan train` settings
+(`preset: classic`, `g_channels: 64`, ...); an optional `common:` mapping applies to every config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+import yaml
+
+from dcgan.checkpoint import load_generator
+from dcgan.data import test_folder_beside
+from dcgan.metrics import compute_scores
+from dcgan.metrics.evaluate import generated_features, load_extractor
+from dcgan.metrics.reference import RealSource, reference_features
+from dcgan.sampling import generate_images, save_grid
+
+
+def read_sweep(path: Path) -> list[dict]:
+    document = yaml.safe_load(path.read_text()) or {}
+    common = document.get("common") or {}
+    configs = []
+    for entry in document.get("configs") or []:
+        entry = {**common, **entry}
+        if "name" not in entry:
+            raise SystemExit(f"{path}: every config needs a name")
+        configs.append(entry)
+    if not configs:
+        raise SystemExit(f"{path}: no configs")
+    return configs
+
+
+def train_command(config: dict, *, data_root: str, classes: list[str], budget: dict, seed: int,
+                  threads: int, outdir: Path, settings_file: Path) -> list[str]:
+    settings = {k: v for k, v in config.items() if k != "name"}
+    settings_file.write_text(yaml.safe_dump(settings))
+    command = [sys.executable, "-m", "dcgan", "train", "--config", str(settings_file), "--dataset", "folder",
+               "--data-root", data_root, "--seed", str(seed), "--outdir", str(outdir), "--threads", str(threads)]
+    if classes:
+        command += ["--classes", ",".join(classes)]
+    for key, value in budget.items():
+        command += [f"--{key}", str(value)]
+    return command
+
+
+def run_one(config: dict, seed: int, args, out: Path) -> Path:
+    """Train one (config, seed) in a subprocess; return its run folder."""
+    name = f"{config['name']}-s{seed}"
+    outdir = out / "runs" / name
+    done = list(outdir.glob("*/summary.json"))
+    if done and not args.retrain:
+        return done[0].parent
+    outdir.mkdir(parents=True, exist_ok=True)
+    budget = {"kimg": args.kimg} if args.kimg else {"minutes": args.minutes}
+    command = train_command(config, data_root=str(Path(args.data_root) / "train"), classes=args.classes,
+                            budget=budget, seed=seed, threads=args.threads, outdir=outdir,
+                            settings_file=outdir / "settings.yaml")
+    log_path = outdir / "train.log"
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(command[2:])}", flush=True)
+    with open(log_path, "w") as log_file:
+        result = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    runs = sorted(p for p in outdir.iterdir() if p.is_dir())
+    if result.returncode != 0 or not runs:
+        raise SystemExit(f"{name} failed; see {log_path}")
+    return runs[-1]
+
+
+def score_run(run_dir: Path, extractor, reference, num_gen: int) -> dict:
+    """Held-out FID-fast/KID-fast of the raw and EMA generators, and the run's own figures."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = [line.split(",") for line in (run_dir / "metrics.csv").read_text().splitlines()]
+    header, body = rows[0], [r for r in rows[1:] if r[header.index("images_per_s")]]
+    speeds = [float(r[header.index("images_per_s")]) for r in body[len(body) // 5:]]  # after warm-up
+    result = {"run": str(run_dir), "kimg": summary["kimg"], "seconds": summary["seconds"],
+              "images_per_s": statistics.median(speeds) if speeds else None}
+    config = json.loads((run_dir / "config.json").read_text())
+    for label, use_ema in (("raw", False), ("ema", True)):
+        if use_ema and not config.get("ema_kimg"):
+            continue
+        generator, _ = load_generator(run_dir / "checkpoint-last.pt", use_ema=use_ema)
+        generated = generated_features(generator, extractor, num_gen, seed=0, progress=False)
+        scores = compute_scores(["fid", "kid"], generated, reference, extractor.kind)
+        result[f"fid_fast_{label}"], result[f"kid_fast_{label}"] = scores["fid_fast"], scores["kid_fast"]
+    if "best" in summary:
+        tracked = [float(r[header.index("fid_fast")]) for r in rows[1:]
+                   if "fid_fast" in header and r[header.index("fid_fast")]]
+        result["tracked_best"], result["tracked_last"] = summary["best"]["value"], tracked[-1]
+    return result
+
+
+def fmt(values: list[float], digits: int = 3) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ({' / '.join(f'{v:.{digits}f}' for v in values)})"
+
+
+def write_table(results: dict, args, out: Path) -> str:
+    budget = f"{args.kimg:g} kimg" if args.kimg else f"{args.minutes:g} minutes"
+    lines = [f"Budget {budget}, seeds {args.seeds}, {args.num_gen:,} samples per score against "
+             f"{args.reference_name}; FID-fast / KID-fast on held-out images (lower is better); "
+             f"mean (per seed).", "",
+             "| config | kimg | img/s | FID-fast EMA | FID-fast raw | KID-fast EMA | tracked best / last |",
+             "|---|---|---|---|---|---|---|"]
+    for name, runs in results.items():
+        tracked = [f"{r['tracked_best']:.2f} / {r['tracked_last']:.2f}" for r in runs if "tracked_best" in r]
+        lines.append(f"| {name} | {fmt([r['kimg'] for r in runs], 0)} | {fmt([r['images_per_s'] for r in runs], 0)} | "
+                     f"{fmt([r.get('fid_fast_ema') for r in runs])} | {fmt([r['fid_fast_raw'] for r in runs])} | "
+                     f"{fmt([r.get('kid_fast_ema') for r in runs], 4)} | {', '.join(tracked) or '-'} |")
+    lines += ["", "Grids (EMA generator where there is one, first seed): " +
+              ", ".join(f"[{name}](grids/{name}.png)" for name in results), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep", type=Path, help="YAML file with a list of configs")
+    parser.add_argument("--data-root", required=True, help="image folder with train/ and test/ (the CIFAR-10 archive)")
+    parser.add_argument("--classes", default="", help="comma-separated classes (e.g. automobile)")
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--kimg", type=float, default=0.0, help="fixed number of images per run (ranking)")
+    budget.add_argument("--minutes", type=float, default=0.0, help="fixed wall-clock budget per run (confirming)")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (only with --kimg: timed runs run alone)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per run; 0: cores / jobs")
+    parser.add_argument("--num-gen", type=int, default=5000)
+    parser.add_argument("--only", default="", help="comma-separated config names to run")
+    parser.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    if args.minutes and args.jobs != 1:
+        parser.error("a wall-clock budget is timed: run it with --jobs 1, alone on the machine")
+    args.classes = [c for c in args.classes.split(",") if c]
+    args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    configs = read_sweep(args.sweep)
+    if args.only:
+        wanted = set(args.only.split(","))
+        configs = [c for c in configs if c["name"] in wanted]
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    # Every run is trained first (maybe several at once), then all are scored the same way.
+    jobs = [(config, seed) for config in configs for seed in seeds]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        run_dirs = list(pool.map(lambda job: run_one(job[0], job[1], args, args.out), jobs))
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    data_root = Path(args.data_root)
+    test_root = test_folder_beside(data_root) or data_root / "test"
+    probe = RealSource("folder", str(test_root), "train", args.classes)
+    test_data = probe.load()
+    extractor = load_extractor("fast", source=RealSource("folder", str(data_root / "train")),
+                               resolution=test_data.resolution, channels=test_data.channels)
+    reference = reference_features(extractor, probe, test_data, progress=False)
+    args.reference_name = f"the {len(test_data):,} test images" + (f" of {', '.join(args.classes)}" if args.classes else "")
+    results: dict[str, list[dict]] = {}
+    (args.out / "grids").mkdir(exist_ok=True)
+    for (config, seed), run_dir in zip(jobs, run_dirs):
+        scored = {"seed": seed, **score_run(run_dir, extractor, reference, args.num_gen)}
+        print(f"{config['name']} seed {seed}: " + ", ".join(
+            f"{k} {v:.4g}" for k, v in scored.items() if isinstance(v, float)), flush=True)
+        if config["name"] not in results:
+            generator, _ = load_generator(run_dir / "checkpoint-last.pt")
+            save_grid(generate_images(generator, range(64)), args.out / "grids" / f"{config['name']}.png", nrow=8)
+        results.setdefault(config["name"], []).append(scored)
+    (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                      "configs": configs, "results": results}, indent=2))
+    table = write_table(results, args, args.out)
+    (args.out / "results.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
