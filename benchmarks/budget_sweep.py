@@ -21,6 +21,7 @@ The YAML file: `configs:` a list of mappings, each with a `name` and any `dcgan 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import statistics
@@ -68,21 +69,30 @@ def train_command(config: dict, *, data_root: str, classes: list[str], budget: d
     return command
 
 
-def run_one(config: dict, seed: int, args, out: Path) -> Path:
-    """Train one (config, seed) in a subprocess; return its run folder."""
+def run_one(config: dict, seed: int, args) -> Path:
+    """Train one (config, seed) in a subprocess; return its run folder.
+
+    A finished run of the same config and seed is reused; with `--kimg` larger than it reached, it
+    is resumed (exactly) up to `--kimg`, so a ranking at 100 kimg extends to 300 without retraining.
+    """
     name = f"{config['name']}-s{seed}"
-    outdir = out / "runs" / name
-    done = list(outdir.glob("*/summary.json"))
-    if done and not args.retrain:
-        return done[0].parent
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = args.runs / name
+    done = [p.parent for p in outdir.glob("*/summary.json")]
     budget = {"kimg": args.kimg} if args.kimg else {"minutes": args.minutes}
-    command = train_command(config, data_root=str(Path(args.data_root) / "train"), classes=args.classes,
-                            budget=budget, seed=seed, threads=args.threads, outdir=outdir,
-                            settings_file=outdir / "settings.yaml")
+    if done and not args.retrain:
+        reached = json.loads((done[0] / "summary.json").read_text())["kimg"]
+        if not args.kimg or reached >= args.kimg - 0.1:
+            return done[0]
+        command = [sys.executable, "-m", "dcgan", "train", "--resume", str(done[0]), "--kimg", str(args.kimg),
+                   "--threads", str(args.threads)]
+    else:
+        outdir.mkdir(parents=True, exist_ok=True)
+        command = train_command(config, data_root=str(Path(args.data_root) / "train"), classes=args.classes,
+                                budget=budget, seed=seed, threads=args.threads, outdir=outdir,
+                                settings_file=outdir / "settings.yaml")
     log_path = outdir / "train.log"
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(command[2:])}", flush=True)
-    with open(log_path, "w") as log_file:
+    with open(log_path, "a") as log_file:
         result = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
     runs = sorted(p for p in outdir.iterdir() if p.is_dir())
@@ -94,9 +104,10 @@ def run_one(config: dict, seed: int, args, out: Path) -> Path:
 def score_run(run_dir: Path, extractor, reference, num_gen: int) -> dict:
     """Held-out FID-fast/KID-fast of the raw and EMA generators, and the run's own figures."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    rows = [line.split(",") for line in (run_dir / "metrics.csv").read_text().splitlines()]
-    header, body = rows[0], [r for r in rows[1:] if r[header.index("images_per_s")]]
-    speeds = [float(r[header.index("images_per_s")]) for r in body[len(body) // 5:]]  # after warm-up
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    logged = [r for r in rows if r["images_per_s"]]
+    speeds = [float(r["images_per_s"]) for r in logged[len(logged) // 5:]]  # after warm-up
     result = {"run": str(run_dir), "kimg": summary["kimg"], "seconds": summary["seconds"],
               "images_per_s": statistics.median(speeds) if speeds else None}
     config = json.loads((run_dir / "config.json").read_text())
@@ -108,8 +119,7 @@ def score_run(run_dir: Path, extractor, reference, num_gen: int) -> dict:
         scores = compute_scores(["fid", "kid"], generated, reference, extractor.kind)
         result[f"fid_fast_{label}"], result[f"kid_fast_{label}"] = scores["fid_fast"], scores["kid_fast"]
     if "best" in summary:
-        tracked = [float(r[header.index("fid_fast")]) for r in rows[1:]
-                   if "fid_fast" in header and r[header.index("fid_fast")]]
+        tracked = [float(r["fid_fast"]) for r in rows if r.get("fid_fast")]
         result["tracked_best"], result["tracked_last"] = summary["best"]["value"], tracked[-1]
     return result
 
@@ -154,7 +164,9 @@ def main() -> None:
     parser.add_argument("--num-gen", type=int, default=5000)
     parser.add_argument("--only", default="", help="comma-separated config names to run")
     parser.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the table, grids and (by default) runs")
+    parser.add_argument("--runs", type=Path, default=None, help="folder of the runs (default OUT/runs); "
+                                                                 "share it between sweeps to extend runs")
     args = parser.parse_args()
     if args.minutes and args.jobs != 1:
         parser.error("a wall-clock budget is timed: run it with --jobs 1, alone on the machine")
@@ -166,13 +178,10 @@ def main() -> None:
         wanted = set(args.only.split(","))
         configs = [c for c in configs if c["name"] in wanted]
     args.out.mkdir(parents=True, exist_ok=True)
+    args.runs = args.runs or args.out / "runs"
 
-    # Every run is trained first (maybe several at once), then all are scored the same way.
-    jobs = [(config, seed) for config in configs for seed in seeds]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        run_dirs = list(pool.map(lambda job: run_one(job[0], job[1], args, args.out), jobs))
-
-    torch.set_num_threads(os.cpu_count() or 1)
+    # The held-out reference first; then each run is trained (maybe several at once) and scored the same way.
+    torch.set_num_threads(args.threads)
     data_root = Path(args.data_root)
     test_root = test_folder_beside(data_root) or data_root / "test"
     probe = RealSource("folder", str(test_root), "train", args.classes)
@@ -181,15 +190,24 @@ def main() -> None:
                                resolution=test_data.resolution, channels=test_data.channels)
     reference = reference_features(extractor, probe, test_data, progress=False)
     args.reference_name = f"the {len(test_data):,} test images" + (f" of {', '.join(args.classes)}" if args.classes else "")
-    results: dict[str, list[dict]] = {}
     (args.out / "grids").mkdir(exist_ok=True)
-    for (config, seed), run_dir in zip(jobs, run_dirs):
+
+    def train_and_score(job) -> dict:
+        config, seed = job
+        run_dir = run_one(config, seed, args)
         scored = {"seed": seed, **score_run(run_dir, extractor, reference, args.num_gen)}
         print(f"{config['name']} seed {seed}: " + ", ".join(
             f"{k} {v:.4g}" for k, v in scored.items() if isinstance(v, float)), flush=True)
-        if config["name"] not in results:
+        if seed == seeds[0]:
             generator, _ = load_generator(run_dir / "checkpoint-last.pt")
             save_grid(generate_images(generator, range(64)), args.out / "grids" / f"{config['name']}.png", nrow=8)
+        return scored
+
+    jobs = [(config, seed) for config in configs for seed in seeds]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        scores = list(pool.map(train_and_score, jobs))
+    results: dict[str, list[dict]] = {}
+    for (config, _), scored in zip(jobs, scores):
         results.setdefault(config["name"], []).append(scored)
     (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                       "configs": configs, "results": results}, indent=2))

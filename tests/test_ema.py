@@ -33,3 +33,23 @@ def test_update_moves_parameters_and_copies_buffers():
     for old, new, target in zip(before, ema.parameters(), model.parameters()):
         torch.testing.assert_close(new, 0.75 * old + 0.25 * target)
     assert torch.equal(ema[1].running_mean, torch.full((2,), 7.0))
+
+
+def test_standing_statistics_are_the_generators_own_batch_statistics():
+    from dcgan.models import build_generator
+    from dcgan.training.ema import standing_statistics
+
+    torch.manual_seed(0)
+    G = build_generator(z_dim=8, img_resolution=32, img_channels=3, base_channels=4)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    rng_before = torch.get_rng_state()
+    fixed = standing_statistics(G, batches=3, batch_size=16, seed=5)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the run's random stream is untouched
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())  # the original is untouched
+    # The first BatchNorm's running mean is the mean of the first layer's outputs on the same latents.
+    latents = torch.Generator().manual_seed(5)
+    z = torch.cat([torch.randn(16, 8, generator=latents) for _ in range(3)])
+    with torch.no_grad():
+        first = G.main[0](z[:, :, None, None])  # (48, C, 4, 4)
+    torch.testing.assert_close(fixed.main[1].running_mean, first.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-6)
+    assert not fixed.training

@@ -120,11 +120,18 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", use_ema
             raise UserError(f"{path} is not a dcgan generator (no 'dcgan-generator-v1' metadata)")
         kwargs = json.loads(metadata["generator_kwargs"])
         state_dict = tensors
+        standing = False
     else:
         state = load_checkpoint(path)
         kwargs = state["generator_kwargs"]
         key = "G_ema" if use_ema and state.get("G_ema") is not None else "G"
         state_dict = state[key]
+        standing = key == "G_ema"  # generator files hold the EMA weights with standing statistics
     generator = build_generator(**kwargs)
     load_state_checked(generator, state_dict, f"generator from {path}")
-    return generator.to(device).eval(), kwargs
+    generator = generator.to(device).eval()
+    if standing:
+        from dcgan.training.ema import standing_statistics
+
+        generator = standing_statistics(generator)
+    return generator, kwargs

@@ -100,8 +100,12 @@ class GANLoss:
 
     def __init__(self, *, generator, discriminator, loss: str = "hinge", label_smoothing: float = 0.0,
                  r1_gamma: float = 0.0, r2_gamma: float = 0.0, r1_interval: int = 16, gp_weight: float = 10.0,
-                 lecam_weight: float = 0.0, lecam_decay: float = 0.99, augment=None, precision=None):
+                 lecam_weight: float = 0.0, lecam_decay: float = 0.99, augment=None, precision=None,
+                 compiled_discriminator=None):
         self.G, self.D = generator, discriminator
+        # torch.compile'd D for plain steps; steps with a gradient penalty need double backward,
+        # which compiled graphs do not support, and use the eager D (the same parameters).
+        self.D_compiled = discriminator if compiled_discriminator is None else compiled_discriminator
         self.d_loss, self.g_loss = LOSSES[loss]
         self.relativistic = loss in RELATIVISTIC
         self.use_gp = loss == "wgan-gp"
@@ -113,14 +117,15 @@ class GANLoss:
         self.autocast = precision.autocast if precision is not None else contextlib.nullcontext
         self.fused = not has_batch_norm(discriminator)
 
-    def logits(self, *batches: torch.Tensor) -> list[torch.Tensor]:
+    def logits(self, *batches: torch.Tensor, eager: bool = False) -> list[torch.Tensor]:
         """D's float32 logits of each (augmented) batch: one forward over all of them where D has no
         BatchNorm, one forward each otherwise."""
+        D = self.D if eager else self.D_compiled
         with self.autocast():
             if self.fused and len(batches) > 1:
-                joined = self.D(self.augment(torch.cat(batches)))
+                joined = D(self.augment(torch.cat(batches)))
                 return list(joined.float().split([b.shape[0] for b in batches]))
-            return [self.D(self.augment(b)).float() for b in batches]
+            return [D(self.augment(b)).float() for b in batches]
 
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, d_step: int, scaler) -> dict:
         """Backward of the D loss (and its regularizers) for one batch. `fake` is detached here."""
@@ -129,7 +134,7 @@ class GANLoss:
         do_r2 = self.r2_gamma > 0 and lazy_step
         real = real.detach().requires_grad_(do_r1)
         fake = fake.detach().requires_grad_(do_r2)
-        real_logits, fake_logits = self.logits(real, fake)
+        real_logits, fake_logits = self.logits(real, fake, eager=do_r1 or do_r2)
         loss = self.d_loss(real_logits, fake_logits, self.label_smoothing)
         stats = {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(),
                  "d_fake": fake_logits.detach().mean()}

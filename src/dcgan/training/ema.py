@@ -8,6 +8,8 @@ the images seen so far, so early samples are not an average over random initial 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 
@@ -26,3 +28,32 @@ def update_ema(ema: nn.Module, model: nn.Module, beta: float) -> None:
     torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1.0 - beta)
     for ema_buffer, buffer in zip(ema.buffers(), model.buffers()):
         ema_buffer.copy_(buffer)
+
+
+@torch.no_grad()
+def standing_statistics(generator: nn.Module, *, batches: int = 32, batch_size: int = 128, seed: int = 0) -> nn.Module:
+    """A copy of `generator` whose BatchNorm running statistics are recomputed for its own weights.
+
+    The EMA generator's weights are an average, but its BatchNorm statistics are the raw
+    generator's (copied each step), measured on activations the averaged weights do not produce.
+    As BigGAN's "standing statistics" (Brock et al. 2019), run the averaged weights in training
+    mode on `batches` batches of fixed latents and keep the exact mean of the batch statistics.
+    A generator without BatchNorm is returned as it is. Draws no numbers from torch's global RNG.
+    """
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return generator
+    copy_ = copy.deepcopy(generator)
+    for module in copy_.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the batches below
+    device = next(copy_.parameters()).device
+    latents = torch.Generator().manual_seed(seed)
+    copy_.train()
+    for _ in range(batches):
+        copy_(torch.randn(batch_size, copy_.z_dim, generator=latents).to(device))
+    for module in copy_.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = 0.1
+    return copy_.eval().requires_grad_(False)

@@ -27,7 +27,7 @@ from dcgan.losses import GANLoss
 from dcgan.models import build_discriminator, build_generator, discriminator_kwargs, generator_kwargs
 from dcgan.sampling import generate_from_latents, latents_from_seeds, make_grid, save_gif, to_pil
 from dcgan.training import distributed
-from dcgan.training.ema import ema_beta, update_ema
+from dcgan.training.ema import ema_beta, standing_statistics, update_ema
 from dcgan.training.precision import resolve_precision
 from dcgan.training.report import RunLog, plot_metrics
 from dcgan.training.tracking import MetricTracker
@@ -81,8 +81,8 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
     augmenter = Augmenter(config.augment_policy, p=config.augment_p, target=config.ada_target,
                           speed_kimg=config.ada_kimg)
-    G_train, D_train = (torch.compile(G), torch.compile(D)) if config.compile else (G, D)
-    loss = GANLoss(generator=G_train, discriminator=D_train, loss=config.loss,
+    G_train, D_compiled = (torch.compile(G), torch.compile(D)) if config.compile else (G, None)
+    loss = GANLoss(generator=G_train, discriminator=D, compiled_discriminator=D_compiled, loss=config.loss,
                    label_smoothing=config.label_smoothing, r1_gamma=config.r1_gamma, r2_gamma=config.r2_gamma,
                    r1_interval=config.r1_interval, gp_weight=config.gp_weight, lecam_weight=config.lecam_weight,
                    augment=augmenter, precision=precision)
@@ -163,7 +163,11 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         snapshot_nimg = epoch_nimg * math.ceil(MIN_SNAPSHOT_NIMG / epoch_nimg)
     next_snapshot = (cur_nimg // snapshot_nimg + 1) * snapshot_nimg
     fixed_z = latents_from_seeds(range(config.grid_size), config.z_dim)
-    sampler = G_ema if G_ema is not None else G
+
+    def output_generator() -> torch.nn.Module:
+        """What grids, metrics and generator files use: the EMA generator with its own BatchNorm
+        statistics (standing statistics), or the raw generator without EMA."""
+        return standing_statistics(G_ema) if G_ema is not None else G
 
     def checkpoint_state() -> dict:
         return {
@@ -184,6 +188,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                                    f"{run_dir / 'checkpoint-last.pt'} holds the last good state")
         if not process.is_main:
             return
+        sampler = output_generator()
         grid = generate_from_latents(sampler, fixed_z)
         to_pil(make_grid(grid)).save(run_dir / "samples" / f"fakes-kimg{cur_nimg / 1000:09.2f}.png")
         save_gif([_read_image(p) for p in sorted((run_dir / "samples").glob("fakes*.png"))],
@@ -198,6 +203,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
 
     def evaluate_metric() -> None:
         """Score the EMA generator; a best score writes checkpoint-best.pt and generator-best.safetensors."""
+        sampler = output_generator()
         value = tracker.evaluate(sampler, cur_nimg)
         epoch = cur_nimg / len(data)
         log.write_row(step=step, kimg=round(cur_nimg / 1000, 4), epoch=round(epoch, 4),
@@ -322,7 +328,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     # Write the final artifacts.
     seconds = elapsed_before + time.time() - start_time
     if process.is_main and stop_reason != "interrupted":
-        write_real_vs_fake(data, generate_from_latents(sampler, fixed_z), run_dir / "real_vs_fake.png")
+        write_real_vs_fake(data, generate_from_latents(output_generator(), fixed_z), run_dir / "real_vs_fake.png")
         summary.update(step=step, kimg=round(cur_nimg / 1000, 3), epoch=round(cur_nimg / len(data), 3),
                        seconds=round(seconds, 1), stop_reason=stop_reason)
         if tracker is not None:
