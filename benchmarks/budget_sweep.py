@@ -81,7 +81,7 @@ def run_one(config: dict, seed: int, args) -> Path:
     budget = {"kimg": args.kimg} if args.kimg else {"minutes": args.minutes}
     if done and not args.retrain:
         reached = json.loads((done[0] / "summary.json").read_text())["kimg"]
-        if not args.kimg or reached >= args.kimg - 0.1:
+        if not args.kimg or reached >= args.kimg - 1e-6:
             return done[0]
         command = [sys.executable, "-m", "dcgan", "train", "--resume", str(done[0]), "--kimg", str(args.kimg),
                    "--threads", str(args.threads)]
@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (only with --kimg: timed runs run alone)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run; 0: cores / jobs")
     parser.add_argument("--num-gen", type=int, default=5000)
+    parser.add_argument("--fast-extractor", default="", help="extractor file (default: the data's, trained once)")
     parser.add_argument("--only", default="", help="comma-separated config names to run")
     parser.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
     parser.add_argument("--out", type=Path, required=True, help="folder for the table, grids and (by default) runs")
@@ -187,6 +188,7 @@ def main() -> None:
     probe = RealSource("folder", str(test_root), "train", args.classes)
     test_data = probe.load()
     extractor = load_extractor("fast", source=RealSource("folder", str(data_root / "train")),
+                               fast_extractor=args.fast_extractor or None,
                                resolution=test_data.resolution, channels=test_data.channels)
     reference = reference_features(extractor, probe, test_data, progress=False)
     args.reference_name = f"the {len(test_data):,} test images" + (f" of {', '.join(args.classes)}" if args.classes else "")

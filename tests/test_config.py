@@ -15,8 +15,10 @@ def test_classic_preset_is_radford_et_al():
 
 def test_modern_preset_is_the_default():
     c = resolve_config()
-    assert c.preset == "modern" and c.loss == "hinge" and c.spectral_norm and c.d_norm == "none"
-    assert c.r1_gamma > 0 and c.r1_interval == 16 and c.ema_kimg > 0
+    # docs/tuning.md: a BatchNorm D (not spectral norm), Radford's widths, hinge, EMA, DiffAugment.
+    assert c.preset == "modern" and c.loss == "hinge" and not c.spectral_norm and c.d_norm == "batch"
+    assert c.g_channels == 64 and c.d_channels == 64  # at 32 px: G 256-128-64 wide, as classic
+    assert c.r1_gamma == 0 and c.ema_kimg > 0 and c.precision == "auto" and c.channels_last
     assert c.augment_policy == ["color", "translation"]  # cutout slows learning in a 15-minute budget
 
 

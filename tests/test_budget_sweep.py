@@ -1,0 +1,40 @@
+"""benchmarks/budget_sweep.py end to end: two tiny configs, trained by `dcgan train`, scored on held-out cars."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_sweep_trains_and_scores_two_tiny_configs_then_extends_them(tmp_path, cifar_root, fast_extractor_file):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("common: {g_channels: 8, d_channels: 8, batch_size: 16, grid_size: 4}\n"
+                     "configs:\n"
+                     "  - {name: tiny-modern, preset: modern}\n"
+                     "  - {name: tiny-classic, preset: classic, batch_size: 32}\n")
+    out, runs = tmp_path / "out", tmp_path / "runs"
+
+    def sweep_at(kimg: str) -> dict:
+        command = [sys.executable, str(REPO / "benchmarks" / "budget_sweep.py"), str(sweep), "--data-root",
+                   str(cifar_root), "--classes", "automobile", "--kimg", kimg, "--seeds", "0", "--jobs", "2",
+                   "--num-gen", "64", "--fast-extractor", str(fast_extractor_file), "--runs", str(runs),
+                   "--out", str(out)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return json.loads((out / "results.json").read_text())["results"]
+
+    first = sweep_at("0.064")
+    assert set(first) == {"tiny-modern", "tiny-classic"}
+    modern, classic = first["tiny-modern"][0], first["tiny-classic"][0]
+    assert modern["kimg"] == 0.064 and classic["kimg"] == 0.064
+    assert modern["fid_fast_ema"] > 0 and modern["fid_fast_raw"] > 0 and modern["kid_fast_ema"] == modern["kid_fast_ema"]
+    assert "fid_fast_ema" not in classic and classic["fid_fast_raw"] > 0  # classic has no EMA generator
+    table = (out / "results.md").read_text()
+    assert "| tiny-modern |" in table and "| tiny-classic |" in table and "1,000 test images" in table
+    assert (out / "grids" / "tiny-modern.png").is_file() and (out / "grids" / "tiny-classic.png").is_file()
+    # A larger budget resumes the same runs (no new run folders) up to it.
+    second = sweep_at("0.128")
+    assert second["tiny-modern"][0]["kimg"] == 0.128 and second["tiny-modern"][0]["run"] == modern["run"]
+    assert len(list((runs / "tiny-modern-s0").glob("0*"))) == 1
