@@ -4,12 +4,14 @@ For each preset (`--presets classic,modern`), both loops train that preset's net
 batch, loss, optimizer) on the CIFAR-10 automobile class. The plain loop is the textbook step
 (pytorch/examples' DCGAN; for the modern preset, hinge loss and a separate D forward for real and
 fake, in float32, contiguous memory): what a user writes without this toolkit. The project's loop
-runs as users run it: data pipeline, augmentation, R1, EMA, CSV logging and the progress bar on,
-with its own defaults (`--precision auto`, channels-last, fused D forward); its speed is read from
-its metrics.csv (snapshots are periodic, not per step, and left out). Rounds alternate between the
-two to share the machine's noise; medians are reported.
+runs as users run it: data pipeline, augmentation, EMA, CSV logging and the progress bar on, with
+its own defaults (`--precision auto`, channels-last, the fused D forward where D has no BatchNorm);
+its speed is read from its metrics.csv (snapshots are periodic, not per step, and left out). Rounds
+alternate between the two to share the machine's noise; medians are reported.
 
     python benchmarks/train_throughput.py --data-root /path/to/cifar10/train [--rounds 3 --steps 60]
+"""
+
 from __future__ import annotations
 
 import argparse

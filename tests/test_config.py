@@ -19,6 +19,7 @@ def test_modern_preset_is_the_default():
     assert c.preset == "modern" and c.loss == "hinge" and not c.spectral_norm and c.d_norm == "batch"
     assert c.g_channels == 64 and c.d_channels == 64  # at 32 px: G 256-128-64 wide, as classic
     assert c.r1_gamma == 0 and c.ema_kimg > 0 and c.precision == "auto" and c.channels_last
+    assert c.lr_decay == "linear" and resolve_config("classic").lr_decay == "none"
     assert c.augment_policy == ["color", "translation"]  # cutout slows learning in a 15-minute budget
 
 

@@ -55,7 +55,10 @@ def all_state_tensors(state):
 ])
 def test_resume_is_exact(tmp_path, few_cars, preset, extra):
     # 20 steps of 16 images, or 10 + restart + 10: the same weights, optimizer state and RNG, bit for bit.
-    # The modern preset runs EMA and DiffAugment across the restart.
+    # The modern preset runs EMA and DiffAugment across the restart. Its lr decay is keyed to the run's
+    # length, which the shorter first half changes, so it is off here.
+    adaptive = "ada_target" in extra
+    extra = {**extra, "lr_decay": "none"}
     steps = 20
     kimg = steps * 16 / 1000
     straight = train(small_config(tmp_path / "a", preset, kimg=kimg, **extra), data=few_cars, show_progress=False)
@@ -70,7 +73,7 @@ def test_resume_is_exact(tmp_path, few_cars, preset, extra):
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert final_a["augment"] == final_b["augment"] and final_a["loss"] == final_b["loss"]
-    if extra:
+    if adaptive:
         assert final_a["augment"]["p"] > 0 and final_a["loss"]["lecam_ema"]["real"] != 0
     # The CSV of the resumed run tells one history, with no duplicated steps.
     with open(resumed / "metrics.csv") as handle:
