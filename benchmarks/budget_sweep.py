@@ -133,7 +133,7 @@ def fmt(values: list[float], digits: int = 3) -> str:
     return f"{statistics.mean(values):.{digits}f} ({' / '.join(f'{v:.{digits}f}' for v in values)})"
 
 
-def write_table(results: dict, args, out: Path) -> str:
+def write_table(results: dict, args) -> str:
     budget = f"{args.kimg:g} kimg" if args.kimg else f"{args.minutes:g} minutes"
     lines = [f"Budget {budget}, seeds {args.seeds}, {args.num_gen:,} samples per score against "
              f"{args.reference_name}; FID-fast / KID-fast on held-out images (lower is better); "
@@ -213,7 +213,7 @@ def main() -> None:
         results.setdefault(config["name"], []).append(scored)
     (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                       "configs": configs, "results": results}, indent=2))
-    table = write_table(results, args, args.out)
+    table = write_table(results, args)
     (args.out / "results.md").write_text(table)
     print(table)
 

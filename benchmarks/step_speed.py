@@ -23,11 +23,6 @@ from dcgan.models import build_discriminator, build_generator, discriminator_kwa
 from dcgan.training.precision import Precision, cpu_has_native_bf16
 
 
-class NoScaler:
-    def scale(self, loss):
-        return loss
-
-
 def images_per_second(config, *, precision: str, channels_last: bool, fused: bool, steps: int, warmup: int = 3) -> float:
     torch.manual_seed(0)
     G = build_generator(**generator_kwargs(config, 32, 3))
@@ -40,6 +35,7 @@ def images_per_second(config, *, precision: str, channels_last: bool, fused: boo
     loss = GANLoss(generator=G, discriminator=D, loss=config.loss, r1_gamma=config.r1_gamma,
                    r1_interval=config.r1_interval, augment=Augmenter(config.augment_policy), precision=mode)
     loss.fused = loss.fused and fused
+    no_scaler = torch.amp.GradScaler("cpu", enabled=False)
     batch = config.batch_size
     real = torch.rand(batch, 3, 32, 32) * 2 - 1
     for step in range(warmup + steps):
@@ -49,11 +45,11 @@ def images_per_second(config, *, precision: str, channels_last: bool, fused: boo
         with mode.autocast():
             fake = G(torch.randn(batch, config.z_dim))
         opt_D.zero_grad(set_to_none=True)
-        loss.discriminator_step(real, fake, step, NoScaler())
+        loss.discriminator_step(real, fake, step, no_scaler)
         opt_D.step()
         D.requires_grad_(False)
         opt_G.zero_grad(set_to_none=True)
-        loss.generator_step(fake, NoScaler(), real=real)
+        loss.generator_step(fake, no_scaler, real=real)
         opt_G.step()
     return steps * batch / (time.perf_counter() - start)
 

@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dcgan.models import batch_norm_layers
+
 
 # Discriminator losses: logits of real and fake images -> scalar.
 def d_loss_bce(real_logits, fake_logits, label_smoothing: float = 0.0):
@@ -91,10 +93,6 @@ def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.T
     return (grad.flatten(1).norm(dim=1) - 1).square().mean()
 
 
-def has_batch_norm(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
-
-
 class GANLoss:
     """The objective of one training config, run phase by phase."""
 
@@ -115,7 +113,7 @@ class GANLoss:
         self.lecam_ema = {"real": 0.0, "fake": 0.0}  # running means of D's logits, for LeCam
         self.augment = augment or (lambda x: x)
         self.autocast = precision.autocast if precision is not None else contextlib.nullcontext
-        self.fused = not has_batch_norm(discriminator)
+        self.fused = not batch_norm_layers(discriminator)
 
     def logits(self, *batches: torch.Tensor, eager: bool = False) -> list[torch.Tensor]:
         """D's float32 logits of each (augmented) batch: one forward over all of them where D has no

@@ -20,6 +20,11 @@ def build_discriminator(family: str = "dcgan", **kwargs) -> nn.Module:
     return MODEL_FAMILIES[family][1](**kwargs)
 
 
+def batch_norm_layers(module: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers of a network (what decides a fused D forward and standing statistics)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def generator_kwargs(config, resolution: int, channels: int) -> dict:
     """The generator's constructor arguments for a training config and the data's shape."""
     return dict(z_dim=config.z_dim, img_resolution=resolution, img_channels=channels,

@@ -13,6 +13,8 @@ import copy
 import torch
 import torch.nn as nn
 
+from dcgan.models import batch_norm_layers
+
 
 def ema_beta(batch_size: int, ema_kimg: float, cur_nimg: int, rampup: float = 0.0) -> float:
     ema_nimg = ema_kimg * 1000
@@ -40,20 +42,19 @@ def standing_statistics(generator: nn.Module, *, batches: int = 32, batch_size: 
     mode on `batches` batches of fixed latents and keep the exact mean of the batch statistics.
     A generator without BatchNorm is returned as it is. Draws no numbers from torch's global RNG.
     """
-    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
+    if not batch_norm_layers(generator):
         return generator
     copy_ = copy.deepcopy(generator)
-    for module in copy_.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None  # cumulative average over the batches below
+    norms = batch_norm_layers(copy_)
+    momenta = [module.momentum for module in norms]
+    for module in norms:
+        module.reset_running_stats()
+        module.momentum = None  # cumulative average over the batches below
     device = next(copy_.parameters()).device
     latents = torch.Generator().manual_seed(seed)
     copy_.train()
     for _ in range(batches):
         copy_(torch.randn(batch_size, copy_.z_dim, generator=latents).to(device))
-    for module in copy_.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.momentum = 0.1
+    for module, momentum in zip(norms, momenta):
+        module.momentum = momentum
     return copy_.eval().requires_grad_(False)

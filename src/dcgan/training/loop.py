@@ -18,11 +18,11 @@ import torch.distributed as dist
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from dcgan.augment import Augmenter
 from dcgan.checkpoint import load_checkpoint, load_state_checked, save_checkpoint, save_generator
 from dcgan.config import TrainConfig
 from dcgan.data import BatchStream, ImageData, load_dataset
 from dcgan.errors import UserError
-from dcgan.augment import Augmenter
 from dcgan.losses import GANLoss
 from dcgan.models import build_discriminator, build_generator, discriminator_kwargs, generator_kwargs
 from dcgan.sampling import generate_from_latents, latents_from_seeds, make_grid, save_gif, to_pil
@@ -164,10 +164,18 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     next_snapshot = (cur_nimg // snapshot_nimg + 1) * snapshot_nimg
     fixed_z = latents_from_seeds(range(config.grid_size), config.z_dim)
 
+    standing: dict[int, torch.nn.Module] = {}  # step -> the EMA generator with standing statistics
+
     def output_generator() -> torch.nn.Module:
         """What grids, metrics and generator files use: the EMA generator with its own BatchNorm
-        statistics (standing statistics), or the raw generator without EMA."""
-        return standing_statistics(G_ema) if G_ema is not None else G
+        statistics (standing statistics, computed once per step however many of them need it), or
+        the raw generator without EMA."""
+        if G_ema is None:
+            return G
+        if step not in standing:
+            standing.clear()
+            standing[step] = standing_statistics(G_ema)
+        return standing[step]
 
     def checkpoint_state() -> dict:
         return {

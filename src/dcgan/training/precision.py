@@ -14,9 +14,8 @@ from pathlib import Path
 
 import torch
 
+from dcgan.config import PRECISIONS
 from dcgan.errors import UserError
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
