@@ -36,6 +36,7 @@ import yaml
 
 from dcgan.checkpoint import load_generator
 from dcgan.data import test_folder_beside
+from dcgan.errors import UserError
 from dcgan.metrics import compute_scores
 from dcgan.metrics.evaluate import generated_features, load_extractor
 from dcgan.metrics.reference import RealSource, reference_features
@@ -43,7 +44,14 @@ from dcgan.sampling import generate_images, save_grid
 
 
 def read_sweep(path: Path) -> list[dict]:
-    document = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file():
+        raise SystemExit(f"sweep file not found: {path}")
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise SystemExit(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(document, dict):
+        raise SystemExit(f"{path} must be a mapping with a `configs:` list")
     common = document.get("common") or {}
     configs = []
     for entry in document.get("configs") or []:
@@ -219,4 +227,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as error:  # a missing data folder, a bad extractor file: one line, as the CLI says it
+        raise SystemExit(f"budget_sweep: {error}") from None

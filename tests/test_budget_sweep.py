@@ -38,3 +38,17 @@ def test_sweep_trains_and_scores_two_tiny_configs_then_extends_them(tmp_path, ci
     second = sweep_at("0.128")
     assert second["tiny-modern"][0]["kimg"] == 0.128 and second["tiny-modern"][0]["run"] == modern["run"]
     assert len(list((runs / "tiny-modern-s0").glob("0*"))) == 1
+
+
+def test_bad_sweep_file_and_data_folder_give_one_line(tmp_path):
+    script = str(REPO / "benchmarks" / "budget_sweep.py")
+    missing = subprocess.run([sys.executable, script, str(tmp_path / "none.yaml"), "--data-root", str(tmp_path),
+                              "--kimg", "1", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip() == f"sweep file not found: {tmp_path / 'none.yaml'}"
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("configs:\n  - {name: a, preset: classic}\n")
+    no_data = subprocess.run([sys.executable, script, str(sweep), "--data-root", str(tmp_path / "nothing"),
+                              "--kimg", "1", "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert no_data.returncode != 0 and "Traceback" not in no_data.stderr
+    assert no_data.stderr.startswith("budget_sweep: data folder") and len(no_data.stderr.strip().splitlines()) == 1
