@@ -43,24 +43,93 @@ def save_checkpoint(state: dict, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+CHECKPOINT_EXPECTED = "a dcgan checkpoint (.pt) written by `dcgan train`"
+GENERATOR_EXPECTED = "a dcgan generator.safetensors written by `dcgan train`"
+
+# The first bytes of the formats a wrong file most often is, for "it is a PNG image, not ...".
+MAGIC = [(b"PK\x03\x04", "a zip archive"), (b"PK\x05\x06", "an empty zip archive"), (b"\x89PNG", "a PNG image"),
+         (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"), (b"\x93NUMPY", "a NumPy .npy array"),
+         (b"\x1f\x8b", "a gzip archive"), (b"\x80", "a Python pickle")]
+
+
+def describe_file(path: Path) -> str:
+    """What a file that failed to load looks like, for an error message: 'empty (0 bytes)', 'a PNG image', ..."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError as error:
+        return f"unreadable ({error.strerror or type(error).__name__})"
+    if size == 0:
+        return "empty (0 bytes)"
+    for magic, name in MAGIC:
+        if head.startswith(magic):
+            return name
+    if len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < size:
+        return "a safetensors file"
+    if b"\x00" not in head and any(_is_utf8(head[:len(head) - cut]) for cut in range(4)):  # a character cut at 512
+        return "a text file"
+    return "binary data of no known format"
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def reason(error: BaseException, limit: int = 120) -> str:
+    """The first line of an exception's message (or its type), cut to `limit` characters."""
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:limit]
+
+
+def torch_load_problem(path: Path, error: Exception) -> str:
+    """Why torch.load(weights_only=True) failed on `path`, as "it is ...": never torch's own text, which
+    names internals (miniz, utf-8 codecs) and advises weights_only=False."""
+    what = describe_file(path)
+    if what == "a zip archive":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except Exception:
+            return "it is a truncated or corrupt PyTorch file"
+        if not any(name.endswith("data.pkl") for name in names):
+            return "it is a zip archive, but not a PyTorch file"
+        if isinstance(error, pickle.UnpicklingError) and "weights_only" in str(error):
+            return "it holds Python objects besides tensors, which are refused (loading them could run code)"
+        return "it is a truncated or corrupt PyTorch file"
+    if what == "a Python pickle":  # torch.save's format before 1.6, or a plain pickle
+        return "it is a Python pickle that does not load as tensors (an old or corrupt PyTorch file?)"
+    return f"it is {what}, not a PyTorch file"
+
+
 def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty (0 bytes); expected {CHECKPOINT_EXPECTED}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{path} is not a readable dcgan checkpoint ({first[:200]})") from None
+    except Exception as error:
+        raise UserError(f"{path} is not a readable dcgan checkpoint: {torch_load_problem(path, error)}; "
+                        f"expected {CHECKPOINT_EXPECTED}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise UserError(f"{path} is not a dcgan checkpoint (no '{FORMAT}' marker)")
+        raise UserError(f"{path} is not a dcgan checkpoint (no '{FORMAT}' marker); expected {CHECKPOINT_EXPECTED}")
     return state
 
 
 def load_state_checked(module: nn.Module, state_dict: dict, what: str) -> None:
     """load_state_dict, but a mismatch names the parameter and both shapes in one line."""
+    if not isinstance(state_dict, dict):
+        raise UserError(f"{what}: the checkpoint holds a {type(state_dict).__name__} where a state dict belongs")
     own = module.state_dict()
     for name, tensor in own.items():
+        if name in state_dict and not isinstance(state_dict[name], torch.Tensor):
+            raise UserError(f"{what}: {name} is a {type(state_dict[name]).__name__} in the checkpoint, not a tensor")
         if name not in state_dict:
             raise UserError(f"{what}: the checkpoint has no {name}; it was saved from another architecture")
         if tuple(state_dict[name].shape) != tuple(tensor.shape):
@@ -82,17 +151,39 @@ def save_generator(generator: nn.Module, kwargs: dict, path: Path, extra: dict |
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a safetensors file; an unreadable one is a UserError."""
-    from safetensors import SafetensorError
+def read_safetensors(path: Path, expected: str = "a safetensors file"
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; an unreadable one is a one-line UserError ending in `expected`."""
     from safetensors.torch import load_file, safe_open
 
+    path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
         return load_file(str(path)), metadata
-    except (SafetensorError, OSError, ValueError) as error:
-        raise UserError(f"{path} is not a readable safetensors file ({error})") from None
+    except Exception:  # safetensors' text ("HeaderTooLarge", "InvalidHeaderDeserialization") says little
+        what = describe_file(path)
+        if what == "empty (0 bytes)":
+            raise UserError(f"{path} is empty (0 bytes); expected {expected}") from None
+        if what == "a zip archive":
+            what = "a zip archive (a PyTorch checkpoint?)"
+        problem = "it is truncated or corrupt" if what == "a safetensors file" else f"it is {what}"
+        raise UserError(f"{path} is not a readable safetensors file: {problem}; expected {expected}") from None
+
+
+def _generator_kwargs(path: Path, metadata: dict[str, str]) -> dict:
+    """The generator constructor arguments in a generator file's metadata."""
+    try:
+        kwargs = json.loads(metadata["generator_kwargs"])
+    except KeyError:
+        raise UserError(f"{path} has no generator_kwargs in its metadata; expected {GENERATOR_EXPECTED}") from None
+    except ValueError as error:
+        raise UserError(f"{path}: generator_kwargs in its metadata are not valid JSON ({reason(error)}); "
+                        f"expected {GENERATOR_EXPECTED}") from None
+    if not isinstance(kwargs, dict):
+        raise UserError(f"{path}: generator_kwargs in its metadata are a {type(kwargs).__name__}, not a mapping; "
+                        f"expected {GENERATOR_EXPECTED}")
+    return kwargs
 
 
 def resolve_generator_path(path: str | Path) -> Path:
@@ -115,19 +206,28 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", use_ema
     """
     path = resolve_generator_path(path)
     if path.suffix == ".safetensors":
-        tensors, metadata = read_safetensors(path)
+        tensors, metadata = read_safetensors(path, GENERATOR_EXPECTED)
         if metadata.get("format") != "dcgan-generator-v1":
-            raise UserError(f"{path} is not a dcgan generator (no 'dcgan-generator-v1' metadata)")
-        kwargs = json.loads(metadata["generator_kwargs"])
+            raise UserError(f"{path} is not a dcgan generator (no 'dcgan-generator-v1' metadata); "
+                            f"expected {GENERATOR_EXPECTED}")
+        kwargs = _generator_kwargs(path, metadata)
         state_dict = tensors
         standing = False
     else:
         state = load_checkpoint(path)
-        kwargs = state["generator_kwargs"]
+        kwargs = state.get("generator_kwargs")
+        if not isinstance(kwargs, dict):
+            raise UserError(f"{path} holds no generator_kwargs mapping; expected {CHECKPOINT_EXPECTED}")
         key = "G_ema" if use_ema and state.get("G_ema") is not None else "G"
+        if key not in state:
+            raise UserError(f"{path} holds no generator weights ({key}); expected {CHECKPOINT_EXPECTED}")
         state_dict = state[key]
         standing = key == "G_ema"  # generator files hold the EMA weights with standing statistics
-    generator = build_generator(**kwargs)
+    try:
+        generator = build_generator(**kwargs)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # arguments of another version or family
+        raise UserError(f"{path}: the generator arguments {json.dumps(kwargs)[:160]} do not build a generator "
+                        f"({reason(error)})") from None
     load_state_checked(generator, state_dict, f"generator from {path}")
     generator = generator.to(device).eval()
     if standing:

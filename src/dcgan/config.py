@@ -194,7 +194,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        values = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not text; expected a YAML or JSON mapping of settings") from None
     except yaml.YAMLError as error:
         raise UserError(f"config file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
     if values is None:

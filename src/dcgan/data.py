@@ -107,8 +107,8 @@ def _probe(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             return min(image.size), 1 if image.mode in ("1", "L", "I", "I;16", "F") else 3
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise UserError(f"cannot read image {path}: {error}; remove or replace it") from None
+    except Exception as error:  # Pillow raises OSError, SyntaxError, EOFError, zlib.error, ... by format
+        raise _image_error(path, error) from None
 
 
 def _decode(path: Path, resolution: int, mode: str) -> np.ndarray:
@@ -118,9 +118,27 @@ def _decode(path: Path, resolution: int, mode: str) -> np.ndarray:
             if image.size != (resolution, resolution):
                 image = _center_crop_resize(image, resolution)
             array = np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise UserError(f"cannot read image {path}: {error}; remove or replace it") from None
+    except Exception as error:  # Pillow raises OSError, SyntaxError, EOFError, zlib.error, ... by format
+        raise _image_error(path, error) from None
     return array[:, :, None] if array.ndim == 2 else array
+
+
+def _image_error(path: Path, error: Exception) -> UserError:
+    """One line on an image file that does not decode."""
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        empty = False
+    if empty:
+        problem = "the file is empty (0 bytes)"
+    elif isinstance(error, UnidentifiedImageError):  # its text repeats the path
+        problem = f"it is not an image in a format Pillow reads ({', '.join(IMAGE_SUFFIXES)})"
+    elif "truncated" in str(error) or isinstance(error, EOFError):
+        problem = "the image is truncated"
+    else:
+        text = str(error).strip()
+        problem = f"the image is corrupt ({(text.splitlines()[0] if text else type(error).__name__)[:120]})"
+    return UserError(f"cannot read image {path}: {problem}; remove or replace it")
 
 
 def _center_crop_resize(image: Image.Image, resolution: int) -> Image.Image:
@@ -252,8 +270,11 @@ def _cached(key: str, build, use_cache: bool) -> ImageData:
         try:
             tensors = load_file(str(path))
             meta = json.loads(path.with_suffix(".json").read_text())
-            return ImageData(tensors["images"], tensors["labels"], meta["class_names"])
-        except Exception:  # A damaged cache entry is rebuilt, never trusted.
+            images, labels, class_names = tensors["images"], tensors["labels"], list(meta["class_names"])
+            if (images.dtype == torch.uint8 and images.ndim == 4 and labels.shape == (len(images),)
+                    and labels.dtype == torch.int64 and all(isinstance(name, str) for name in class_names)):
+                return ImageData(images, labels, class_names)
+        except Exception:  # A damaged cache entry (truncated, garbage, foreign) is rebuilt, never trusted.
             pass
     data = build()
     if use_cache:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dcgan import __version__
-from dcgan.checkpoint import atomic_write, load_state_checked, read_safetensors
+from dcgan.checkpoint import atomic_write, load_state_checked, read_safetensors, reason
 from dcgan.data import ImageData, cache_dir, load_dataset, resize_uint8, test_folder_beside
 from dcgan.errors import UserError
 from dcgan.metrics.inception import file_sha256
@@ -203,16 +203,24 @@ class FastExtractor:
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"fast extractor not found: {self.path}; make one with `dcgan features train`")
-        tensors, metadata = read_safetensors(self.path)
+        expected = "a fast extractor (.safetensors) written by `dcgan features train`"
+        tensors, metadata = read_safetensors(self.path, expected)
         if metadata.get("format") != FORMAT:
-            raise UserError(f"{self.path} is not a dcgan fast extractor (no '{FORMAT}' metadata)")
-        self.resolution = int(metadata["resolution"])
-        self.class_names = json.loads(metadata["class_names"])
-        self.trained_on = json.loads(metadata["trained_on"])
-        self.report = json.loads(metadata["report"])
+            raise UserError(f"{self.path} is not a dcgan fast extractor (no '{FORMAT}' metadata); expected {expected}")
+        try:
+            self.resolution = int(metadata["resolution"])
+            self.class_names = json.loads(metadata["class_names"])
+            self.trained_on = json.loads(metadata["trained_on"])
+            self.report = json.loads(metadata["report"])
+            float(self.report["test_accuracy"]), self.trained_on["dataset"], self.trained_on["root"]
+            kwargs = json.loads(metadata["kwargs"])
+            self.model = FastClassifier(**kwargs)
+        except KeyError as error:
+            raise UserError(f"{self.path} has no {error} in its metadata; expected {expected}") from None
+        except (ValueError, TypeError, RuntimeError) as error:  # bad JSON, a non-number, foreign arguments
+            raise UserError(f"{self.path} has damaged metadata ({reason(error)}); expected {expected}") from None
         self.weights_sha256 = file_sha256(self.path)
         self.device = torch.device(device)
-        self.model = FastClassifier(**json.loads(metadata["kwargs"]))
         load_state_checked(self.model, tensors, f"fast extractor {self.path}")
         self.model.to(self.device).to(memory_format=torch.channels_last).eval().requires_grad_(False)
         self.feature_dim = self.model.feature_dim

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dcgan.checkpoint import torch_load_problem
 from dcgan.errors import UserError
 
 WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -87,15 +88,18 @@ def file_sha256(path: str | Path) -> str:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    expected = f"the FID Inception weights ({WEIGHTS_FILENAME})"
+    if Path(path).stat().st_size == 0:
+        raise UserError(f"{path} is empty (0 bytes); expected {expected}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{path} is not a readable weights file ({first[:160]})") from None
+        raise UserError(f"{path} is not a readable weights file: {torch_load_problem(Path(path), error)}; "
+                        f"expected {expected}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise UserError(f"{path} does not hold a state dict")
+        raise UserError(f"{path} holds a {type(state).__name__}, not a state dict; expected {expected}")
     return state
 
 
@@ -288,6 +292,9 @@ class InceptionV3(nn.Module):
             if key not in state_dict:
                 raise UserError(f"{origin} has no {key}: it is not the FID Inception (2015-12-05) weights")
             tensor = state_dict[key]
+            if not isinstance(tensor, torch.Tensor):
+                raise UserError(f"{origin}: {key} is a {type(tensor).__name__}, not a tensor: "
+                                f"it is not the FID Inception (2015-12-05) weights")
             if tuple(tensor.shape) != shape:
                 raise UserError(f"{origin}: {key} has shape {tuple(tensor.shape)}, expected {shape}: "
                                 f"it is not the FID Inception (2015-12-05) weights")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcgan.checkpoint import atomic_write
+from dcgan.checkpoint import atomic_write, describe_file, reason
 from dcgan.config import DATASETS
 from dcgan.data import ImageData, cache_dir, load_dataset
 from dcgan.errors import UserError
@@ -122,21 +122,40 @@ def load_stats(path: Path, expected: dict | None = None) -> FeatureSet:
     Files without metadata (pytorch-fid's `mu`/`sigma` files) load with empty metadata when no
     `expected` is given.
     """
+    path = Path(path)
+    wanted = "a statistics .npz (mu, sigma) written by this toolkit or pytorch-fid"
+    what = describe_file(path)
+    if what == "empty (0 bytes)":
+        raise UserError(f"{path} is empty (0 bytes); expected {wanted}")
+    if what != "a zip archive":  # np.load would try pickle, or return one .npy array
+        raise UserError(f"{path} is not a statistics file: it is {what}; expected {wanted}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
-    except Exception as error:
-        raise UserError(f"{path} is not a readable statistics file ({str(error).splitlines()[0][:120]})") from None
-    if "mu" not in arrays or "sigma" not in arrays:
-        raise UserError(f"{path} holds no 'mu' and 'sigma' arrays: not a statistics file")
-    metadata = json.loads(str(arrays["metadata"])) if "metadata" in arrays else {}
+    except Exception:  # zipfile's and numpy's own text (allow_pickle, CRC) says nothing more to a user
+        raise UserError(f"{path} is not a readable statistics file: it is truncated or corrupt; "
+                        f"expected {wanted}") from None
+    if not all(isinstance(arrays.get(name), np.ndarray) for name in ("mu", "sigma")):
+        raise UserError(f"{path} holds no 'mu' and 'sigma' arrays: not a statistics file; expected {wanted}")
+    try:
+        metadata = json.loads(str(arrays["metadata"])) if "metadata" in arrays else {}
+    except ValueError as error:
+        raise UserError(f"{path}: its metadata is not valid JSON ({reason(error)}); expected {wanted}") from None
+    if not isinstance(metadata, dict):
+        raise UserError(f"{path}: its metadata is a {type(metadata).__name__}, not a mapping; expected {wanted}")
     if expected is not None:
         check_metadata(metadata, expected, path)
-    mu, sigma = arrays["mu"].astype(np.float64), arrays["sigma"].astype(np.float64)
+    try:
+        mu, sigma = arrays["mu"].astype(np.float64), arrays["sigma"].astype(np.float64)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{path}: mu and sigma are not numbers ({reason(error)}); expected {wanted}") from None
     if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
         raise UserError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
     features = arrays.get("features")
-    count = int(metadata.get("data", {}).get("num_images", len(features) if features is not None else 0))
+    try:
+        count = int(metadata.get("data", {}).get("num_images", len(features) if features is not None else 0))
+    except (AttributeError, TypeError, ValueError):
+        raise UserError(f"{path}: its metadata has no valid data.num_images; expected {wanted}") from None
     return FeatureSet(mu, sigma, count, features, None, metadata)
 
 
