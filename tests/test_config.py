@@ -51,7 +51,14 @@ def test_json_config_file(tmp_path):
     ({"preset": "fancy"}, "--preset must be one of"),
     ({"n_dis": 0}, "--n-dis must be at least 1"),
     ({"bogus": 1}, "unknown setting 'bogus'"),
+    ({"loss": "hinge", "label_smoothing": 0.1}, "--label-smoothing works with --loss bce only"),
+    ({"loss": "wgan-gp"}, "--loss wgan-gp needs a critic without BatchNorm"),
 ])
 def test_bad_values_raise_one_clear_error(overrides, message):
     with pytest.raises(UserError, match=message):
         resolve_config(overrides=overrides)
+
+
+def test_label_smoothing_and_wgan_gp_accepted_where_they_mean_something():
+    assert resolve_config(overrides={"loss": "bce", "label_smoothing": 0.1}).label_smoothing == 0.1
+    assert resolve_config(overrides={"loss": "wgan-gp", "d_norm": "none"}).loss == "wgan-gp"

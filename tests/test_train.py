@@ -166,7 +166,7 @@ def test_torchrun_two_processes_train_on_disjoint_shards(tmp_path, cifar_root):
 
 
 @pytest.mark.parametrize("overrides", [
-    dict(loss="wgan-gp", n_dis=2, g_norm="none", diffaugment=""),
+    dict(loss="wgan-gp", n_dis=2, g_norm="none", d_norm="none", diffaugment=""),
     dict(preset="classic", label_smoothing=0.1, lr_g=1e-4, lr_d=4e-4, g_norm="instance"),
 ])
 def test_other_objectives_train_with_finite_losses(tmp_path, few_cars, overrides):

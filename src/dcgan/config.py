@@ -115,6 +115,10 @@ class TrainConfig:
         require(self.d_mbstd >= 0, f"--d-mbstd must be >= 0, not {self.d_mbstd}")
         require(self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         require(0.0 <= self.label_smoothing < 0.5, f"--label-smoothing must be in [0, 0.5), not {self.label_smoothing}")
+        require(self.label_smoothing == 0 or self.loss == "bce",
+                f"--label-smoothing works with --loss bce only (it has no meaning for {self.loss})")
+        require(self.loss != "wgan-gp" or self.d_norm == "none",
+                "--loss wgan-gp needs a critic without BatchNorm (its gradient penalty is per image): add --d-norm none")
         require(self.r1_gamma >= 0, f"--r1-gamma must be >= 0, not {self.r1_gamma}")
         require(self.r2_gamma >= 0, f"--r2-gamma must be >= 0, not {self.r2_gamma}")
         require(self.r1_interval >= 1, f"--r1-interval must be >= 1, not {self.r1_interval}")

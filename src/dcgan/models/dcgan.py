@@ -18,6 +18,7 @@ import math
 
 import torch
 import torch.nn as nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
 
 
@@ -40,7 +41,9 @@ def _norm_2d(kind: str, channels: int) -> nn.Module:
 def init_dcgan_weights(module: nn.Module) -> None:
     """N(0, 0.02) for convolutions, N(1, 0.02) scale and zero shift for norms (Radford et al.)."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
+        # A spectral-norm layer's `weight` is computed on each access: initialize the stored original.
+        parametrized = parametrize.is_parametrized(module, "weight")
+        nn.init.normal_(module.parametrizations.weight.original if parametrized else module.weight, 0.0, 0.02)
         if getattr(module, "bias", None) is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d)) and module.affine:
