@@ -148,21 +148,50 @@ def test_wandb_logs_offline_without_login(tmp_path, few_cars, monkeypatch):
     assert offline_runs and list(offline_runs[0].glob("*.wandb"))
 
 
-@pytest.mark.slow
-def test_torchrun_two_processes_train_on_disjoint_shards(tmp_path, cifar_root):
+def torchrun(*args, timeout=600):
     import subprocess
     import sys
 
-    result = subprocess.run(  # `torchrun` is `python -m torch.distributed.run`
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dcgan", "train", "--dataset", "folder",
-         "--data-root", cifar_root / "train", "--classes", "automobile", "--g-channels", "8",
-         "--d-channels", "8", "--batch-size", "16", "--kimg", "0.32", "--outdir", tmp_path, "--device", "cpu",
-         "--threads", "1"], capture_output=True, text=True, timeout=600)
+    return subprocess.run(  # `torchrun` is `python -m torch.distributed.run`
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dcgan", "train",
+         *map(str, args), "--device", "cpu", "--threads", "1"], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_resume_exactly_and_draw_their_own_noise(tmp_path, cifar_root):
+    small = ["--dataset", "folder", "--data-root", cifar_root / "train", "--classes", "automobile",
+             "--g-channels", "8", "--d-channels", "8", "--batch-size", "16", "--lr-decay", "none", "--seed", "1"]
+    result = torchrun(*small, "--kimg", "0.64", "--outdir", tmp_path / "a")
     assert result.returncode == 0, result.stderr[-2000:]
-    runs = list(tmp_path.iterdir())
-    assert len(runs) == 1  # only rank 0 writes
-    state = load_checkpoint(runs[0] / "checkpoint-last.pt")
+    (straight,) = (tmp_path / "a").iterdir()  # only rank 0 writes
+    result = torchrun(*small, "--kimg", "0.32", "--outdir", tmp_path / "b")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (half,) = (tmp_path / "b").iterdir()
+    state = load_checkpoint(half / "checkpoint-last.pt")
     assert state["step"] == 10  # 320 images, 2 processes x 16 per step
+    rng = state["rng_cpu_ranks"]  # each rank's own generator state, so ranks keep drawing different noise
+    assert len(rng) == 2 and not torch.equal(rng[0], rng[1]) and torch.equal(rng[0], state["rng_cpu"])
+    result = torchrun("--resume", half, "--kimg", "0.64")
+    assert result.returncode == 0, result.stderr[-2000:]
+    a = all_state_tensors(load_checkpoint(straight / "checkpoint-last.pt"))
+    b = all_state_tensors(load_checkpoint(half / "checkpoint-last.pt"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.slow
+def test_torchrun_with_a_time_budget_ends_on_time_with_its_summary(tmp_path, cifar_root):
+    import json
+
+    result = torchrun("--dataset", "folder", "--data-root", cifar_root / "train", "--classes", "automobile",
+                      "--g-channels", "8", "--d-channels", "8", "--batch-size", "16", "--minutes", "0.1",
+                      "--outdir", tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = tmp_path.iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stop_reason"] == "time budget of 0.1 minutes reached" and summary["step"] > 0
+    assert load_checkpoint(run / "checkpoint-last.pt")["step"] == summary["step"]
 
 
 @pytest.mark.parametrize("overrides", [

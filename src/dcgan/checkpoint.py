@@ -8,7 +8,6 @@ constructor arguments in the file's metadata, so it loads with nothing else besi
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -18,24 +17,10 @@ import torch.nn as nn
 
 from dcgan import __version__
 from dcgan.errors import UserError
+from dcgan.files import atomic_write
 from dcgan.models import build_generator
 
 FORMAT = "dcgan-checkpoint-v1"
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename over `path`: readers see the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def save_checkpoint(state: dict, path: Path) -> None:

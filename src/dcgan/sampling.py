@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dcgan.files import save_image
+
 MAX_SEED = 2**63 - 1
 
 
@@ -79,7 +81,7 @@ def image_to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> None:
-    to_pil(make_grid(images, nrow)).save(path)
+    save_image(to_pil(make_grid(images, nrow)), path)
 
 
 def save_images(images: torch.Tensor, outdir: str | Path, seeds) -> list[Path]:
@@ -94,4 +96,4 @@ def save_images(images: torch.Tensor, outdir: str | Path, seeds) -> list[Path]:
 
 
 def save_gif(frames: list[Image.Image], path: str | Path, duration_ms: int = 200) -> None:
-    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    save_image(frames[0], path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)

@@ -33,7 +33,16 @@ def init_process(device_name: str) -> tuple[ProcessInfo, torch.device]:
     """Join the process group if launched by torchrun; return the process info and its device."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return ProcessInfo(), pick_device(device_name)
+    from dcgan.errors import UserError
+
     info = ProcessInfo(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
+    if device_name.startswith("cuda:"):
+        raise UserError(f"under torchrun each process uses the GPU of its LOCAL_RANK: pass --device cuda, "
+                        f"not {device_name} (CUDA_VISIBLE_DEVICES picks the GPUs)")
+    if device_name == "mps":
+        raise UserError("torchrun runs on CUDA or CPU processes, not --device mps")
+    if device_name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but CUDA is not available on this machine")
     if torch.cuda.is_available() and device_name in ("auto", "cuda"):
         device = torch.device(f"cuda:{info.local_rank}")
         torch.cuda.set_device(device)

@@ -23,6 +23,7 @@ from dcgan.checkpoint import load_checkpoint, load_state_checked, save_checkpoin
 from dcgan.config import TrainConfig
 from dcgan.data import BatchStream, ImageData, load_dataset
 from dcgan.errors import UserError
+from dcgan.files import remove_stale_temp_files, save_image, write_json, write_text
 from dcgan.losses import GANLoss
 from dcgan.models import build_discriminator, build_generator, discriminator_kwargs, generator_kwargs
 from dcgan.sampling import generate_from_latents, latents_from_seeds, make_grid, save_gif, to_pil
@@ -31,8 +32,8 @@ from dcgan.training.ema import ema_beta, standing_statistics, update_ema
 from dcgan.training.precision import resolve_precision
 from dcgan.training.report import RunLog, plot_metrics
 from dcgan.training.tracking import MetricTracker
-from dcgan.training.run_dir import (count_parameters, environment_info, model_summary, new_run_dir,
-                                    write_json)
+from dcgan.training.run_dir import count_parameters, environment_info, model_summary, new_run_dir
+from dcgan.training.stopping import StopSignals, gather_rng_states, stop_vote
 
 
 MIN_SNAPSHOT_NIMG = 20_000
@@ -115,12 +116,15 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             for key, value in moments.items():
                 if torch.is_tensor(value) and key != "step":
                     moments[key] = value.to(device)
-    # Every rank draws its own noise; restore the exact generator state when resuming.
+    # Every rank draws its own noise; restore each rank's exact generator state when resuming.
     torch.manual_seed(config.seed * 7919 + process.rank + 1)
     if resume_state is not None:
-        torch.set_rng_state(resume_state["rng_cpu"])
-        if device.type == "cuda" and resume_state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(resume_state["rng_cuda"], device)
+        rng_cpu = resume_state.get("rng_cpu_ranks") or [resume_state["rng_cpu"]]
+        rng_cuda = resume_state.get("rng_cuda_ranks") or [resume_state.get("rng_cuda")]
+        if process.rank < len(rng_cpu):  # else (a checkpoint of fewer processes): this rank's own seed
+            torch.set_rng_state(rng_cpu[process.rank])
+        if device.type == "cuda" and process.rank < len(rng_cuda) and rng_cuda[process.rank] is not None:
+            torch.cuda.set_rng_state(rng_cuda[process.rank], device)
 
     # Metric tracking: the extractor and the training data's statistics, before any file is written.
     tracker = None
@@ -136,11 +140,11 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         if run_dir is None:
             run_dir = new_run_dir(config.outdir, config.dataset, config.preset)
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(run_dir)  # left by a process killed mid-write
         write_json(run_dir / "config.json", config.to_dict())
         if resume_state is None:
             write_json(run_dir / "environment.json", environment_info(device))
-            (run_dir / "model_summary.txt").write_text(
-                model_summary(G, D, config.z_dim, resolution, channels))
+            write_text(run_dir / "model_summary.txt", model_summary(G, D, config.z_dim, resolution, channels))
             write_json(run_dir / "model.json", {
                 "generator_kwargs": g_kwargs, "discriminator_kwargs": d_kwargs,
                 "generator_parameters": count_parameters(G), "discriminator_parameters": count_parameters(D),
@@ -177,7 +181,9 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             standing[step] = standing_statistics(G_ema)
         return standing[step]
 
-    def checkpoint_state() -> dict:
+    def checkpoint_state(rng_ranks: dict | None = None) -> dict:
+        """The whole training state; `rng_ranks` holds every rank's generator states (see take_snapshot)."""
+        rng_ranks = rng_ranks or {}
         return {
             "config": config.to_dict(), "generator_kwargs": g_kwargs, "discriminator_kwargs": d_kwargs,
             "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict() if G_ema else None,
@@ -185,6 +191,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             "augment": augmenter.state_dict(), "loss": loss.state_dict(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "rng_cpu_ranks": rng_ranks.get("cpu"), "rng_cuda_ranks": rng_ranks.get("cuda"),
             "data": stream.state_dict(), "step": step, "d_step": d_step, "cur_nimg": cur_nimg,
             "seconds": elapsed_before + time.time() - start_time, "summary": summary,
         }
@@ -194,16 +201,19 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         if not all(bool(torch.isfinite(p).all()) for p in list(G.parameters()) + list(D.parameters())):
             raise TrainingDiverged(f"training diverged before step {step} (non-finite weights); "
                                    f"{run_dir / 'checkpoint-last.pt'} holds the last good state")
+        rng_ranks = {"cpu": gather_rng_states(torch.get_rng_state(), device, process.distributed)}
+        if device.type == "cuda":
+            rng_ranks["cuda"] = gather_rng_states(torch.cuda.get_rng_state(device), device, process.distributed)
         if not process.is_main:
             return
         sampler = output_generator()
         grid = generate_from_latents(sampler, fixed_z)
-        to_pil(make_grid(grid)).save(run_dir / "samples" / f"fakes-kimg{cur_nimg / 1000:09.2f}.png")
-        save_gif([_read_image(p) for p in sorted((run_dir / "samples").glob("fakes*.png"))],
-                 run_dir / "progress.gif")
+        save_image(to_pil(make_grid(grid)), run_dir / "samples" / f"fakes-kimg{cur_nimg / 1000:09.2f}.png")
+        frames = [_read_image(p) for p in sorted((run_dir / "samples").glob("fakes*.png"))]
+        save_gif([frame for frame in frames if frame is not None], run_dir / "progress.gif")
         plot_metrics(run_dir / "metrics.csv", run_dir)
         summary.update(step=step, kimg=round(cur_nimg / 1000, 3), epoch=round(cur_nimg / len(data), 3))
-        save_checkpoint(checkpoint_state(), run_dir / "checkpoint-last.pt")
+        save_checkpoint(checkpoint_state(rng_ranks), run_dir / "checkpoint-last.pt")
         save_generator(sampler, g_kwargs, run_dir / "generator.safetensors", extra=generator_metadata())
 
     def generator_metadata() -> dict:
@@ -239,9 +249,11 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     epoch_rows: list[dict] = []
     current_epoch = stream.epoch
     stop_reason = "length reached"
+    signals = StopSignals().__enter__()  # left in `finally` below
     try:
         while cur_nimg < total_nimg:
             log_now = (step + 1) % config.log_every == 0
+            loss_problem = ""  # rank 0: the non-finite losses of this step's row, if any
 
             # Learning rates: constant, or decayed over the run's length (images or minutes).
             if config.lr_decay != "none":
@@ -296,9 +308,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                 tick_time, tick_nimg = now, cur_nimg
                 if process.is_main:
                     if not (math.isfinite(row["loss_d"]) and math.isfinite(row["loss_g"])):
-                        raise TrainingDiverged(
-                            f"training diverged at step {step} (L_D={row['loss_d']}, L_G={row['loss_g']}); "
-                            f"{run_dir / 'checkpoint-last.pt'} holds the last good state")
+                        loss_problem = f"L_D={row['loss_d']}, L_G={row['loss_g']}"
                     epoch_rows.append(row)
                     progress.set_postfix_str(
                         f"L_D={row['loss_d']:.3f} L_G={row['loss_g']:.3f} D(x)={row['d_real']:.2f} "
@@ -314,8 +324,20 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                                    f"{mean['images_per_s']:.0f} img/s  ({cur_nimg / 1000:.1f} kimg)")
                 current_epoch, epoch_rows = stream.epoch, []
 
+            # Decide, all processes together, whether to stop: time, divergence, SIGTERM or Ctrl-C.
+            out_of_time, diverged, signalled = stop_vote(
+                elapsed_before + time.time() - start_time >= deadline, bool(loss_problem),
+                signals.received is not None, distributed=process.distributed, is_main=process.is_main,
+                device=device)
+            if diverged:
+                raise TrainingDiverged(f"training diverged at step {step} ({loss_problem or 'a non-finite loss'}); "
+                                       f"{run_dir / 'checkpoint-last.pt'} holds the last good state")
+            if signalled:
+                take_snapshot()
+                stop_reason = f"stopped by {signals.received or 'a signal to another process'}"
+                break
+
             # Evaluate metrics.
-            out_of_time = elapsed_before + time.time() - start_time >= deadline
             if tracker is not None and tracker.due(cur_nimg, final=cur_nimg >= total_nimg or out_of_time):
                 evaluate_metric()
 
@@ -326,12 +348,16 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             if out_of_time:
                 stop_reason = f"time budget of {config.minutes:g} minutes reached"
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of this step
         stop_reason = "interrupted"
         progress.write(f"interrupted at step {step}; resume from {run_dir}")
     finally:
+        signals.__exit__()
         progress.close()
         log.close()
+    if stop_reason.startswith("stopped by") and process.is_main:
+        progress.write(f"{stop_reason} at step {step}: checkpoint-last.pt saved; resume with "
+                       f"dcgan train --resume {run_dir}")
 
     # Write the final artifacts.
     seconds = elapsed_before + time.time() - start_time
@@ -394,12 +420,16 @@ def write_real_vs_fake(data: ImageData, fakes: torch.Tensor, path: Path) -> None
     draw = ImageDraw.Draw(canvas)
     draw.text((2, 2), "real", fill="black")
     draw.text((real.width + gap + 2, 2), "generated", fill="black")
-    canvas.save(path)
+    save_image(canvas, path)
 
 
-def _read_image(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        return image.copy()
+def _read_image(path: Path) -> Image.Image | None:
+    """A snapshot grid, or None for one torn by a process of an older version killed mid-write."""
+    try:
+        with Image.open(path) as image:
+            return image.copy()
+    except Exception:  # Pillow raises OSError, SyntaxError, EOFError, zlib.error on torn files
+        return None
 
 
 def _grad_norm(module: torch.nn.Module) -> torch.Tensor:

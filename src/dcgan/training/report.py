@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from dcgan.errors import UserError
+from dcgan.files import atomic_write
 
 COLUMNS = ["step", "kimg", "epoch", "seconds", "loss_d", "loss_g", "d_real", "d_fake", "r1", "gp",
            "grad_norm_g", "grad_norm_d", "lr_g", "lr_d", "ema_beta", "images_per_s", "fid", "fid_fast",
@@ -75,8 +76,11 @@ class RunLog:
         """Write `row` as it is (a metric score, say), leaving what was reported for the next flush."""
         if self.run_dir is None:
             return {}
-        self.writer.writerow({k: _format(v) for k, v in row.items()})
-        self.csv_file.flush()
+        try:
+            self.writer.writerow({k: _format(v) for k, v in row.items()})
+            self.csv_file.flush()
+        except OSError as error:
+            raise UserError(f"could not write {self.csv_path} ({error.strerror or error})") from None
         step = int(row["step"])
         if self.tensorboard is not None:
             for name, value in row.items():
@@ -103,13 +107,25 @@ def _format(value) -> str:
 
 
 def _truncate_csv(path: Path, last_step: int) -> None:
-    """Drop rows logged after the checkpoint we resume from, so the CSV tells one history."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(row for row in rows if row.get("step") and int(row["step"]) <= last_step)
+    """Drop rows logged after the checkpoint we resume from, and a row torn by a kill mid-write,
+    so the CSV tells one history; the new file replaces the old atomically."""
+    with open(path, newline="", errors="replace") as handle:
+        rows = [row for row in csv.DictReader(handle) if _complete(row) and int(row["step"]) <= last_step]
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, write)
+
+
+def _complete(row: dict) -> bool:
+    """A whole row: every column present (a torn last line lacks some) and an integer step."""
+    if None in row or any(row.get(name) is None for name in COLUMNS):
+        return False
+    return row["step"].isdigit()
 
 
 def read_csv(path: Path) -> dict[str, list[float]]:
@@ -187,6 +203,4 @@ def plot_metrics(csv_path: Path, out_dir: Path, window: int = 25) -> None:
 
 
 def atomic_savefig(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import platform
 import re
 import sys
@@ -27,10 +26,6 @@ def new_run_dir(outdir: str | Path, dataset: str, preset: str) -> Path:
             return path
         except FileExistsError:
             number += 1
-
-
-def write_json(path: Path, value) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=False) + "\n")
 
 
 def environment_info(device: torch.device) -> dict:

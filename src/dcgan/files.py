@@ -1,0 +1,75 @@
+"""Files a run writes: each one atomically, so a kill at any moment leaves the old file or the new.
+
+`atomic_write(path, write)` has `write` fill a temporary file beside `path` (`.<name>.tmp<pid>`),
+fsyncs it, renames it over `path` and fsyncs the folder, so the rename itself survives a power cut.
+A full disk or another OS error is one line that says the previous file is intact. A process
+killed mid-write leaves its temporary file behind: `remove_stale_temp_files` clears those from a
+run folder when a run resumes (one process writes a run folder, so any leftover is stale).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+from dcgan.errors import UserError
+
+TEMP_NAME = re.compile(r"^\..+\.tmp\d+$")
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
+    """Call write(tmp_path), then rename over `path`: readers see the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    except OSError as error:  # a full disk, a read-only folder: the old file is untouched
+        raise UserError(f"could not write {path} ({error.strerror or error}); "
+                        f"the previous {path.name}, if any, is intact") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _fsync_folder(folder: Path) -> None:
+    if os.name != "posix":  # Windows cannot open a folder for fsync; its rename is durable enough
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_json(path: str | Path, value) -> None:
+    text = json.dumps(value, indent=2, sort_keys=False) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def save_image(image, path: str | Path, **options) -> None:
+    """A PIL image, atomically; the format follows the file name (the temporary name has none)."""
+    path = Path(path)
+    format = {".png": "PNG", ".gif": "GIF", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
+    atomic_write(path, lambda tmp: image.save(tmp, format=format, **options))
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete `.<name>.tmp<pid>` files left by killed processes in `folder` and its sub-folders."""
+    removed = []
+    for path in Path(folder).rglob(".*.tmp*"):
+        if path.is_file() and TEMP_NAME.match(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

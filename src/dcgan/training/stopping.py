@@ -1,0 +1,63 @@
+"""When a run stops, every process stops at the same step with a checkpoint that resumes exactly.
+
+SIGTERM (what a scheduler or a closing laptop sends) and the first Ctrl-C only set a flag: the loop
+finishes the step it is in, writes `checkpoint-last.pt` and ends, so no work since the last
+snapshot is lost and the checkpoint is at a step boundary. A second Ctrl-C stops at once.
+
+Under torchrun each process has its own clock and its own signals, so `StopVote` makes one decision
+for all each step: rank 0 decides the time budget and divergence (it alone reads the losses), any
+rank's signal stops them all. One all-reduce of three numbers per step.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import torch
+import torch.distributed as dist
+
+
+class StopSignals:
+    """A context that turns SIGTERM and the first SIGINT into a request (`self.received`)."""
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now
+        self.received = signal.Signals(signum).name
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():  # handlers only install there
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+
+def stop_vote(out_of_time: bool, diverged: bool, signalled: bool, *, distributed: bool, is_main: bool,
+              device: torch.device) -> tuple[bool, bool, bool]:
+    """(out_of_time, diverged, signalled) as all processes agree: rank 0's clock and losses, anyone's signal."""
+    if not distributed:
+        return out_of_time, diverged, signalled
+    votes = torch.tensor([float(out_of_time and is_main), float(diverged and is_main), float(signalled)],
+                         device=device)
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+    return bool(votes[0]), bool(votes[1]), bool(votes[2])
+
+
+def gather_rng_states(state: torch.Tensor, device: torch.device, distributed: bool) -> list[torch.Tensor]:
+    """Every process's generator `state` (each rank draws its own noise), gathered on all ranks."""
+    if not distributed:
+        return [state]
+    on_device = state.to(device)
+    gathered = [torch.empty_like(on_device) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, on_device)
+    return [s.cpu() for s in gathered]
