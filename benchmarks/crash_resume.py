@@ -1,0 +1,212 @@
+"""Fault injection: a run killed with SIGKILL again and again, resumed each time, ends bit-identical.
+
+Starts a small seeded CPU run (`dcgan train`, a synthetic image folder, a snapshot every few
+steps so checkpoint and image writes are frequent), kills it with SIGKILL at random moments, half
+of them the instant a temporary file shows up in the run folder (a checkpoint, grid, GIF, plot or
+JSON being written), and resumes it with `dcgan train --resume` each time. After every kill it
+checks that `checkpoint-last.pt` loads, that every sample grid decodes and that the CSV parses; at
+the end, against an uninterrupted run of the same length: no temporary file left, the same grids,
+CSV steps logged once each in order, and every weight, optimizer moment and RNG state identical.
+
+    python benchmarks/crash_resume.py [--kills 20 --kimg 2 --seed 0]
+
+Exit status 0 when every check holds, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dcgan.checkpoint import load_checkpoint
+
+
+def make_images(root: Path, count: int = 256) -> Path:
+    """A folder dataset of random smooth 32x32 images (one class), so no download is needed."""
+    folder = root / "images" / "blobs"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        small = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((32, 32), Image.BILINEAR).save(folder / f"{i:04d}.png")
+    return folder.parent
+
+
+def train_command(data: Path, outdir: Path, kimg: float, seed: int) -> list[str]:
+    return [sys.executable, "-m", "dcgan", "train", "--dataset", "folder", "--data-root", str(data),
+            "--g-channels", "8", "--d-channels", "8", "--batch-size", "16", "--snapshot-kimg", "0.08",
+            "--log-every", "2", "--grid-size", "16", "--kimg", str(kimg), "--seed", str(seed),
+            "--threads", "1", "--outdir", str(outdir)]
+
+
+def temp_files(run: Path) -> list[Path]:
+    return [p for p in run.rglob(".*.tmp*") if p.is_file()]
+
+
+def check_folder(run: Path) -> list[str]:
+    """What is wrong with a run folder right after a kill: an unloadable checkpoint, a torn grid, a bad CSV."""
+    problems = []
+    if (run / "checkpoint-last.pt").exists():
+        try:
+            load_checkpoint(run / "checkpoint-last.pt")
+        except Exception as error:
+            problems.append(f"checkpoint-last.pt does not load: {error}")
+    for path in sorted((run / "samples").glob("*.png")) + sorted(run.glob("*.png")) + sorted(run.glob("*.gif")):
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except Exception as error:
+            problems.append(f"torn image {path.name}: {type(error).__name__}")
+    if (run / "metrics.csv").exists():
+        with open(run / "metrics.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        if rows and not rows[0].get("step", "").isdigit():
+            problems.append("metrics.csv has no valid first row")
+    return problems
+
+
+def logged_steps(run: Path) -> list[int]:
+    with open(run / "metrics.csv", newline="") as handle:
+        return [int(row["step"]) for row in csv.DictReader(handle) if row.get("loss_d")]
+
+
+def state_tensors(path: Path) -> dict[str, torch.Tensor]:
+    state, out = load_checkpoint(path), {}
+
+    def walk(value, key):
+        if torch.is_tensor(value):
+            out[key] = value
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{key}/{k}")
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{key}/{i}")
+
+    for key in ("G", "D", "G_ema", "opt_G", "opt_D", "rng_cpu", "data"):
+        walk(state.get(key), key)
+    return out
+
+
+def wait_until_training(process: subprocess.Popen, run_parent: Path, run: Path | None, limit_s: float = 120) -> None:
+    """Until the process logs a new CSV row (it has started up and is training), or it ends."""
+    def csv_size() -> int:
+        runs = [p for p in run_parent.iterdir() if p.is_dir()] if run_parent.exists() else []
+        path = runs[0] / "metrics.csv" if runs else None
+        return path.stat().st_size if path is not None and path.exists() else 0
+
+    before, end = csv_size() if run is not None else 0, time.time() + limit_s
+    while time.time() < end and process.poll() is None and csv_size() <= before:
+        time.sleep(0.01)
+
+
+def kill_when_writing(process: subprocess.Popen, run_parent: Path, limit_s: float, stale: set[Path]) -> bool:
+    """Poll for a new temporary file in the run folder (not one of `stale`, left by the last kill) and
+    SIGKILL at once; True if one was seen."""
+    end = time.time() + limit_s
+    while time.time() < end and process.poll() is None:
+        runs = [p for p in run_parent.iterdir() if p.is_dir()] if run_parent.exists() else []
+        if runs and set(temp_files(runs[0])) - stale:
+            process.send_signal(signal.SIGKILL)
+            return True
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--kimg", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", help="keep the runs in this folder instead of a temporary one")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    root = Path(args.keep or tempfile.mkdtemp(prefix="crash-resume-"))
+    root.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DCGAN_CACHE": str(root / "cache")}
+    data = make_images(root)
+    started = time.time()
+
+    print("uninterrupted run ...", flush=True)
+    subprocess.run(train_command(data, root / "straight", args.kimg, args.seed), env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (straight,) = (root / "straight").iterdir()
+    straight_seconds = time.time() - started
+
+    problems, kills, during_writes, restarts_from_scratch = [], 0, 0, 0
+    killed_parent = root / "killed"
+    run: Path | None = None
+    while True:
+        if run is not None and (run / "checkpoint-last.pt").exists():
+            command = [sys.executable, "-m", "dcgan", "train", "--resume", str(run), "--threads", "1"]
+        else:  # killed before its first checkpoint: nothing to resume, start again
+            if run is not None:
+                shutil.rmtree(run)
+                restarts_from_scratch += 1
+            command = train_command(data, killed_parent, args.kimg, args.seed)
+        stale = set(temp_files(run)) if run is not None else set()
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if kills >= args.kills:
+            _, stderr = process.communicate()
+            if process.returncode != 0:
+                problems.append(f"the last resume failed: {stderr.strip().splitlines()[-1:]}")
+            break
+        wait_until_training(process, killed_parent, run)
+        if kills % 2 == 0:
+            time.sleep(rng.uniform(0.0, 3.0))  # a random moment, mostly mid-step
+            process.send_signal(signal.SIGKILL)
+        else:
+            during_writes += kill_when_writing(process, killed_parent, rng.uniform(3.0, 12.0), stale)
+        process.wait()
+        kills += 1
+        run = next((p for p in killed_parent.iterdir() if p.is_dir()), None) if killed_parent.exists() else None
+        if run is not None:
+            for problem in check_folder(run):
+                problems.append(f"after kill {kills}: {problem}")
+        state = load_checkpoint(run / "checkpoint-last.pt") if run and (run / "checkpoint-last.pt").exists() else None
+        print(f"kill {kills:2d}: step {state['step'] if state else '-'}"
+              f"{'' if process.returncode == -signal.SIGKILL else ' (it had ended by itself)'}", flush=True)
+
+    if run is None:
+        problems.append("no run folder")
+    else:
+        if temp_files(run):
+            problems.append(f"temporary files left: {[p.name for p in temp_files(run)]}")
+        if logged_steps(run) != logged_steps(straight):
+            problems.append("metrics.csv steps differ from the uninterrupted run")
+        grids = sorted(p.name for p in (run / "samples").glob("*.png"))
+        if grids != sorted(p.name for p in (straight / "samples").glob("*.png")):
+            problems.append("the sample grids differ from the uninterrupted run's")
+        a, b = state_tensors(straight / "checkpoint-last.pt"), state_tensors(run / "checkpoint-last.pt")
+        different = [k for k in a if k not in b or not torch.equal(a[k], b[k])]
+        if a.keys() != b.keys() or different:
+            problems.append(f"final state differs from the uninterrupted run: {different[:5]}")
+    print(f"\n{kills} SIGKILLs ({during_writes} while a file was being written, {restarts_from_scratch} before "
+          f"the first checkpoint), {args.kimg:g} kimg; uninterrupted run {straight_seconds:.0f} s, "
+          f"all {time.time() - started:.0f} s")
+    for problem in problems:
+        print("FAIL", problem)
+    if not problems:
+        print("PASS: every checkpoint loaded, no torn image, no temp file left, CSV continuous, "
+              "final weights, optimizer and RNG state bit-identical to the uninterrupted run")
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
