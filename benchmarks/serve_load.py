@@ -1,4 +1,7 @@
-"""Load test of `dcgan serve` on loopback: requests/s, p50/p99 latency and errors.
+"""Load test of `dcgan serve` on loopback: requests/s, p50/p99 latency, 503s and errors.
+
+Past its short generation queue the server answers 503 with Retry-After at once (counted apart
+from errors), and `/healthz` must keep answering under the load: its worst latency is reported.
 
 Starts the real server (waitress) in a subprocess, then several client threads send
 `/api/generate` requests with random seeds for a bounded time, first for one image per
@@ -43,13 +46,25 @@ def wait_until_up(url: str, timeout: float = 60) -> None:
 
 def run_scenario(url: str, num: int, clients: int, seconds: float) -> dict:
     latencies: list[float] = []
-    errors = 0
+    errors = busy = 0
     error_kinds: dict[str, int] = {}
+    health_ms: list[float] = []
     lock = threading.Lock()
     stop_at = time.time() + seconds
 
+    def health() -> None:
+        while time.time() < stop_at:
+            start = time.perf_counter()
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=30) as response:
+                    response.read()
+            except (urllib.error.URLError, OSError):
+                pass
+            health_ms.append((time.perf_counter() - start) * 1000)
+            time.sleep(0.1)
+
     def client(index: int) -> None:
-        nonlocal errors
+        nonlocal errors, busy
         rng = random.Random(index)
         while time.time() < stop_at:
             seed = rng.randrange(0, 2**31)
@@ -58,6 +73,15 @@ def run_scenario(url: str, num: int, clients: int, seconds: float) -> dict:
                 with urllib.request.urlopen(f"{url}/api/generate?seed={seed}&num={num}", timeout=30) as response:
                     response.read()
                     ok = response.status == 200
+            except urllib.error.HTTPError as error:
+                ok = False
+                if error.code == 503:  # the queue is full: the client should retry later
+                    with lock:
+                        busy += 1
+                    continue
+                with lock:
+                    kind = f"HTTP {error.code}"
+                    error_kinds[kind] = error_kinds.get(kind, 0) + 1
             except (urllib.error.URLError, OSError) as error:
                 ok = False
                 with lock:
@@ -70,7 +94,7 @@ def run_scenario(url: str, num: int, clients: int, seconds: float) -> dict:
                 else:
                     errors += 1
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)] + [threading.Thread(target=health)]
     begin = time.time()
     for thread in threads:
         thread.start()
@@ -82,7 +106,7 @@ def run_scenario(url: str, num: int, clients: int, seconds: float) -> dict:
     return {"num": num, "requests": len(latencies), "rps": len(latencies) / wall,
             "images_per_s": len(latencies) * num / wall, "p50_ms": p(0.50), "p99_ms": p(0.99),
             "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"), "errors": errors,
-            "error_kinds": error_kinds}
+            "busy": busy, "healthz_max_ms": max(health_ms, default=float("nan")), "error_kinds": error_kinds}
 
 
 def main() -> None:
@@ -112,11 +136,12 @@ def main() -> None:
             wait_until_up(url)
             print(f"{args.clients} concurrent clients, {args.seconds:g} s per scenario, server on {url}")
             print(f"{'images/request':>14} {'requests':>9} {'req/s':>8} {'images/s':>9} {'p50 ms':>8} "
-                  f"{'p99 ms':>8} {'errors':>7}")
+                  f"{'p99 ms':>8} {'503s':>6} {'errors':>7} {'healthz max ms':>15}")
             for num in (1, 16):
                 r = run_scenario(url, num, args.clients, args.seconds)
                 print(f"{r['num']:>14} {r['requests']:>9} {r['rps']:>8.1f} {r['images_per_s']:>9.1f} "
-                      f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7}")
+                      f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['busy']:>6} {r['errors']:>7} "
+                      f"{r['healthz_max_ms']:>15.1f}")
                 for kind, count in r["error_kinds"].items():
                     print(f"  {count} x {kind}")
         finally:

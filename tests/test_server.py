@@ -126,8 +126,11 @@ def test_runs_page_and_files(client, runs_dir):
     ("/api/interpolate?to=3", 400, "missing parameter 'from'"),
     ("/api/interpolate?from=1&to=2&steps=1000", 400, "'steps' must be between 2 and 32"),
     ("/?num=65", 400, "'num' must be between 1 and 64"),
-    ("/runs/..%2fsecret.txt/x.png", 404, ""),
-    ("/runs/../secret.txt", 404, ""),
+    ("/runs/..%2fsecret.txt/x.png", 404, "no run named"),
+    ("/runs/../secret.txt", 404, "no run named"),
+    ("/runs/./secret.txt", 404, "no run named"),
+    ("/runs/%2E/secret.txt", 404, "no run named"),
+    ("/runs/not-a-run/grid.png", 404, "no run named"),
     ("/runs/nope/progress.gif", 404, "no run named"),
     ("/no/such/page", 404, "404 Not Found"),
 ])
@@ -138,9 +141,98 @@ def test_bad_input_gets_a_one_line_json_error(client, url, status, fragment):
     assert fragment in message and "\n" not in message and "Traceback" not in message
 
 
-def test_run_files_only_of_allowed_kinds(client, runs_dir):
-    run = next(p.name for p in runs_dir.iterdir() if p.is_dir())
-    assert client.get(f"/runs/{run}/checkpoint-last.pt").status_code == 404
+def test_run_files_only_those_a_run_page_shows(client, runs_dir):
+    run = next(p.name for p in runs_dir.iterdir() if p.is_dir() and (p / "config.json").is_file())
+    (runs_dir / run / "wandb").mkdir(exist_ok=True)
+    (runs_dir / run / "wandb" / "wandb-metadata.json").write_text('{"host": "secret"}')
+    for name in ("checkpoint-last.pt", "environment.json", "wandb/wandb-metadata.json", "samples/../environment.json"):
+        response = client.get(f"/runs/{run}/{name}")
+        assert response.status_code == 404 and "secret" not in response.get_data(as_text=True), name
+    grid = next((runs_dir / run / "samples").glob("fakes*.png")).name
+    for name in ("metrics.csv", "summary.json", "losses.png", f"samples/{grid}"):
+        assert client.get(f"/runs/{run}/{name}").status_code == 200, name
+
+
+def test_a_torn_run_file_shows_a_broken_run_not_a_500(model_files, tmp_path):
+    (tmp_path / "00000-good").mkdir()
+    (tmp_path / "00000-good" / "config.json").write_text('{"dataset": "folder", "batch_size": 16}')
+    (tmp_path / "00001-torn").mkdir()
+    (tmp_path / "00001-torn" / "config.json").write_text('{"dataset": "fol')
+    response = create_app(model_files, str(tmp_path)).test_client().get("/runs")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "00000-good" in page
+    assert "00001-torn" in page and "cannot be read" in page
+
+
+def test_runs_page_reads_a_run_again_only_when_it_changed(model_files, runs_dir, monkeypatch):
+    import os
+
+    import dcgan.server
+
+    reads = []
+    original = dcgan.server._csv_tail
+    monkeypatch.setattr(dcgan.server, "_csv_tail", lambda path: reads.append(path) or original(path))
+    client = create_app(model_files, str(runs_dir)).test_client()
+    assert client.get("/runs").status_code == 200
+    first = len(reads)
+    assert first >= 1
+    client.get("/runs")
+    assert len(reads) == first  # nothing changed: served from the cache
+    csv_path = next(runs_dir.glob("*/metrics.csv"))
+    stat = csv_path.stat()
+    os.utime(csv_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    client.get("/runs")
+    assert len(reads) == first + 1 and reads[-1] == csv_path
+
+
+def test_csv_tail_reads_the_last_rows_of_a_long_file(tmp_path):
+    from dcgan.server import CSV_TAIL_BYTES, _csv_tail
+
+    path = tmp_path / "metrics.csv"
+    lines = ["step,loss_d"] + [f"{step},{step / 10}" for step in range(1, 40_000)]
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size > 4 * CSV_TAIL_BYTES
+    rows = _csv_tail(path)
+    assert rows[-1] == {"step": "39999", "loss_d": "3999.9"}
+    assert [int(r["step"]) for r in rows] == list(range(int(rows[0]["step"]), 40_000))  # whole rows only
+
+
+def test_a_burst_past_the_queue_gets_503_and_healthz_still_answers(model_files, monkeypatch):
+    import threading
+
+    import dcgan.server
+
+    release, started = threading.Event(), threading.Event()
+    original = dcgan.server.generate_images
+
+    def slow(*args, **kwargs):
+        started.set()
+        release.wait(10)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(dcgan.server, "generate_images", slow)
+    app = create_app(model_files, max_waiting=0)
+    statuses = []
+    worker = threading.Thread(target=lambda: statuses.append(app.test_client().get("/api/generate?seed=1").status_code))
+    worker.start()
+    assert started.wait(10)
+    busy = app.test_client().get("/api/generate?seed=2")
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1" and "busy" in busy.get_json()["error"]
+    assert app.test_client().get("/healthz").status_code == 200
+    release.set()
+    worker.join(10)
+    assert statuses == [200]
+    assert app.test_client().get("/api/generate?seed=2").status_code == 200  # free again
+
+
+def test_seeded_images_carry_an_etag_and_a_repeat_is_304(client):
+    first = client.get("/api/generate?seed=5&num=4")
+    assert first.status_code == 200 and first.headers["ETag"] and "max-age=86400" in first.headers["Cache-Control"]
+    again = client.get("/api/generate?seed=5&num=4", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and not again.data
+    other = client.get("/api/generate?seed=6&num=4", headers={"If-None-Match": first.headers["ETag"]})
+    assert other.status_code == 200 and other.headers["ETag"] != first.headers["ETag"]
+    assert "ETag" not in client.get("/api/generate?num=4").headers  # a random seed: nothing to cache
 
 
 def test_runs_page_needs_runs_folder(model_files):

@@ -96,4 +96,8 @@ def save_images(images: torch.Tensor, outdir: str | Path, seeds) -> list[Path]:
 
 
 def save_gif(frames: list[Image.Image], path: str | Path, duration_ms: int = 200) -> None:
-    save_image(frames[0], path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    options = dict(save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    if isinstance(path, (str, Path)):
+        save_image(frames[0], path, **options)  # a file: atomically
+    else:
+        frames[0].save(path, format="GIF", **options)  # a buffer (a web response)

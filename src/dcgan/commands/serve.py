@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--runs folder {args.runs} does not exist")
     torch.set_num_threads(args.torch_threads or min(4, os.cpu_count() or 1))
     app = create_app(args.checkpoint, args.runs, max_images=args.max_images,
-                     device=str(pick_device(args.device)))
+                     device=str(pick_device(args.device)), max_waiting=max(0, args.threads - 2))
     print(f"serving {', '.join(app.config['MODELS'])} on http://{args.host}:{args.port}/", flush=True)
     serve(app, args.host, args.port, threads=args.threads)
     return 0

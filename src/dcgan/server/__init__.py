@@ -2,8 +2,18 @@
 
 `create_app` loads each generator once (EMA weights) and returns a Flask app; `dcgan serve` runs
 it under waitress. Routes only parse and check input, call `dcgan.sampling` and answer; bad input
-gets a 4xx with a one-line JSON message. Models are chosen by name among those loaded at start,
-and run files are served only from inside the `--runs` folder.
+gets a 4xx with a one-line JSON message. Models are chosen by name among those loaded at start.
+
+Generation runs one request at a time (concurrent ones would fight over the cores); past a short
+queue a request gets 503 with Retry-After at once, so a burst never holds every server thread and
+`/healthz` and `/runs` always answer. Images are a pure function of (model, seed, num, ...), so a
+request with an explicit seed carries an ETag and may be cached by the browser.
+
+Run files are served only for real runs (a folder of `--runs` with `config.json`) and only the
+files a run page shows: its plots, grids, metrics.csv and config/summary/model JSON; never
+`environment.json` (the command line) or anything in a sub-folder such as a W&B folder. Run pages
+read each run's files again only when their modification time changes, read only the CSV's tail,
+and show a run whose files are torn or missing as broken instead of failing the page.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ from dcgan.sampling import MAX_SEED, generate_images, image_to_pil, interpolate,
 from dcgan.training.report import METRIC_COLUMNS
 
 RUN_FILES = ("progress.gif", "losses.png", "loss_variance.png", "metric.png", "real_vs_fake.png")
+SERVED_RUN_FILES = RUN_FILES + ("metrics.csv", "config.json", "summary.json", "model.json", "model_summary.txt")
+CSV_TAIL_BYTES = 64 * 1024
 
 
 class BadRequest(Exception):
@@ -61,12 +73,35 @@ def load_models(checkpoints: list[str], device: str = "cpu") -> dict[str, Loaded
     return models
 
 
+class GenerationQueue:
+    """One generation at a time, at most `max_waiting` more waiting; beyond that, `Busy` at once."""
+
+    class Busy(Exception):
+        pass
+
+    def __init__(self, max_waiting: int):
+        self.slots = threading.BoundedSemaphore(max_waiting + 1)
+        self.lock = threading.Lock()
+
+    def run(self, work):
+        if not self.slots.acquire(blocking=False):
+            raise GenerationQueue.Busy
+        try:
+            with self.lock:
+                return work()
+        finally:
+            self.slots.release()
+
+
 def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_images: int = 64,
-               max_steps: int = 32, device: str = "cpu") -> Flask:
+               max_steps: int = 32, device: str = "cpu", max_waiting: int = 2) -> Flask:
+    """The app. `max_waiting`: generation requests that may wait behind the running one (keep it
+    below the server's thread count, so a thread is always free for pages and /healthz)."""
     app = Flask(__name__)
     models = load_models(checkpoints, device)
     runs_root = Path(runs_dir).resolve() if runs_dir else None
-    lock = threading.Lock()  # One generation at a time: concurrent ones would fight over the cores.
+    queue = GenerationQueue(max_waiting)
+    run_cache: dict[Path, tuple[tuple, dict]] = {}  # run folder -> (file modification times, description)
 
     # ------------------------------------------------------------------ input parsing
     def int_arg(name: str, default: int | None, low: int, high: int) -> int:
@@ -107,13 +142,37 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
         return base64.b64encode(png_bytes(image_to_pil(image))).decode()
 
     def generate(model: LoadedModel, seeds: range) -> torch.Tensor:
-        with lock:
-            return generate_images(model.generator, seeds)
+        return queue.run(lambda: generate_images(model.generator, seeds))
+
+    def cacheable(response, model: LoadedModel):
+        """An explicit seed makes the image a pure function of the URL: ETag it and let browsers cache it."""
+        if request.args.get("seed") not in (None, ""):
+            response.set_etag(f"{model.name}-{id(model.generator):x}-{request.query_string.decode()}")
+            response.cache_control.public, response.cache_control.max_age = True, 86400
+            response.make_conditional(request)
+        return response
+
+    def not_modified(model: LoadedModel):
+        """A 304 before any generation when the browser already holds this exact image."""
+        if request.args.get("seed") in (None, ""):
+            return None
+        etag = f"{model.name}-{id(model.generator):x}-{request.query_string.decode()}"
+        if etag in request.if_none_match:
+            response = app.response_class(status=304)
+            response.set_etag(etag)
+            return response
+        return None
 
     # ------------------------------------------------------------------ errors
     @app.errorhandler(BadRequest)
     def bad_request(error: BadRequest):
         return jsonify(error=str(error)), error.status
+
+    @app.errorhandler(GenerationQueue.Busy)
+    def busy(error):
+        response = jsonify(error="busy generating other images; retry in a second")
+        response.status_code, response.headers["Retry-After"] = 503, "1"
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
@@ -139,15 +198,18 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
         num = int_arg("num", 1, 1, max_images)
         seed = int_arg("seed", random_seed(), 0, MAX_SEED - num)
         fmt = format_arg("png", "json")
+        nrow = int_arg("nrow", 0, 0, max_images) or None
         seeds = range(seed, seed + num)
+        if (cached := not_modified(model)) is not None:
+            return cached
         images = generate(model, seeds)
         if fmt == "json":
-            return jsonify(model=model.name, seeds=list(seeds), images=[png_base64(img) for img in images])
-        nrow = int_arg("nrow", 0, 0, max_images) or None
+            return cacheable(jsonify(model=model.name, seeds=list(seeds),
+                                     images=[png_base64(img) for img in images]), model)
         data = png_bytes(to_pil(make_grid(images, nrow=nrow)))
         download = request.args.get("download") in ("1", "true")
-        return send_file(io.BytesIO(data), mimetype="image/png", as_attachment=download,
-                         download_name=f"{model.name}-seed{seed}-n{num}.png")
+        return cacheable(send_file(io.BytesIO(data), mimetype="image/png", as_attachment=download,
+                                   download_name=f"{model.name}-seed{seed}-n{num}.png", etag=False), model)
 
     @app.get("/api/interpolate")
     def api_interpolate():
@@ -156,8 +218,7 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
         seed_to = int_arg("to", None, 0, MAX_SEED)
         steps = int_arg("steps", 8, 2, max_steps)
         fmt = format_arg("png", "gif")
-        with lock:
-            images = interpolate(model.generator, seed_from, seed_to, steps)
+        images = queue.run(lambda: interpolate(model.generator, seed_from, seed_to, steps))
         if fmt == "gif":
             frames = [image_to_pil(img).resize((128, 128), 0) for img in images]
             frames += frames[-2:0:-1]  # there and back
@@ -183,9 +244,8 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
     def runs_page():
         if runs_root is None:
             raise BadRequest("this server was started without --runs", 404)
-        runs = [describe_run(p) for p in sorted(runs_root.iterdir(), reverse=True)
-                if p.is_dir() and (p / "config.json").is_file()]
-        training = any(run["training"] for run in runs)
+        runs = [cached_run(p) for p in sorted(runs_root.iterdir(), reverse=True) if is_run(p)]
+        training = any(run.get("training") for run in runs)
         return render_template("runs.html", runs=runs, refresh=training, models=list(models))
 
     @app.get("/runs/<run>/<path:filename>")
@@ -193,25 +253,46 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
         if runs_root is None:
             raise BadRequest("this server was started without --runs", 404)
         folder = safe_join(str(runs_root), run)
-        if folder is None or not Path(folder).is_dir():
+        if folder is None or run.startswith(".") or not is_run(Path(folder)):
             raise BadRequest(f"no run named {run[:60]!r}", 404)
-        if Path(filename).suffix.lower() not in (".png", ".gif", ".json", ".csv", ".txt"):
-            raise BadRequest("only images, JSON, CSV and text files of a run are served", 404)
+        parts = Path(filename).parts
+        top_level = len(parts) == 1 and parts[0] in SERVED_RUN_FILES
+        grid = len(parts) == 2 and parts[0] == "samples" and parts[1].startswith("fakes") and parts[1].endswith(".png")
+        if not (top_level or grid):
+            raise BadRequest(f"{filename[:60]!r} is not one of the files a run page shows", 404)
         return send_from_directory(folder, filename, max_age=0)
+
+    def is_run(path: Path) -> bool:
+        """A real run: a folder of --runs (not a hidden one) with its config.json."""
+        return path.is_dir() and not path.name.startswith(".") and (path / "config.json").is_file()
+
+    def cached_run(path: Path) -> dict:
+        """describe_run, read again only when one of the run's files changed."""
+        stamps = tuple(_mtime(path / name) for name in ("config.json", "summary.json", "metrics.csv", "samples"))
+        hit = run_cache.get(path)
+        if hit is None or hit[0] != stamps:
+            try:
+                description = describe_run(path)
+            except (OSError, ValueError, KeyError, TypeError) as error:  # a torn or half-written file
+                description = {"name": path.name, "broken": f"{type(error).__name__}: {str(error)[:120]}",
+                               "config": {}, "files": [], "last": {}, "summary": None, "score": None}
+            hit = run_cache[path] = (stamps, description)
+        description = hit[1]
+        since = description.get("training_since")
+        return {**description, "training": since is not None and time.time() - since < 120}
 
     def describe_run(path: Path) -> dict:
         config = json.loads((path / "config.json").read_text())
+        if not isinstance(config, dict):
+            raise ValueError("config.json is not a mapping")
         summary_path = path / "summary.json"
         samples = sorted((path / "samples").glob("fakes*.png")) if (path / "samples").is_dir() else []
         metrics = path / "metrics.csv"
-        recently_written = metrics.is_file() and time.time() - metrics.stat().st_mtime < 120
-        rows = []
-        if metrics.is_file():
-            with open(metrics, newline="") as handle:
-                rows = list(csv.DictReader(handle))
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+        rows = _csv_tail(metrics) if metrics.is_file() else []
         return {
-            "name": path.name, "config": config, "training": recently_written and not summary_path.is_file(),
-            "summary": json.loads(summary_path.read_text()) if summary_path.is_file() else None,
+            "name": path.name, "config": config, "summary": summary,
+            "training_since": metrics.stat().st_mtime if metrics.is_file() and summary is None else None,
             "latest": f"samples/{samples[-1].name}" if samples else None,
             "files": [name for name in RUN_FILES if (path / name).is_file()],
             "last": next((row for row in reversed(rows) if row.get("loss_d")), {}),
@@ -221,6 +302,25 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
 
     app.config["MODELS"] = models
     return app
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _csv_tail(path: Path) -> list[dict]:
+    """The rows in the last CSV_TAIL_BYTES of a metrics.csv (its header line and its tail)."""
+    with open(path, "rb") as handle:
+        header = handle.readline().decode("utf-8", "replace")
+        size = handle.seek(0, 2)
+        handle.seek(max(len(header), size - CSV_TAIL_BYTES))
+        tail = handle.read().decode("utf-8", "replace")
+    if size > CSV_TAIL_BYTES:
+        tail = tail.split("\n", 1)[-1]  # the first line of the tail may be cut
+    return list(csv.DictReader(io.StringIO(header + tail)))
 
 
 def serve(app: Flask, host: str, port: int, threads: int = 4) -> None:
