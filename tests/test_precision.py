@@ -66,3 +66,27 @@ def test_training_runs_in_the_chosen_precision_with_finite_losses(tmp_path, cars
         assert "precision: bfloat16 autocast" in printed and torch.bfloat16 in seen
     else:
         assert "falls back to fp32" in printed and set(seen) == {torch.float32}
+
+
+def test_loss_scaled_float16_with_several_d_steps_r1_and_true_gradient_norms(tmp_path, cars, monkeypatch):
+    # The CUDA --amp path, run on the CPU (float16 autocast and a GradScaler work there too): n_dis 2
+    # steps D twice per G step (GradScaler allows one step per update), R1 differentiates D's
+    # logits twice, and the logged gradient norms must be the true ones, not times the loss scale.
+    from dcgan.config import resolve_config
+    from dcgan.training import loop
+    from dcgan.training.precision import Precision
+
+    monkeypatch.setattr(loop, "resolve_precision",
+                        lambda *args: Precision("fp16", "cpu", "float16 autocast with a gradient scaler (test)"))
+    few = ImageData(cars.images[:64], cars.labels[:64], cars.class_names)
+    config = resolve_config("modern", overrides=dict(
+        g_channels=8, d_channels=8, batch_size=16, log_every=1, grid_size=4, outdir=str(tmp_path),
+        dataset="folder", classes=["automobile"], kimg=0.128, n_dis=2, r1_gamma=1.0, r1_interval=2,
+        d_norm="none", diffaugment=""))
+    run = loop.train(config, data=few, show_progress=False)
+    with open(run / "metrics.csv") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["loss_d"]]
+    assert len(rows) == 4 and all(float(r["loss_d"]) == float(r["loss_d"]) for r in rows)
+    assert any(r["r1"] for r in rows)
+    # The first loss scale is 65536: scaled norms would be in the thousands at least.
+    assert all(0 < float(r["grad_norm_d"]) < 100 and 0 < float(r["grad_norm_g"]) < 100 for r in rows)

@@ -113,13 +113,18 @@ class GANLoss:
         self.lecam_ema = {"real": 0.0, "fake": 0.0}  # running means of D's logits, for LeCam
         self.augment = augment or (lambda x: x)
         self.autocast = precision.autocast if precision is not None else contextlib.nullcontext
+        # float16 has too few exponent bits for the inner gradient of R1/R2 (it underflows without
+        # a loss scale): steps with a gradient penalty run D in float32. bfloat16 keeps float32's range.
+        self.penalty_autocast = (contextlib.nullcontext if precision is not None and precision.dtype == torch.float16
+                                 else self.autocast)
         self.fused = not batch_norm_layers(discriminator)
 
-    def logits(self, *batches: torch.Tensor, eager: bool = False) -> list[torch.Tensor]:
+    def logits(self, *batches: torch.Tensor, penalty: bool = False) -> list[torch.Tensor]:
         """D's float32 logits of each (augmented) batch: one forward over all of them where D has no
-        BatchNorm, one forward each otherwise."""
-        D = self.D if eager else self.D_compiled
-        with self.autocast():
+        BatchNorm, one forward each otherwise. `penalty`: a gradient penalty will differentiate them
+        twice, so the eager D, and float32 where the training precision is float16."""
+        D = self.D if penalty else self.D_compiled
+        with self.penalty_autocast() if penalty else self.autocast():
             if self.fused and len(batches) > 1:
                 joined = D(self.augment(torch.cat(batches)))
                 return list(joined.float().split([b.shape[0] for b in batches]))
@@ -132,7 +137,7 @@ class GANLoss:
         do_r2 = self.r2_gamma > 0 and lazy_step
         real = real.detach().requires_grad_(do_r1)
         fake = fake.detach().requires_grad_(do_r2)
-        real_logits, fake_logits = self.logits(real, fake, eager=do_r1 or do_r2)
+        real_logits, fake_logits = self.logits(real, fake, penalty=do_r1 or do_r2)
         loss = self.d_loss(real_logits, fake_logits, self.label_smoothing)
         stats = {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(),
                  "d_fake": fake_logits.detach().mean()}

@@ -274,8 +274,10 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                     log.report(name, value)
                 _all_reduce_grads(D, process)
                 if log_now and k == config.n_dis - 1:
+                    scaler.unscale_(opt_D)  # the norm of the true gradients, not the loss-scaled ones
                     log.report("grad_norm_d", _grad_norm(D))
                 scaler.step(opt_D)
+                scaler.update()  # after every optimizer step: GradScaler allows one step per update
                 d_step += 1
 
             # Generator phase.
@@ -285,6 +287,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                 log.report(name, value)
             _all_reduce_grads(G, process)
             if log_now:
+                scaler.unscale_(opt_G)
                 log.report("grad_norm_g", _grad_norm(G))
             scaler.step(opt_G)
             scaler.update()
