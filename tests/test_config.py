@@ -62,3 +62,16 @@ def test_bad_values_raise_one_clear_error(overrides, message):
 def test_label_smoothing_and_wgan_gp_accepted_where_they_mean_something():
     assert resolve_config(overrides={"loss": "bce", "label_smoothing": 0.1}).label_smoothing == 0.1
     assert resolve_config(overrides={"loss": "wgan-gp", "d_norm": "none"}).loss == "wgan-gp"
+
+
+def test_every_setting_has_its_help_text_in_the_field_metadata():
+    import dataclasses
+
+    from dcgan.commands.train import _field_help
+    from dcgan.config import TrainConfig
+
+    for field in dataclasses.fields(TrainConfig):
+        text = field.metadata.get("help", "")
+        assert text and text != field.name.replace("_", " ") and "\n" not in text, field.name
+        assert _field_help(field.name) == text
+    assert TrainConfig().classes == [] and TrainConfig().classes is not TrainConfig().classes

@@ -28,75 +28,85 @@ TRACKED_METRICS = ("", "fid-fast", "fid")
 INTERVAL_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
 
 
+def setting(default: Any, help: str) -> Any:
+    """A TrainConfig field with its `--help` text in the field's metadata (a list default is copied per instance)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
-    """Every setting of a training run. Field comments are the `--help` text."""
+    """Every setting of a training run; each one's help text is its `dcgan train --help` line."""
 
-    preset: str = "modern"  # classic (Radford et al. 2015) or modern (wide G + hinge + DiffAugment + EMA)
+    preset: str = setting("modern", "classic (Radford et al. 2015) or modern (wide G + hinge + DiffAugment + EMA)")
     # Data.
-    dataset: str = "cifar10"  # cifar10, cifar100, mnist, fashion-mnist, celeba or folder
-    data_root: str = "data"  # where the dataset lives (for folder: root/<class>/*.png)
-    split: str = "train"  # dataset split
-    classes: list[str] = field(default_factory=list)  # train on these classes only (names or indices)
-    download: bool = False  # let torchvision download the dataset
-    resolution: int = 0  # 32 or 64; 0 picks it from the data
-    channels: int = 0  # 1 or 3; 0 picks it from the data
-    hflip: bool = True  # random horizontal flips of real images
+    dataset: str = setting("cifar10", "cifar10, cifar100, mnist, fashion-mnist, celeba or folder")
+    data_root: str = setting("data", "where the dataset lives (for folder: root/<class>/*.png)")
+    split: str = setting("train", "dataset split")
+    classes: list[str] = setting([], "train on these classes only (names or indices)")
+    download: bool = setting(False, "let torchvision download the dataset")
+    resolution: int = setting(0, "32 or 64; 0 picks it from the data")
+    channels: int = setting(0, "1 or 3; 0 picks it from the data")
+    hflip: bool = setting(True, "random horizontal flips of real images")
     # Model.
-    z_dim: int = 128  # latent size
-    g_channels: int = 64  # generator base width
-    d_channels: int = 64  # discriminator base width
-    g_norm: str = "batch"  # generator normalization: batch, instance or none
-    g_output: str = "deconv"  # G's last layer: deconv (Radford's 4x4 transposed conv) or conv3x3 (SNGAN)
-    d_norm: str = "batch"  # discriminator normalization: batch or none
-    spectral_norm: bool = False  # spectral normalization in D
-    d_mbstd: int = 0  # minibatch standard deviation in D over groups of this many images; 0 disables
+    z_dim: int = setting(128, "latent size")
+    g_channels: int = setting(64, "generator base width")
+    d_channels: int = setting(64, "discriminator base width")
+    g_norm: str = setting("batch", "generator normalization: batch, instance or none")
+    g_output: str = setting("deconv", "G's last layer: deconv (Radford's 4x4 transposed conv) or conv3x3 (SNGAN)")
+    d_norm: str = setting("batch", "discriminator normalization: batch or none")
+    spectral_norm: bool = setting(False, "spectral normalization in D")
+    d_mbstd: int = setting(0, "minibatch standard deviation in D over groups of this many images; 0 disables")
     # Objective.
-    loss: str = "hinge"  # bce (non-saturating), hinge, wgan-gp or rpgan (relativistic pairing, R3GAN)
-    label_smoothing: float = 0.0  # one-sided: real target 1 - this (bce only)
-    r1_gamma: float = 0.0  # R1 weight (gradient penalty on real images); 0 disables
-    r2_gamma: float = 0.0  # R2 weight (the same on fake images, as R3GAN); 0 disables
-    r1_interval: int = 16  # lazy R1/R2: every this many D steps
-    gp_weight: float = 10.0  # gradient penalty weight (wgan-gp only)
-    lecam_weight: float = 0.0  # LeCam regularization weight (Tseng et al. 2021, for small data); 0 disables
-    diffaugment: str = ""  # DiffAugment policy for D: e.g. color,translation,cutout; empty disables
-    augment_p: float = 1.0  # probability of augmenting each image for D (with --diffaugment)
-    ada_target: float = 0.0  # adaptive augment probability (ADA) toward this r_t, e.g. 0.6; 0: fixed --augment-p
-    ada_kimg: float = 100.0  # ADA speed: thousands of images for p to go from 0 to 1
+    loss: str = setting("hinge", "bce (non-saturating), hinge, wgan-gp or rpgan (relativistic pairing, R3GAN)")
+    label_smoothing: float = setting(0.0, "one-sided: real target 1 - this (bce only)")
+    r1_gamma: float = setting(0.0, "R1 weight (gradient penalty on real images); 0 disables")
+    r2_gamma: float = setting(0.0, "R2 weight (the same on fake images, as R3GAN); 0 disables")
+    r1_interval: int = setting(16, "lazy R1/R2: every this many D steps")
+    gp_weight: float = setting(10.0, "gradient penalty weight (wgan-gp only)")
+    lecam_weight: float = setting(0.0, "LeCam regularization weight (Tseng et al. 2021, for small data); 0 disables")
+    diffaugment: str = setting("", "DiffAugment policy for D: e.g. color,translation,cutout; empty disables")
+    augment_p: float = setting(1.0, "probability of augmenting each image for D (with --diffaugment)")
+    ada_target: float = setting(0.0, "adaptive augment probability (ADA) toward this r_t, e.g. 0.6; "
+                                     "0: fixed --augment-p")
+    ada_kimg: float = setting(100.0, "ADA speed: thousands of images for p to go from 0 to 1")
     # Optimization.
-    batch_size: int = 64
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    n_dis: int = 1  # D steps per G step
-    lr_decay: str = "none"  # none, linear or cosine to 0 over the run's length (--kimg, --epochs or --minutes)
-    ema_kimg: float = 0.0  # EMA half-life in thousands of images; 0 disables
-    ema_rampup: float = 0.05  # EMA half-life at most this fraction of images seen; 0 disables
+    batch_size: int = setting(64, "images per batch (per process under torchrun)")
+    lr_g: float = setting(2e-4, "generator learning rate")
+    lr_d: float = setting(2e-4, "discriminator learning rate")
+    beta1: float = setting(0.5, "Adam beta1 of both optimizers")
+    beta2: float = setting(0.999, "Adam beta2 of both optimizers")
+    n_dis: int = setting(1, "D steps per G step")
+    lr_decay: str = setting("none", "none, linear or cosine to 0 over the run's length (--kimg, --epochs or --minutes)")
+    ema_kimg: float = setting(0.0, "EMA half-life in thousands of images; 0 disables")
+    ema_rampup: float = setting(0.05, "EMA half-life at most this fraction of images seen; 0 disables")
     # Length: the first limit reached ends the run.
-    epochs: float = 0.0
-    kimg: float = 0.0
-    minutes: float = 0.0
+    epochs: float = setting(0.0, "train for this many passes over the data")
+    kimg: float = setting(0.0, "train for this many thousand real images")
+    minutes: float = setting(0.0, "train for this many minutes of wall clock (the run ends cleanly)")
     # Logging and snapshots.
-    log_every: int = 20  # steps between CSV rows
-    snapshot_kimg: float = 0.0  # kimg between sample grids and checkpoints; 0 = every epoch (at least 20 kimg apart)
-    grid_size: int = 64  # images in each fixed-noise grid
-    log: list[str] = field(default_factory=list)  # extra sinks: tensorboard, wandb
-    outdir: str = "runs"  # parent folder of run folders
+    log_every: int = setting(20, "steps between CSV rows")
+    snapshot_kimg: float = setting(0.0, "kimg between sample grids and checkpoints; "
+                                        "0 = every epoch (at least 20 kimg apart)")
+    grid_size: int = setting(64, "images in each fixed-noise grid")
+    log: list[str] = setting([], "extra sinks: tensorboard, wandb")
+    outdir: str = setting("runs", "parent folder of run folders")
     # Metrics during training (the EMA generator; the best score keeps checkpoint-best.pt).
-    metric: str = ""  # fid-fast (the fast extractor) or fid (Inception); empty: none
-    metric_every: str = "2min"  # how often: a time (30s, 5min, 1h) or images (50kimg)
-    metric_samples: int = 5000  # generated images per evaluation
-    fast_extractor: str = ""  # for fid-fast: an extractor file; empty: this dataset's (trained once if missing)
-    inception_weights: str = ""  # for fid: the weights file; empty: $DCGAN_INCEPTION_WEIGHTS or the hub cache
+    metric: str = setting("", "fid-fast (the fast extractor) or fid (Inception); empty: none")
+    metric_every: str = setting("2min", "how often: a time (30s, 5min, 1h) or images (50kimg)")
+    metric_samples: int = setting(5000, "generated images per evaluation")
+    fast_extractor: str = setting("", "for fid-fast: an extractor file; "
+                                      "empty: this dataset's (trained once if missing)")
+    inception_weights: str = setting("", "for fid: the weights file; empty: $DCGAN_INCEPTION_WEIGHTS or the hub cache")
     # System.
-    device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
-    seed: int = 0
-    precision: str = "auto"  # auto (bf16 where the CPU has native bf16, else fp32), fp32 or bf16
-    amp: bool = False  # float16 mixed precision on CUDA
-    channels_last: bool = True  # channels-last memory format for both networks
-    compile: bool = False  # torch.compile both networks (slow to start; pays on long runs)
-    threads: int = 0  # torch CPU threads; 0: one per physical core
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
+    seed: int = setting(0, "random seed of weights, noise and data order")
+    precision: str = setting("auto", "auto (bf16 where the CPU has native bf16, else fp32), fp32 or bf16")
+    amp: bool = setting(False, "float16 mixed precision on CUDA")
+    channels_last: bool = setting(True, "channels-last memory format for both networks")
+    compile: bool = setting(False, "torch.compile both networks (slow to start; pays on long runs)")
+    threads: int = setting(0, "torch CPU threads; 0: one per physical core")
 
     def validate(self) -> "TrainConfig":
         def require(ok: bool, message: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 from pathlib import Path
 
@@ -34,22 +33,8 @@ def register(subparsers) -> None:
 
 
 def _field_help(name: str) -> str:
-    """The comment after a TrainConfig field is its --help text."""
-    return _field_comments().get(name, name.replace("_", " "))
-
-
-@functools.cache
-def _field_comments() -> dict[str, str]:
-    import inspect
-
-    from dcgan import config
-
-    comments = {}
-    for line in inspect.getsource(config.TrainConfig).splitlines():
-        field_name, _, rest = line.strip().partition(":")
-        if rest and "#" in rest and field_name.isidentifier():
-            comments[field_name] = rest.split("#", 1)[1].strip()
-    return comments
+    """A TrainConfig field's help text (its metadata)."""
+    return FIELDS[name].metadata.get("help", name.replace("_", " "))
 
 
 def run(args: argparse.Namespace) -> int:
