@@ -1,7 +1,8 @@
 """Load test of `dcgan serve` on loopback: requests/s, p50/p99 latency, 503s and errors.
 
 Past its short generation queue the server answers 503 with Retry-After at once (counted apart
-from errors), and `/healthz` must keep answering under the load: its worst latency is reported.
+from errors; the client then waits as Retry-After says), and `/healthz` must keep answering under
+the load: its worst latency is reported.
 
 Starts the real server (waitress) in a subprocess, then several client threads send
 `/api/generate` requests with random seeds for a bounded time, first for one image per
@@ -75,9 +76,10 @@ def run_scenario(url: str, num: int, clients: int, seconds: float) -> dict:
                     ok = response.status == 200
             except urllib.error.HTTPError as error:
                 ok = False
-                if error.code == 503:  # the queue is full: the client should retry later
+                if error.code == 503:  # the queue is full: back off as Retry-After says, as a client should
                     with lock:
                         busy += 1
+                    time.sleep(float(error.headers.get("Retry-After", 1)))
                     continue
                 with lock:
                     kind = f"HTTP {error.code}"

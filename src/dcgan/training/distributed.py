@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+
+# While rank 0 scores a metric or writes a snapshot, the other ranks wait in the next collective;
+# an Inception FID of 50,000 samples can outlast the default 10-minute NCCL timeout.
+COLLECTIVE_TIMEOUT = timedelta(minutes=60)
 
 
 @dataclass
@@ -46,10 +52,10 @@ def init_process(device_name: str) -> tuple[ProcessInfo, torch.device]:
     if torch.cuda.is_available() and device_name in ("auto", "cuda"):
         device = torch.device(f"cuda:{info.local_rank}")
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl")
+        dist.init_process_group("nccl", timeout=COLLECTIVE_TIMEOUT)
     else:
         device = torch.device("cpu")
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=COLLECTIVE_TIMEOUT)
     return info, device
 
 
