@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from dcgan.augment import Augmenter
-from dcgan.checkpoint import load_checkpoint, load_state_checked, save_checkpoint, save_generator
+from dcgan.checkpoint import load_checkpoint, save_checkpoint, save_generator
 from dcgan.config import TrainConfig
 from dcgan.data import BatchStream, ImageData, load_dataset
 from dcgan.errors import UserError
@@ -33,6 +33,7 @@ from dcgan.training.precision import resolve_precision
 from dcgan.training.report import RunLog, plot_metrics
 from dcgan.training.tracking import MetricTracker
 from dcgan.training.run_dir import count_parameters, environment_info, model_summary, new_run_dir
+from dcgan.training.state import Progress, TrainingState, restore_rng
 from dcgan.training.stopping import StopSignals, gather_rng_states, stop_vote
 
 
@@ -90,24 +91,12 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     if process.is_main and show_progress:
         print(f"precision: {precision.reason}", flush=True)
 
-    # Set up the run folder, or restore the state of the run we resume.
-    step = d_step = cur_nimg = 0
-    elapsed_before = 0.0
-    summary: dict = {}
-    if resume_state is not None:
-        load_state_checked(G, resume_state["G"], "generator")
-        load_state_checked(D, resume_state["D"], "discriminator")
-        if G_ema is not None:
-            load_state_checked(G_ema, resume_state.get("G_ema") or resume_state["G"], "EMA generator")
-        opt_G.load_state_dict(resume_state["opt_G"])
-        opt_D.load_state_dict(resume_state["opt_D"])
-        scaler.load_state_dict(resume_state["scaler"])
-        augmenter.load_state_dict(resume_state.get("augment", augmenter.state_dict()))
-        loss.load_state_dict(resume_state.get("loss", {}))
-        stream.load_state_dict(resume_state["data"])
-        step, d_step, cur_nimg = resume_state["step"], resume_state["d_step"], resume_state["cur_nimg"]
-        elapsed_before = resume_state["seconds"]
-        summary = dict(resume_state.get("summary", {}))
+    # Restore the state of the run we resume (training/state.py: what is saved, what is restored).
+    training_state = TrainingState(G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, scaler=scaler,
+                                   augmenter=augmenter, loss=loss, stream=stream)
+    progress_so_far = training_state.load_state_dict(resume_state) if resume_state is not None else Progress()
+    step, d_step, cur_nimg = progress_so_far.step, progress_so_far.d_step, progress_so_far.cur_nimg
+    elapsed_before, summary = progress_so_far.seconds, progress_so_far.summary
     G.to(device), D.to(device)
     if G_ema is not None:
         G_ema.to(device)
@@ -119,12 +108,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     # Every rank draws its own noise; restore each rank's exact generator state when resuming.
     torch.manual_seed(config.seed * 7919 + process.rank + 1)
     if resume_state is not None:
-        rng_cpu = resume_state.get("rng_cpu_ranks") or [resume_state["rng_cpu"]]
-        rng_cuda = resume_state.get("rng_cuda_ranks") or [resume_state.get("rng_cuda")]
-        if process.rank < len(rng_cpu):  # else (a checkpoint of fewer processes): this rank's own seed
-            torch.set_rng_state(rng_cpu[process.rank])
-        if device.type == "cuda" and process.rank < len(rng_cuda) and rng_cuda[process.rank] is not None:
-            torch.cuda.set_rng_state(rng_cuda[process.rank], device)
+        restore_rng(resume_state, process.rank, device)
 
     # Metric tracking: the extractor and the training data's statistics, before any file is written.
     tracker = None
@@ -182,19 +166,11 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         return standing[step]
 
     def checkpoint_state(rng_ranks: dict | None = None) -> dict:
-        """The whole training state; `rng_ranks` holds every rank's generator states (see take_snapshot)."""
-        rng_ranks = rng_ranks or {}
-        return {
-            "config": config.to_dict(), "generator_kwargs": g_kwargs, "discriminator_kwargs": d_kwargs,
-            "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict() if G_ema else None,
-            "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "scaler": scaler.state_dict(),
-            "augment": augmenter.state_dict(), "loss": loss.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "rng_cpu_ranks": rng_ranks.get("cpu"), "rng_cuda_ranks": rng_ranks.get("cuda"),
-            "data": stream.state_dict(), "step": step, "d_step": d_step, "cur_nimg": cur_nimg,
-            "seconds": elapsed_before + time.time() - start_time, "summary": summary,
-        }
+        """The run's description and its whole training state; `rng_ranks` holds every rank's
+        generator states (see take_snapshot)."""
+        progress_now = Progress(step, d_step, cur_nimg, elapsed_before + time.time() - start_time, summary)
+        return {"config": config.to_dict(), "generator_kwargs": g_kwargs, "discriminator_kwargs": d_kwargs,
+                **training_state.state_dict(progress_now, rng_ranks)}
 
     def take_snapshot() -> None:
         """Sample grid, progress GIF, plots, checkpoint-last.pt and generator.safetensors."""

@@ -1,0 +1,83 @@
+"""What exact resume saves and restores, in one place.
+
+`TrainingState` holds the parts of a run that change as it trains: the networks, the EMA
+generator, both optimizers, the grad scaler, the augmentation probability (ADA), the loss's own
+state (LeCam anchors) and the data order. `state_dict` and `load_state_dict` sit side by side, so
+the exact-resume contract is one class to read; the loop's counters travel with them as a
+`Progress`. Random-number states are per process: `state_dict` takes every rank's (gathered by the
+caller, a collective), and `restore_rng` gives each rank its own back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from dcgan.checkpoint import load_state_checked
+
+
+@dataclass
+class Progress:
+    """The loop's counters: G steps, D steps, real images shown, training seconds, the summary so far."""
+
+    step: int = 0
+    d_step: int = 0
+    cur_nimg: int = 0
+    seconds: float = 0.0
+    summary: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainingState:
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_ema: torch.nn.Module | None
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    augmenter: object  # dcgan.augment.Augmenter
+    loss: object  # dcgan.losses.GANLoss
+    stream: object  # dcgan.data.BatchStream
+
+    def state_dict(self, progress: Progress, rng_ranks: dict | None = None) -> dict:
+        """Everything a resume needs. `rng_ranks`: {"cpu": [state of rank 0, 1, ...], "cuda": [...]}."""
+        rng_ranks = rng_ranks or {}
+        device = next(self.G.parameters()).device
+        return {
+            "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(), "scaler": self.scaler.state_dict(),
+            "augment": self.augmenter.state_dict(), "loss": self.loss.state_dict(), "data": self.stream.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "rng_cpu_ranks": rng_ranks.get("cpu"), "rng_cuda_ranks": rng_ranks.get("cuda"),
+            "step": progress.step, "d_step": progress.d_step, "cur_nimg": progress.cur_nimg,
+            "seconds": progress.seconds, "summary": progress.summary,
+        }
+
+    def load_state_dict(self, state: dict) -> Progress:
+        """Restore what `state_dict` saved (not the RNG: see `restore_rng`); return the counters."""
+        load_state_checked(self.G, state["G"], "generator")
+        load_state_checked(self.D, state["D"], "discriminator")
+        if self.G_ema is not None:
+            load_state_checked(self.G_ema, state.get("G_ema") or state["G"], "EMA generator")
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.augmenter.load_state_dict(state.get("augment", self.augmenter.state_dict()))
+        self.loss.load_state_dict(state.get("loss", {}))
+        self.stream.load_state_dict(state["data"])
+        return Progress(state["step"], state["d_step"], state["cur_nimg"], state["seconds"],
+                        dict(state.get("summary", {})))
+
+
+def restore_rng(state: dict, rank: int, device: torch.device) -> None:
+    """This rank's generator states from a checkpoint; a rank the checkpoint has none for (it was
+    saved by fewer processes) keeps the seed it was given."""
+    rng_cpu = state.get("rng_cpu_ranks") or [state["rng_cpu"]]
+    rng_cuda = state.get("rng_cuda_ranks") or [state.get("rng_cuda")]
+    if rank < len(rng_cpu):
+        torch.set_rng_state(rng_cpu[rank])
+    if device.type == "cuda" and rank < len(rng_cuda) and rng_cuda[rank] is not None:
+        torch.cuda.set_rng_state(rng_cuda[rank], device)
