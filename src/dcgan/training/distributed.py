@@ -87,5 +87,8 @@ def all_reduce_mean(tensor: torch.Tensor, info: ProcessInfo) -> torch.Tensor:
 
 
 def shutdown(info: ProcessInfo) -> None:
+    """Leave the process group together: rank 0 writes the final artifacts while the others would
+    otherwise tear the group down under it."""
     if info.distributed and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
