@@ -144,24 +144,27 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
     def generate(model: LoadedModel, seeds: range) -> torch.Tensor:
         return queue.run(lambda: generate_images(model.generator, seeds))
 
-    def cacheable(response, model: LoadedModel):
-        """An explicit seed makes the image a pure function of the URL: ETag it and let browsers cache it."""
-        if request.args.get("seed") not in (None, ""):
-            response.set_etag(f"{model.name}-{id(model.generator):x}-{request.query_string.decode()}")
-            response.cache_control.public, response.cache_control.max_age = True, 86400
-            response.make_conditional(request)
-        return response
+    def image_etag(model: LoadedModel) -> str | None:
+        """An explicit seed makes the image a pure function of the model and the URL: its ETag; else None."""
+        if request.args.get("seed") in (None, ""):
+            return None
+        return f"{model.name}-{id(model.generator):x}-{request.query_string.decode()}"
 
     def not_modified(model: LoadedModel):
         """A 304 before any generation when the browser already holds this exact image."""
-        if request.args.get("seed") in (None, ""):
+        etag = image_etag(model)
+        if etag is None or etag not in request.if_none_match:
             return None
-        etag = f"{model.name}-{id(model.generator):x}-{request.query_string.decode()}"
-        if etag in request.if_none_match:
-            response = app.response_class(status=304)
+        response = app.response_class(status=304)
+        response.set_etag(etag)
+        return response
+
+    def cacheable(response, model: LoadedModel):
+        """Tag a seeded image with its ETag and let browsers keep it for a day."""
+        if (etag := image_etag(model)) is not None:
             response.set_etag(etag)
-            return response
-        return None
+            response.cache_control.public, response.cache_control.max_age = True, 86400
+        return response
 
     # ------------------------------------------------------------------ errors
     @app.errorhandler(BadRequest)
@@ -304,7 +307,7 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
     return app
 
 
-def _mtime(path: Path) -> float | None:
+def _mtime(path: Path) -> int | None:
     try:
         return path.stat().st_mtime_ns
     except OSError:
