@@ -115,7 +115,7 @@ def format_scores(scores: dict, metrics: list[str], extractor_kind: str) -> list
 
 def append_record(path: Path, record: dict, subject: dict) -> None:
     """Add one evaluation to the JSON file `path` ({..subject, "evaluations": [...]}), atomically."""
-    from dcgan.checkpoint import atomic_write
+    from dcgan.files import write_json
 
     document = {**subject, "evaluations": []}
     if path.is_file():
@@ -126,4 +126,4 @@ def append_record(path: Path, record: dict, subject: dict) -> None:
         except (OSError, ValueError):
             pass  # An unreadable file is replaced rather than lost in a crash: it had no valid content.
     document["evaluations"].append(record)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(document, indent=2) + "\n"))
+    write_json(path, document)
