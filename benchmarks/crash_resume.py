@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 
 from dcgan.checkpoint import load_checkpoint
+from dcgan.training.state import state_tensors
 
 
 def make_images(root: Path, count: int = 256) -> Path:
@@ -81,24 +82,6 @@ def check_folder(run: Path) -> list[str]:
 def logged_steps(run: Path) -> list[int]:
     with open(run / "metrics.csv", newline="") as handle:
         return [int(row["step"]) for row in csv.DictReader(handle) if row.get("loss_d")]
-
-
-def state_tensors(path: Path) -> dict[str, torch.Tensor]:
-    state, out = load_checkpoint(path), {}
-
-    def walk(value, key):
-        if torch.is_tensor(value):
-            out[key] = value
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, f"{key}/{k}")
-        elif isinstance(value, (list, tuple)):
-            for i, v in enumerate(value):
-                walk(v, f"{key}/{i}")
-
-    for key in ("G", "D", "G_ema", "opt_G", "opt_D", "rng_cpu", "data"):
-        walk(state.get(key), key)
-    return out
 
 
 def wait_until_training(process: subprocess.Popen, run_parent: Path, run: Path | None, limit_s: float = 120) -> None:
@@ -191,7 +174,8 @@ def main() -> int:
         grids = sorted(p.name for p in (run / "samples").glob("*.png"))
         if grids != sorted(p.name for p in (straight / "samples").glob("*.png")):
             problems.append("the sample grids differ from the uninterrupted run's")
-        a, b = state_tensors(straight / "checkpoint-last.pt"), state_tensors(run / "checkpoint-last.pt")
+        a = state_tensors(load_checkpoint(straight / "checkpoint-last.pt"))
+        b = state_tensors(load_checkpoint(run / "checkpoint-last.pt"))
         different = [k for k in a if k not in b or not torch.equal(a[k], b[k])]
         if a.keys() != b.keys() or different:
             problems.append(f"final state differs from the uninterrupted run: {different[:5]}")

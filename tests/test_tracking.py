@@ -97,3 +97,29 @@ def test_missing_inception_weights_fail_before_the_run_folder_is_made(tmp_path, 
     with pytest.raises(UserError, match="pt_inception-2015-12-05-6726825d.pth"):
         train(small_config(tmp_path / "runs", kimg=0.032, metric="fid"), data=few_cars, show_progress=False)
     assert not (tmp_path / "runs").exists()
+
+
+def test_is_fast_is_tracked_beside_fid_fast(tmp_path, few_cars, fast_extractor_file):
+    run = train(small_config(tmp_path, kimg=0.32, metric="fid-fast,is-fast", metric_every="0.16kimg",
+                             metric_samples=100, fast_extractor=str(fast_extractor_file)),
+                data=few_cars, show_progress=False)
+    fids, scores = metric_rows(run, "fid_fast"), metric_rows(run, "is_fast")
+    assert [step for step, _ in scores] == [step for step, _ in fids] == [10, 20]
+    # The logged IS-fast is the Inception Score of the tracker's images on the extractor's logits.
+    from dcgan.metrics.inception_score import inception_score
+
+    generator, _ = load_generator(run / "generator.safetensors")
+    logits = generated_features(generator, FastExtractor(fast_extractor_file), 100, progress=False).logits
+    assert inception_score(logits, splits=10, seed=2020)[0] == pytest.approx(scores[-1][1], rel=1e-4)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best"]["metric"] == "fid_fast" and summary["metric_protocol"]["also"] == ["is_fast"]
+
+
+@pytest.mark.parametrize("metric, problem", [("fid-fast,is", "uses another extractor"), ("is-fast", "exactly one of"),
+                                              ("fid,fid-fast", "exactly one of"), ("psnr", "unknown: psnr")])
+def test_bad_metric_lists_are_refused(metric, problem):
+    from dcgan.config import resolve_config
+    from dcgan.errors import UserError
+
+    with pytest.raises(UserError, match=problem):
+        resolve_config("modern", overrides={"metric": metric})

@@ -12,6 +12,7 @@ from dcgan.errors import UserError
 from dcgan.metrics.frechet import pixel_frechet_distance
 from dcgan.sampling import generate_images
 from dcgan.training.loop import train
+from dcgan.training.state import state_tensors
 
 
 def small_config(tmp_path, preset="modern", **overrides):
@@ -27,22 +28,8 @@ def few_cars(cars):
 
 
 def all_state_tensors(state):
-    """Every tensor of a checkpoint, flattened to {path: tensor}."""
-    out = {}
-
-    def walk(value, path):
-        if torch.is_tensor(value):
-            out[path] = value
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, f"{path}/{k}")
-        elif isinstance(value, (list, tuple)):
-            for i, v in enumerate(value):
-                walk(v, f"{path}/{i}")
-
-    for key in ("G", "D", "G_ema", "opt_G", "opt_D", "rng_cpu"):
-        walk(state[key], key)
-    return out
+    """Every tensor of a checkpoint's training state (weights, EMA, optimizers, RNG, data order)."""
+    return state_tensors(state)
 
 
 @pytest.mark.parametrize("preset, extra", [
@@ -227,3 +214,36 @@ def test_lr_decay_reaches_the_csv(tmp_path, few_cars):
     with open(run / "metrics.csv") as handle:
         rates = [float(row["lr_g"]) for row in csv.DictReader(handle)]
     assert rates == sorted(rates, reverse=True) and rates[-1] < 0.2 * rates[0]
+
+
+def test_instance_noise_is_annealed_to_zero_and_reaches_D(tmp_path, few_cars):
+    run = train(small_config(tmp_path, kimg=0.32, instance_noise=0.2), data=few_cars, show_progress=False)
+    with open(run / "metrics.csv") as handle:
+        noise = [float(row["instance_noise"]) for row in csv.DictReader(handle)]
+    assert noise == sorted(noise, reverse=True) and noise[0] > 0.15 and noise[-1] < 0.03
+
+    from dcgan.losses import GANLoss
+    from dcgan.models import build_discriminator
+
+    D = build_discriminator(base_channels=8, norm="none").eval()
+    loss = GANLoss(generator=None, discriminator=D, loss="bce")
+    images = torch.zeros(4, 3, 32, 32)
+    assert torch.equal(loss.logits(images)[0], loss.logits(images)[0])  # no noise: the same logits
+    loss.instance_noise = 0.5
+    assert not torch.equal(loss.logits(images)[0], loss.logits(images)[0])
+
+
+def test_keep_snapshots_keeps_the_newest_n(tmp_path, few_cars):
+    run = train(small_config(tmp_path, kimg=5.12, snapshot_kimg=1.024, keep_snapshots=2, g_channels=4,
+                             d_channels=4), data=few_cars, show_progress=False)
+    kept = sorted(p.name for p in run.glob("checkpoint-kimg*.pt"))
+    assert kept == ["checkpoint-kimg000004.pt", "checkpoint-kimg000005.pt"]
+    assert load_checkpoint(run / kept[0])["step"] == 4096 // 16
+    assert load_checkpoint(run / kept[1])["step"] == load_checkpoint(run / "checkpoint-last.pt")["step"] == 320
+
+
+def test_the_progress_line_shows_D_of_fakes_before_and_after_D_steps(tmp_path, few_cars, capsys):
+    train(small_config(tmp_path, kimg=0.32), data=few_cars, show_progress=True)
+    captured = capsys.readouterr()
+    epoch_line = next(line for line in (captured.out + captured.err).splitlines() if line.startswith("epoch 1:"))
+    assert " / " in epoch_line.split("D(G(z))")[1].split("img/s")[0]

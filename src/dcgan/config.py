@@ -24,7 +24,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 NORMS = ("batch", "instance", "none")
 AUGMENTS = ("color", "translation", "cutout")
 LOG_SINKS = ("tensorboard", "wandb")
-TRACKED_METRICS = ("", "fid-fast", "fid")
+TRACKED_METRICS = ("fid-fast", "fid", "is-fast", "is")
+CONDITIONINGS = ("", "projection", "acgan")
 INTERVAL_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
 
 
@@ -57,6 +58,9 @@ class TrainConfig:
     g_output: str = setting("deconv", "G's last layer: deconv (Radford's 4x4 transposed conv) or conv3x3 (SNGAN)")
     d_norm: str = setting("batch", "discriminator normalization: batch or none")
     spectral_norm: bool = setting(False, "spectral normalization in D")
+    conditional: str = setting("", "class-conditional GAN: projection (label embedding in G, projection D) or "
+                                   "acgan (an auxiliary classifier head on D); empty: unconditional")
+    ac_weight: float = setting(1.0, "AC-GAN: weight of the class cross-entropy in D's and G's losses")
     d_mbstd: int = setting(0, "minibatch standard deviation in D over groups of this many images; 0 disables")
     # Objective.
     loss: str = setting("hinge", "bce (non-saturating), hinge, wgan-gp or rpgan (relativistic pairing, R3GAN)")
@@ -71,6 +75,8 @@ class TrainConfig:
     ada_target: float = setting(0.0, "adaptive augment probability (ADA) toward this r_t, e.g. 0.6; "
                                      "0: fixed --augment-p")
     ada_kimg: float = setting(100.0, "ADA speed: thousands of images for p to go from 0 to 1")
+    instance_noise: float = setting(0.0, "Gaussian noise of this std on D's inputs (real and fake), annealed "
+                                         "linearly to 0 over the run (Sonderby et al. 2017); 0 disables")
     # Optimization.
     batch_size: int = setting(64, "images per batch (per process under torchrun)")
     lr_g: float = setting(2e-4, "generator learning rate")
@@ -89,11 +95,14 @@ class TrainConfig:
     log_every: int = setting(20, "steps between CSV rows")
     snapshot_kimg: float = setting(0.0, "kimg between sample grids and checkpoints; "
                                         "0 = every epoch (at least 20 kimg apart)")
-    grid_size: int = setting(64, "images in each fixed-noise grid")
+    grid_size: int = setting(64, "images in each fixed-noise grid (conditional: a row per class, up to 10)")
+    keep_snapshots: int = setting(0, "keep the last N snapshot checkpoints (checkpoint-kimgNNNNNN.pt) beside "
+                                     "checkpoint-last.pt; 0 keeps none")
     log: list[str] = setting([], "extra sinks: tensorboard, wandb")
     outdir: str = setting("runs", "parent folder of run folders")
     # Metrics during training (the EMA generator; the best score keeps checkpoint-best.pt).
-    metric: str = setting("", "fid-fast (the fast extractor) or fid (Inception); empty: none")
+    metric: str = setting("", "fid-fast (the fast extractor) or fid (Inception), optionally with is-fast / is "
+                              "(e.g. fid-fast,is-fast); the FID picks the best checkpoint; empty: none")
     metric_every: str = setting("2min", "how often: a time (30s, 5min, 1h) or images (50kimg)")
     metric_samples: int = setting(5000, "generated images per evaluation")
     fast_extractor: str = setting("", "for fid-fast: an extractor file; "
@@ -123,6 +132,11 @@ class TrainConfig:
         require(self.d_norm in ("batch", "none"), f"--d-norm must be batch or none, not {self.d_norm!r}")
         require(self.g_output in G_OUTPUTS, f"--g-output must be one of {', '.join(G_OUTPUTS)}, not {self.g_output!r}")
         require(self.d_mbstd >= 0, f"--d-mbstd must be >= 0, not {self.d_mbstd}")
+        require(self.conditional in CONDITIONINGS,
+                f"--conditional must be projection or acgan, not {self.conditional!r}")
+        require(self.ac_weight >= 0, f"--ac-weight must be >= 0, not {self.ac_weight}")
+        require(self.instance_noise >= 0, f"--instance-noise must be >= 0, not {self.instance_noise}")
+        require(self.keep_snapshots >= 0, f"--keep-snapshots must be >= 0, not {self.keep_snapshots}")
         require(self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         require(0.0 <= self.label_smoothing < 0.5, f"--label-smoothing must be in [0, 0.5), not {self.label_smoothing}")
         require(self.label_smoothing == 0 or self.loss == "bce",
@@ -153,13 +167,33 @@ class TrainConfig:
         require(1 <= self.grid_size <= 256, f"--grid-size must be in 1..256, not {self.grid_size}")
         bad_sinks = [s for s in self.log if s not in LOG_SINKS]
         require(not bad_sinks, f"--log takes {', '.join(LOG_SINKS)}; unknown: {', '.join(bad_sinks)}")
-        require(self.metric in TRACKED_METRICS, f"--metric must be {' or '.join(TRACKED_METRICS[1:])}, "
-                                                 f"not {self.metric!r}")
+        self.tracked_metrics  # raises UserError for a bad --metric
         parse_interval(self.metric_every)
         require(self.metric_samples >= 2, f"--metric-samples must be at least 2, not {self.metric_samples}")
         require(self.threads >= 0, f"--threads must be >= 0, not {self.threads}")
         require(self.seed >= 0, f"--seed must be >= 0, not {self.seed}")
         return self
+
+    @property
+    def tracked_metrics(self) -> list[str]:
+        """--metric as a list: one FID (what picks the best checkpoint) first, then the Inception
+        Score of the same extractor if asked: [], ["fid-fast"], ["fid-fast", "is-fast"], ["fid", "is"]."""
+        names = list(dict.fromkeys(m.strip().lower() for m in self.metric.split(",") if m.strip()))
+        unknown = [m for m in names if m not in TRACKED_METRICS]
+        if unknown:
+            raise UserError(f"--metric takes {', '.join(TRACKED_METRICS)}; unknown: {', '.join(unknown)}")
+        if not names:
+            return []
+        fids = [m for m in names if m.startswith("fid")]
+        if len(fids) != 1:
+            raise UserError(f"--metric needs exactly one of fid-fast or fid (it picks the best checkpoint), "
+                            f"not {self.metric!r}")
+        fast = fids[0] == "fid-fast"
+        wrong = [m for m in names if m.endswith("-fast") != fast]
+        if wrong:
+            raise UserError(f"--metric: {', '.join(wrong)} uses another extractor than {fids[0]}; "
+                            f"pair fid-fast with is-fast, fid with is")
+        return fids + [m for m in names if m not in fids]
 
     @property
     def augment_policy(self) -> list[str]:

@@ -43,6 +43,14 @@ class ImageData:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def with_present_classes(self) -> "ImageData":
+        """The same images, labels renumbered 0..K-1 over the classes present (a `--classes` subset
+        in the dataset's order), and the names of those K classes: what a conditional model learns."""
+        present = sorted(set(self.labels.tolist()))
+        lookup = torch.full((max(len(self.class_names), max(present) + 1),), -1, dtype=torch.int64)
+        lookup[present] = torch.arange(len(present))
+        return ImageData(self.images, lookup[self.labels], [self.class_names[i] for i in present])
+
 
 def cache_dir(kind: str = "data") -> Path:
     """~/.cache/dcgan/<kind> (or $DCGAN_CACHE/<kind>): decoded data, statistics, fast extractors."""

@@ -9,6 +9,10 @@ A discriminator without BatchNorm sees real and fake images in one forward (one 
 same logits and gradients as two forwards, in fewer, larger convolutions, and with spectral norm
 one power iteration per step instead of two. With BatchNorm the two batches stay apart, as
 Radford et al. train it (each batch normalized on its own statistics).
+
+Conditional objectives: a projection D reads each batch's labels inside its logit, so the losses
+above apply unchanged; an AC-GAN D adds `ac_loss` (cross-entropy of its class head) on real and
+fake images to its loss, and G adds it on its fakes (Odena et al. 2017).
 """
 
 from __future__ import annotations
@@ -93,13 +97,20 @@ def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.T
     return (grad.flatten(1).norm(dim=1) - 1).square().mean()
 
 
+def ac_loss(class_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """AC-GAN's auxiliary classification loss (Odena et al. 2017): cross-entropy of D's class logits."""
+    return F.cross_entropy(class_logits, labels)
+
+
 class GANLoss:
-    """The objective of one training config, run phase by phase."""
+    """The objective of one training config, run phase by phase. A conditional objective takes the
+    labels of each batch: a projection D reads them in its logit; an AC-GAN D is also trained to
+    classify real and fake images (weight `ac_weight`), and G to make fakes it classifies right."""
 
     def __init__(self, *, generator, discriminator, loss: str = "hinge", label_smoothing: float = 0.0,
                  r1_gamma: float = 0.0, r2_gamma: float = 0.0, r1_interval: int = 16, gp_weight: float = 10.0,
                  lecam_weight: float = 0.0, lecam_decay: float = 0.99, augment=None, precision=None,
-                 compiled_discriminator=None):
+                 compiled_discriminator=None, conditioning: str = "", ac_weight: float = 1.0):
         self.G, self.D = generator, discriminator
         # torch.compile'd D for plain steps; steps with a gradient penalty need double backward,
         # which compiled graphs do not support, and use the eager D (the same parameters).
@@ -111,6 +122,8 @@ class GANLoss:
         self.r1_gamma, self.r2_gamma, self.r1_interval = r1_gamma, r2_gamma, r1_interval
         self.lecam_weight, self.lecam_decay = lecam_weight, lecam_decay
         self.lecam_ema = {"real": 0.0, "fake": 0.0}  # running means of D's logits, for LeCam
+        self.conditioning, self.ac_weight = conditioning, ac_weight
+        self.instance_noise = 0.0  # std of Gaussian noise on D's inputs; the loop anneals it
         self.augment = augment or (lambda x: x)
         self.autocast = precision.autocast if precision is not None else contextlib.nullcontext
         # float16 has too few exponent bits for the inner gradient of R1/R2 (it underflows without
@@ -119,28 +132,56 @@ class GANLoss:
                                  else self.autocast)
         self.fused = not batch_norm_layers(discriminator)
 
-    def logits(self, *batches: torch.Tensor, penalty: bool = False) -> list[torch.Tensor]:
-        """D's float32 logits of each (augmented) batch: one forward over all of them where D has no
-        BatchNorm, one forward each otherwise. `penalty`: a gradient penalty will differentiate them
+    def d_input(self, images: torch.Tensor) -> torch.Tensor:
+        """What D sees of a batch: augmented, plus instance noise while it lasts."""
+        images = self.augment(images)
+        if self.instance_noise > 0:
+            images = images + self.instance_noise * torch.randn_like(images)
+        return images
+
+    def discriminate(self, batches: list[torch.Tensor], labels: list[torch.Tensor | None], *,
+                     penalty: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """D's float32 outputs for each batch (with its labels): [(B,) logits], and for an AC-GAN D
+        [(B, K) class logits] (else Nones). One forward over all batches where D has no BatchNorm,
+        one forward each otherwise. `penalty`: a gradient penalty will differentiate the logits
         twice, so the eager D, and float32 where the training precision is float16."""
         D = self.D if penalty else self.D_compiled
+        projection, acgan = self.conditioning == "projection", self.conditioning == "acgan"
+        options = {"return_classes": True} if acgan else {}
         with self.penalty_autocast() if penalty else self.autocast():
             if self.fused and len(batches) > 1:
-                joined = D(self.augment(torch.cat(batches)))
-                return list(joined.float().split([b.shape[0] for b in batches]))
-            return [D(self.augment(b)).float() for b in batches]
+                sizes = [b.shape[0] for b in batches]
+                output = D(self.d_input(torch.cat(batches)), torch.cat(labels) if projection else None, **options)
+                logits, classes = output if acgan else (output, None)
+                return (list(logits.float().split(sizes)),
+                        list(classes.float().split(sizes)) if acgan else [None] * len(batches))
+            outputs = [D(self.d_input(b), c if projection else None, **options) for b, c in zip(batches, labels)]
+        if acgan:
+            return [o[0].float() for o in outputs], [o[1].float() for o in outputs]
+        return [o.float() for o in outputs], [None] * len(batches)
 
-    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, d_step: int, scaler) -> dict:
+    def logits(self, *batches: torch.Tensor, penalty: bool = False) -> list[torch.Tensor]:
+        """D's float32 logits of unlabelled batches (an unconditional D)."""
+        return self.discriminate(list(batches), [None] * len(batches), penalty=penalty)[0]
+
+    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, d_step: int, scaler,
+                           real_labels: torch.Tensor | None = None, fake_labels: torch.Tensor | None = None) -> dict:
         """Backward of the D loss (and its regularizers) for one batch. `fake` is detached here."""
         lazy_step = d_step % self.r1_interval == 0
         do_r1 = self.r1_gamma > 0 and lazy_step
         do_r2 = self.r2_gamma > 0 and lazy_step
         real = real.detach().requires_grad_(do_r1)
         fake = fake.detach().requires_grad_(do_r2)
-        real_logits, fake_logits = self.logits(real, fake, penalty=do_r1 or do_r2)
+        (real_logits, fake_logits), (real_classes, fake_classes) = self.discriminate(
+            [real, fake], [real_labels, fake_labels], penalty=do_r1 or do_r2)
         loss = self.d_loss(real_logits, fake_logits, self.label_smoothing)
         stats = {"loss_d": loss.detach(), "d_real": real_logits.detach().mean(),
                  "d_fake": fake_logits.detach().mean()}
+        if real_classes is not None:
+            ac = ac_loss(real_classes, real_labels) + ac_loss(fake_classes, fake_labels)
+            loss = loss + ac * self.ac_weight
+            stats["ac_d"] = ac.detach()
+            stats["ac_accuracy"] = (real_classes.detach().argmax(1) == real_labels).float().mean()
         if getattr(self.augment, "adaptive", False):
             self.augment.observe(real_logits, real.shape[0])
             stats["augment_p"] = torch.tensor(self.augment.p)
@@ -160,23 +201,33 @@ class GANLoss:
                 self.lecam_ema[key] = (self.lecam_decay * self.lecam_ema[key]
                                        + (1 - self.lecam_decay) * logits.detach().mean().item())
         if self.use_gp:
-            gp = gradient_penalty(self.D, real.detach(), fake.detach(), self.augment)
+            D = self.D
+            if self.conditioning == "projection":  # interpolates are scored with the real images' labels
+                D = lambda x: self.D(x, real_labels)  # noqa: E731
+            gp = gradient_penalty(D, real.detach(), fake.detach(), self.d_input)
             loss = loss + gp * self.gp_weight
             stats["gp"] = gp.detach()
         scaler.scale(loss).backward()
         return stats
 
-    def generator_step(self, fake: torch.Tensor, scaler, real: torch.Tensor | None = None) -> dict:
+    def generator_step(self, fake: torch.Tensor, scaler, real: torch.Tensor | None = None,
+                       fake_labels: torch.Tensor | None = None, real_labels: torch.Tensor | None = None) -> dict:
         """Backward of the G loss through D for images G just made (with grad); relativistic losses
         also read D's logits of a real batch."""
         if self.relativistic:
-            fake_logits, real_logits = self.logits(fake, real.detach())
+            (fake_logits, real_logits), (fake_classes, _) = self.discriminate(
+                [fake, real.detach()], [fake_labels, real_labels])
             loss = self.g_loss(fake_logits, real_logits)
         else:
-            (fake_logits,) = self.logits(fake)
+            (fake_logits,), (fake_classes,) = self.discriminate([fake], [fake_labels])
             loss = self.g_loss(fake_logits)
+        stats = {"loss_g": loss.detach(), "d_fake_g": fake_logits.detach().mean()}
+        if fake_classes is not None:
+            ac = ac_loss(fake_classes, fake_labels)
+            loss = loss + ac * self.ac_weight
+            stats["ac_g"] = ac.detach()
         scaler.scale(loss).backward()
-        return {"loss_g": loss.detach(), "d_fake_g": fake_logits.detach().mean()}
+        return stats
 
     def state_dict(self) -> dict:
         return {"lecam_ema": dict(self.lecam_ema)}

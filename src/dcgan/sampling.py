@@ -3,6 +3,8 @@
 Image i of a request with seeds [s0, s1, ...] comes from latent `randn(z_dim)` drawn from a
 generator seeded with s_i alone, so an image depends only on its seed and the weights: the same
 seed gives the same image in a grid of 64, on its own, from the CLI and from the web server.
+A class-conditional generator's image i depends only on its seed and its class; asked for no
+class, image i takes a class drawn uniformly from its seed alone (`labels_from_seeds`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,71 @@ from PIL import Image
 from dcgan.files import save_image
 
 MAX_SEED = 2**63 - 1
+CLASS_SEED_OFFSET = 0x5DEECE66D  # a class is drawn from its own stream, not from the latent's first numbers
 
 
 def latents_from_seeds(seeds, z_dim: int) -> torch.Tensor:
     """(len(seeds), z_dim) standard normal latents, one independent generator per seed."""
     return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+
+def labels_from_seeds(seeds, num_classes: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(len(seeds),) int64 classes, each drawn from a generator seeded with its seed alone:
+    uniformly, or in proportion to `weights` (K,) (classes "as in the data")."""
+    def draw(seed: int) -> int:
+        stream = torch.Generator().manual_seed((int(seed) + CLASS_SEED_OFFSET) % 2**63)
+        if weights is None:
+            return int(torch.randint(num_classes, (1,), generator=stream))
+        return int(torch.multinomial(weights.double(), 1, generator=stream))
+
+    return torch.tensor([draw(s) for s in seeds], dtype=torch.int64)
+
+
+def is_conditional(generator: torch.nn.Module) -> bool:
+    return getattr(generator, "num_classes", 0) > 0
+
+
+def resolve_classes(generator: torch.nn.Module, requested) -> list[int]:
+    """Class names or indices (strings or ints; "all" for every class) -> indices of `generator`'s
+    classes. An unconditional generator, or a class it does not know, is a one-line UserError
+    naming the valid classes."""
+    from dcgan.errors import UserError
+
+    requested = [str(item).strip() for item in requested]
+    if not is_conditional(generator):
+        raise UserError(f"this model is not class-conditional (trained without --conditional); it takes no class, "
+                        f"asked for {', '.join(requested)[:80]!r}")
+    names = generator.class_names
+    indices = []
+    for item in requested:
+        if item == "all":
+            indices.extend(range(len(names)))
+        elif item in names:
+            indices.append(names.index(item))
+        elif item.isdigit() and int(item) < len(names):
+            indices.append(int(item))
+        else:
+            raise UserError(f"unknown class {item[:40]!r}; valid classes: {', '.join(names)} "
+                            f"(or indices 0-{len(names) - 1}, or all)")
+    return list(dict.fromkeys(indices))
+
+
+def class_labels(generator: torch.nn.Module, seeds, classes=None) -> torch.Tensor | None:
+    """The labels of images `seeds` of a conditional generator (None for an unconditional one):
+    `classes` None draws each from its seed, an int gives every image that class, a sequence one
+    class per image."""
+    if not is_conditional(generator):
+        if classes is not None:
+            raise ValueError("this generator is not class-conditional")
+        return None
+    if classes is None:
+        return labels_from_seeds(seeds, generator.num_classes)
+    if isinstance(classes, int):
+        return torch.full((len(seeds),), classes, dtype=torch.int64)
+    labels = torch.as_tensor(list(classes), dtype=torch.int64)
+    if labels.shape != (len(seeds),):
+        raise ValueError(f"{len(labels)} classes for {len(seeds)} seeds")
+    return labels
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -30,20 +92,29 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def generate_from_latents(generator: torch.nn.Module, z: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """(N, z_dim) latents -> (N, C, H, W) uint8 on the CPU, in eval mode, batched."""
+def generate_from_latents(generator: torch.nn.Module, z: torch.Tensor, batch_size: int = 64,
+                          labels: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, z_dim) latents (and (N,) labels, or (N, K) class weights, for a conditional generator)
+    -> (N, C, H, W) uint8 on the CPU, in eval mode, batched."""
+    if is_conditional(generator) and labels is None:
+        raise ValueError("this generator is class-conditional: pass labels")
     device = next(generator.parameters()).device
     was_training = generator.training
     generator.eval()
     try:
-        chunks = [to_uint8(generator(chunk.to(device))).cpu() for chunk in z.split(batch_size)]
+        chunks = []
+        for start in range(0, len(z), batch_size):
+            c = labels[start:start + batch_size].to(device) if labels is not None else None
+            chunks.append(to_uint8(generator(z[start:start + batch_size].to(device), c)).cpu())
     finally:
         generator.train(was_training)
     return torch.cat(chunks)
 
 
-def generate_images(generator: torch.nn.Module, seeds, batch_size: int = 64) -> torch.Tensor:
-    return generate_from_latents(generator, latents_from_seeds(seeds, generator.z_dim), batch_size)
+def generate_images(generator: torch.nn.Module, seeds, batch_size: int = 64, classes=None) -> torch.Tensor:
+    """Image i from seed i (and class i: see `class_labels`)."""
+    return generate_from_latents(generator, latents_from_seeds(seeds, generator.z_dim), batch_size,
+                                 labels=class_labels(generator, seeds, classes))
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -54,10 +125,25 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
-def interpolate(generator: torch.nn.Module, seed_from: int, seed_to: int, steps: int) -> torch.Tensor:
-    """`steps` images along the slerp path between two seeds' latents: (steps, C, H, W) uint8."""
+def interpolate(generator: torch.nn.Module, seed_from: int, seed_to: int, steps: int,
+                class_from: int | None = None, class_to: int | None = None) -> torch.Tensor:
+    """`steps` images along the slerp path between two seeds' latents: (steps, C, H, W) uint8.
+    A conditional generator walks from class `class_from` to `class_to` too, by mixing the two
+    class embeddings linearly (one class: within it; the same seed twice: from class to class).
+    Classes left out are those seed_from would get."""
     a, b = latents_from_seeds([seed_from, seed_to], generator.z_dim)
-    return generate_from_latents(generator, slerp(a, b, torch.linspace(0, 1, steps)))
+    t = torch.linspace(0, 1, steps)
+    weights = None
+    if is_conditional(generator):
+        if class_from is None:
+            class_from = int(class_labels(generator, [seed_from])[0])
+        class_to = class_from if class_to is None else class_to
+        one_hot = torch.eye(generator.num_classes)
+        weights = (1 - t)[:, None] * one_hot[class_from] + t[:, None] * one_hot[class_to]  # (steps, K)
+    elif class_from is not None or class_to is not None:
+        raise ValueError("this generator is not class-conditional")
+    latents = slerp(a, b, t) if seed_from != seed_to else a.expand(steps, -1)
+    return generate_from_latents(generator, latents, labels=weights)
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> np.ndarray:
@@ -84,12 +170,14 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
     save_image(to_pil(make_grid(images, nrow)), path)
 
 
-def save_images(images: torch.Tensor, outdir: str | Path, seeds) -> list[Path]:
+def save_images(images: torch.Tensor, outdir: str | Path, seeds, class_names: list[str] | None = None) -> list[Path]:
+    """One PNG per image: seedNNNNNN.png, or seedNNNNNN-<class>.png with `class_names` (one per image)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for image, seed in zip(images, seeds):
-        path = outdir / f"seed{int(seed):06d}.png"
+    for i, (image, seed) in enumerate(zip(images, seeds)):
+        suffix = f"-{class_names[i]}" if class_names else ""
+        path = outdir / f"seed{int(seed):06d}{suffix}.png"
         image_to_pil(image).save(path)
         paths.append(path)
     return paths

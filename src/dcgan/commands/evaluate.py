@@ -7,6 +7,13 @@ The reference is a dataset split, an image folder or a .npz statistics file; by 
 the run was trained on. Scores are printed and appended to <checkpoint>.metrics.json beside the
 checkpoint. `--features fast` scores with the toolkit's fast extractor instead of Inception: those
 scores are named FID-fast, KID-fast and IS-fast.
+
+A class-conditional model is scored overall (each image's class drawn from its seed, in the
+proportions of the reference's classes), then per class against the reference's images of that
+class (intra-class FID; --num-gen / K images each), with the class accuracy of its images as the
+fast extractor's classifier judges them (how often a "horse" is classified as a horse):
+
+    dcgan evaluate --checkpoint runs/00004-cifar10-modern --features fast --metrics fid,kid --ref /data/cifar10/test
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ def register(subparsers) -> None:
     parser.add_argument("--kid-subset-size", type=int, default=1000)
     parser.add_argument("--is-splits", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--no-per-class", action="store_true",
+                        help="conditional models: overall scores only (no per-class scores, no class accuracy)")
     parser.add_argument("--no-ema", action="store_true", help="score the raw generator of a checkpoint .pt")
     parser.add_argument("--no-cache", action="store_true", help="recompute the reference statistics")
     parser.add_argument("--out", metavar="JSON", help="append the result here (default: beside the checkpoint)")
@@ -109,12 +118,33 @@ def default_second_set(reference):
     raise UserError("--real-vs-real needs a second real set: pass --real (a dataset split or an image folder)")
 
 
+def format_per_class(scores: dict, metrics: list[str], extractor_kind: str) -> list[str]:
+    """A table: one line per class with its scores and accuracy, then the mean class accuracy."""
+    from dcgan.metrics import score_key, score_title
+
+    names = [m for m in metrics if m != "is"]
+    header = f"{'class':<14}" + "".join(f"{score_title(m, extractor_kind):>12}" for m in names)
+    accuracy = scores.get("class_accuracy") is not None
+    lines = [header + (f"{'accuracy':>10}" if accuracy else "")]
+    for name, entry in scores["per_class"].items():
+        line = f"{name[:14]:<14}" + "".join(f"{entry[score_key(m, extractor_kind)]:>12.4g}" for m in names)
+        lines.append(line + (f"{entry['accuracy']:>10.1%}" if accuracy else ""))
+    if accuracy:
+        lines.append(f"class accuracy {scores['class_accuracy']:.1%} (the fast extractor's classifier; "
+                     f"chance {1 / len(scores['per_class']):.0%})")
+    else:
+        lines.append(f"class accuracy: {scores.get('classifier', 'none')}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     from dcgan.checkpoint import load_generator, resolve_generator_path
     from dcgan.metrics import MetricOptions, compute_scores
     from dcgan.metrics.evaluate import (append_record, format_scores, generated_features, load_extractor,
                                         make_record, real_features, real_sample, reference_statistics)
+    from dcgan.metrics.conditional import class_frequencies, per_class_scores
     from dcgan.metrics.reference import RealSource, parse_reference
+    from dcgan.sampling import is_conditional, labels_from_seeds
     from dcgan.training.distributed import pick_device
 
     check_arguments(args)
@@ -160,13 +190,24 @@ def run(args: argparse.Namespace) -> int:
     reference_set, reference_info = reference_statistics(reference, extractor, metrics, resolution=resolution,
                                                          channels=channels, batch_size=args.batch_size,
                                                          use_cache=not args.no_cache)
+    conditional = generator is not None and is_conditional(generator)
+    labels, classes_info = None, None
+    if conditional:
+        weights = class_frequencies(generator.class_names, reference.load(resolution, channels)) \
+            if isinstance(reference, RealSource) else None
+        labels = labels_from_seeds(range(args.seed, args.seed + args.num_gen), generator.num_classes, weights)
+        classes_info = ("image i: class drawn from seed + i in proportion to the reference's class counts"
+                        if weights is not None else "image i: class drawn uniformly from seed + i")
     if generator is not None:
-        scored = generated_features(generator, extractor, args.num_gen, seed=args.seed, batch_size=args.batch_size)
+        scored = generated_features(generator, extractor, args.num_gen, seed=args.seed, batch_size=args.batch_size,
+                                    labels=labels)
         scored_info = {"kind": "generated", "checkpoint": str(checkpoint.resolve()),
                        "weights": "raw" if args.no_ema else "EMA where the checkpoint has one",
                        "num_images": args.num_gen, "seeds": f"{args.seed}-{args.seed + args.num_gen - 1}",
                        "latents": "image i: randn(z_dim) from a generator seeded with seed + i",
                        "quantization": "generator output in [-1, 1] -> uint8 by rounding 127.5 * (x + 1)"}
+        if classes_info:
+            scored_info.update(classes=generator.class_names, class_draw=classes_info)
     else:
         data_b = real_sample(second.load(reference_set.metadata.get("data", {}).get("resolution", 0),
                                          reference_set.metadata.get("data", {}).get("channels", 0)),
@@ -176,11 +217,24 @@ def run(args: argparse.Namespace) -> int:
                        "sample_seed": args.seed}
 
     scores = compute_scores(metrics, scored, reference_set, extractor.kind, options)
+    if conditional and not args.no_per_class:
+        if not isinstance(reference, RealSource):
+            raise UserError("per-class scores need the reference's images, not a statistics file: pass an image "
+                            "folder or dataset split as --ref, or --no-per-class")
+        num_per_class = max(2, args.num_gen // generator.num_classes)
+        scores.update(per_class_scores(generator, extractor, reference, metrics, num_per_class=num_per_class,
+                                       seed=args.seed, batch_size=args.batch_size, options=options,
+                                       use_cache=not args.no_cache))
+        scored_info["per_class"] = {"num_images": num_per_class, "seeds": f"{args.seed}-{args.seed + num_per_class - 1}",
+                                    "reference": "the reference's images of each class"}
     record = make_record(scores, extractor, metrics=metrics, generated=scored_info, reference=reference_info,
                          options=options, seconds=time.time() - started, device=str(device))
 
     for line in format_scores(scores, metrics, extractor.kind):
         print(line)
+    if "per_class" in scores:
+        for line in format_per_class(scores, metrics, extractor.kind):
+            print(line)
     what = f"{args.num_gen:,} generated" if generator is not None else f"{args.num_gen:,} of {second.name}"
     against = reference.name if isinstance(reference, RealSource) else str(reference)
     count = f"{reference_set.count:,} of " if reference_set.count else ""  # unknown for pytorch-fid files

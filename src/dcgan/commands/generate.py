@@ -1,4 +1,12 @@
-"""`dcgan generate`: images from a trained generator (EMA weights), no dataset needed."""
+"""`dcgan generate`: images from a trained generator (EMA weights), no dataset needed.
+
+    dcgan generate --checkpoint runs/00002-cifar10-modern --num 64 --out grid.png
+    dcgan generate --checkpoint runs/00004-cifar10-modern --class horse --num 16     # a conditional model
+    dcgan generate --checkpoint runs/00004-cifar10-modern --class all --num 8        # a row per class
+
+Image i comes from seed + i alone (and its class): the same seed and class give the same image in
+any grid. A conditional model asked for no class draws each image's class from its seed.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,8 @@ MAX_IMAGES = 100_000
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("generate", help="generate images from a checkpoint", description=__doc__)
+    parser = subparsers.add_parser("generate", help="generate images from a checkpoint", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="a run folder, generator.safetensors or checkpoint-*.pt")
     parser.add_argument("--num", type=int, default=64, help="number of images (default 64)")
@@ -19,6 +28,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", metavar="PNG", help="write one grid image here (default grid.png)")
     parser.add_argument("--outdir", metavar="DIR", help="write one PNG per image here instead of a grid")
     parser.add_argument("--nrow", type=int, default=0, help="images per grid row (default: square)")
+    parser.add_argument("--class", dest="classes", action="append", metavar="CLASS",
+                        help="conditional models: a class name or index (repeatable; 'all' for every class): "
+                             "--num images of each, one grid row per class")
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator of a checkpoint .pt")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     parser.set_defaults(run=run)
@@ -26,7 +38,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dcgan.checkpoint import load_generator
-    from dcgan.sampling import generate_images, save_grid, save_images
+    import torch
+
+    from dcgan.sampling import generate_images, resolve_classes, save_grid, save_images
     from dcgan.training.distributed import pick_device
 
     if not 1 <= args.num <= MAX_IMAGES:
@@ -42,13 +56,21 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out must end in .png, .jpg or .webp, not {out.name!r}")
     generator, _ = load_generator(args.checkpoint, pick_device(args.device), use_ema=not args.no_ema)
     seeds = range(args.seed, args.seed + args.num)
-    images = generate_images(generator, seeds)
+    classes = resolve_classes(generator, [c for text in args.classes for c in text.split(",")]) \
+        if args.classes else [None]
+    if len(classes) * args.num > MAX_IMAGES:
+        raise UserError(f"{len(classes)} classes x --num {args.num} is more than {MAX_IMAGES:,} images")
+    images = torch.cat([generate_images(generator, seeds, classes=c) for c in classes])
+    all_seeds = list(seeds) * len(classes)
     if args.outdir:
-        paths = save_images(images, args.outdir, seeds)
+        names = [generator.class_names[c] for c in classes for _ in seeds] if classes != [None] else None
+        paths = save_images(images, args.outdir, all_seeds, names)
         print(f"wrote {len(paths)} images to {args.outdir}")
     else:
         if out.parent and not out.parent.exists():
             out.parent.mkdir(parents=True)
-        save_grid(images, out, nrow=args.nrow or None)
-        print(f"wrote a grid of {args.num} images (seeds {args.seed}-{args.seed + args.num - 1}) to {out}")
+        nrow = args.nrow or (args.num if len(classes) > 1 else None)  # a row per class
+        save_grid(images, out, nrow=nrow)
+        what = f" of {', '.join(generator.class_names[c] for c in classes)}" if classes != [None] else ""
+        print(f"wrote a grid of {len(images)} images{what} (seeds {args.seed}-{args.seed + args.num - 1}) to {out}")
     return 0

@@ -39,10 +39,11 @@ def load_extractor(kind: str, *, inception_weights: str | None = None, allow_dow
 
 
 def generated_features(generator: torch.nn.Module, extractor: FeatureExtractor, num: int, *, seed: int = 0,
-                       batch_size: int = 64, progress: bool = True) -> FeatureSet:
-    """Features of `num` generated images, image i from seed `seed + i`, generated as they are consumed."""
+                       batch_size: int = 64, labels: torch.Tensor | None = None, progress: bool = True) -> FeatureSet:
+    """Features of `num` generated images, image i from seed `seed + i` (and, for a conditional
+    generator, class `labels[i]`, or the class its seed draws), generated as they are consumed."""
     seeds = range(seed, seed + num)
-    return extract_features(extractor, generated_batches(generator, seeds, batch_size), num,
+    return extract_features(extractor, generated_batches(generator, seeds, batch_size, labels), num,
                             desc=f"{extractor.label} features of {num:,} generated images", progress=progress)
 
 

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from dcgan.metrics.frechet import feature_statistics
-from dcgan.sampling import generate_from_latents, latents_from_seeds
+from dcgan.sampling import class_labels, generate_from_latents, latents_from_seeds
 
 
 class FeatureExtractor(Protocol):
@@ -81,8 +81,14 @@ def image_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tenso
         yield images[start:start + batch_size]
 
 
-def generated_batches(generator: torch.nn.Module, seeds: range, batch_size: int) -> Iterator[torch.Tensor]:
-    """uint8 images of `seeds` (image i from seed i alone, as `dcgan generate`), a batch at a time."""
+def generated_batches(generator: torch.nn.Module, seeds: range, batch_size: int,
+                      labels: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+    """uint8 images of `seeds` (image i from seed i alone, as `dcgan generate`), a batch at a time.
+    A conditional generator: image i of class `labels[i]`, or of the class its seed draws (`labels` None)."""
+    if labels is None:
+        labels = class_labels(generator, seeds)
     for start in range(0, len(seeds), batch_size):
         chunk = seeds[start:start + batch_size]
-        yield generate_from_latents(generator, latents_from_seeds(chunk, generator.z_dim), batch_size)
+        chunk_labels = labels[start:start + batch_size] if labels is not None else None
+        yield generate_from_latents(generator, latents_from_seeds(chunk, generator.z_dim), batch_size,
+                                    labels=chunk_labels)

@@ -8,8 +8,12 @@ widths are base*4 -> base*2 -> base, at 64 px base*8 -> ... -> base.
 Optional: spectral normalization (Miyato et al. 2018) and no BatchNorm in D; a minibatch
 standard-deviation channel before D's head (Karras et al. 2018); BatchNorm, InstanceNorm or no
 norm in G; G's last layer as Radford's 4x4 transposed convolution or, as in SNGAN's and mimicry's
-DCGAN, one more upsampling stage and a 3x3 convolution to RGB; class-conditional G (label
-embedding concatenated to z) and projection D (Miyato & Koyama 2018) when `num_classes > 0`.
+DCGAN, one more upsampling stage and a 3x3 convolution to RGB.
+
+Class-conditional models (`num_classes > 0`): G concatenates a learned label embedding to z (the
+conditional DCGAN of Mirza & Osindero 2014 and AC-GAN, Odena et al. 2017). D either adds a
+projection term <embed(c), features> to its logit (Miyato & Koyama 2018, the SNGAN/BigGAN line)
+or carries an auxiliary classifier head over the classes beside its real/fake head (AC-GAN).
 """
 
 from __future__ import annotations
@@ -52,21 +56,26 @@ def init_dcgan_weights(module: nn.Module) -> None:
 
 
 G_OUTPUTS = ("deconv", "conv3x3")
+CONDITIONINGS = ("projection", "acgan")
 
 
 class Generator(nn.Module):
     def __init__(self, *, z_dim: int = 100, img_resolution: int = 32, img_channels: int = 3,
-                 base_channels: int = 64, norm: str = "batch", num_classes: int = 0, output: str = "deconv"):
+                 base_channels: int = 64, norm: str = "batch", num_classes: int = 0, output: str = "deconv",
+                 class_names: list[str] | None = None):
         super().__init__()
         if output not in G_OUTPUTS:
             raise ValueError(f"output must be one of {G_OUTPUTS}, not {output!r}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
         self.z_dim, self.img_resolution, self.img_channels = z_dim, img_resolution, img_channels
         self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         stages = _stage_count(img_resolution)
         if output == "conv3x3":  # Every stage upsamples; the full-resolution map has base_channels.
             stages += 1
         width = base_channels * 2 ** (stages - 1)
-        self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None
+        self.embed = nn.Embedding(num_classes, z_dim) if num_classes else None  # (B,) -> (B, z_dim)
         in_dim = z_dim * 2 if num_classes else z_dim
         layers = [  # (B, in_dim, 1, 1) -> (B, width, 4, 4)
             nn.ConvTranspose2d(in_dim, width, 4, 1, 0, bias=norm == "none"),
@@ -85,11 +94,13 @@ class Generator(nn.Module):
         self.apply(init_dcgan_weights)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        """z: (B, z_dim) latents, c: (B,) class labels when conditional -> (B, C, res, res) in [-1, 1]."""
+        """z: (B, z_dim) latents, c when conditional: (B,) class labels, or (B, num_classes) class
+        weights (mixes of embeddings, to interpolate between classes) -> (B, C, res, res) in [-1, 1]."""
         if self.embed is not None:
             if c is None:
                 raise ValueError("this generator is class-conditional: pass class labels c")
-            z = torch.cat([z, self.embed(c)], dim=1)
+            embedding = c.to(self.embed.weight.dtype) @ self.embed.weight if c.is_floating_point() else self.embed(c)
+            z = torch.cat([z, embedding.to(z.dtype)], dim=1)  # (B, 2 * z_dim)
         return self.main(z[:, :, None, None])
 
 
@@ -116,9 +127,13 @@ class MinibatchStd(nn.Module):
 
 class Discriminator(nn.Module):
     def __init__(self, *, img_resolution: int = 32, img_channels: int = 3, base_channels: int = 64,
-                 norm: str = "batch", spectral_norm: bool = False, num_classes: int = 0, mbstd_group: int = 0):
+                 norm: str = "batch", spectral_norm: bool = False, num_classes: int = 0, mbstd_group: int = 0,
+                 conditioning: str = "projection"):
         super().__init__()
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, not {conditioning!r}")
         self.img_resolution, self.img_channels, self.num_classes = img_resolution, img_channels, num_classes
+        self.conditioning = conditioning if num_classes else ""
         wrap = apply_spectral_norm if spectral_norm else (lambda m: m)
         stages = _stage_count(img_resolution)
         width = base_channels
@@ -130,16 +145,25 @@ class Discriminator(nn.Module):
             width *= 2
         self.features = nn.Sequential(*layers)  # (B, width, 4, 4)
         self.mbstd = MinibatchStd(mbstd_group) if mbstd_group else None  # (B, width + 1, 4, 4)
-        self.head = wrap(nn.Conv2d(width + (1 if mbstd_group else 0), 1, 4, 1, 0))  # (B, 1, 1, 1)
-        self.embed = wrap(nn.Embedding(num_classes, width)) if num_classes else None
+        head_in = width + (1 if mbstd_group else 0)
+        self.head = wrap(nn.Conv2d(head_in, 1, 4, 1, 0))  # (B, 1, 1, 1)
+        # Projection: (B,) labels -> (B, width) embeddings; AC-GAN: (B, head_in, 4, 4) -> (B, K, 1, 1) class logits.
+        self.embed = wrap(nn.Embedding(num_classes, width)) if self.conditioning == "projection" else None
+        self.classifier = wrap(nn.Conv2d(head_in, num_classes, 4, 1, 0)) if self.conditioning == "acgan" else None
         self.apply(init_dcgan_weights)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, C, res, res) in [-1, 1] -> (B,) logits."""
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None, return_classes: bool = False):
+        """x: (B, C, res, res) in [-1, 1], c: (B,) labels (projection D) -> (B,) real/fake logits;
+        with `return_classes` (AC-GAN D) also the (B, num_classes) class logits."""
         h = self.features(x)  # (B, width, 4, 4)
-        logits = self.head(self.mbstd(h) if self.mbstd is not None else h).flatten()  # (B,)
+        head_input = self.mbstd(h) if self.mbstd is not None else h
+        logits = self.head(head_input).flatten()  # (B,)
         if self.embed is not None:
             if c is None:
                 raise ValueError("this discriminator is class-conditional: pass class labels c")
             logits = logits + (self.embed(c) * h.sum(dim=(2, 3))).sum(1)  # projection term
+        if return_classes:
+            if self.classifier is None:
+                raise ValueError("this discriminator has no auxiliary classifier (it is not an AC-GAN D)")
+            return logits, self.classifier(head_input).flatten(1)  # (B,), (B, num_classes)
         return logits

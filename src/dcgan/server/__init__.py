@@ -9,6 +9,10 @@ queue a request gets 503 with Retry-After at once, so a burst never holds every 
 `/healthz` and `/runs` always answer. Images are a pure function of (model, seed, num, ...), so a
 request with an explicit seed carries an ETag and may be cached by the browser.
 
+Class-conditional models take `class=` (a name or an index) on the gallery, `/api/generate` and
+`/api/interpolate` (with `to_class=` the walk goes from one class to another: at one seed, the
+same latent changes class); `/api/models` lists each model's classes.
+
 Run files are served only for real runs (a folder of `--runs` with `config.json`) and only the
 files a run page shows: its plots, grids, metrics.csv and config/summary/model JSON; never
 `environment.json` (the command line) or anything in a sub-folder such as a W&B folder. Run pages
@@ -27,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import torch
 from flask import Flask, jsonify, render_template, request, send_file, send_from_directory
@@ -34,7 +39,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.utils import safe_join
 
 from dcgan.checkpoint import load_generator
-from dcgan.sampling import MAX_SEED, generate_images, image_to_pil, interpolate, make_grid, save_gif, to_pil
+from dcgan.errors import UserError
+from dcgan.sampling import (MAX_SEED, generate_images, image_to_pil, interpolate, is_conditional, make_grid,
+                            resolve_classes, save_gif, to_pil)
 from dcgan.training.report import METRIC_COLUMNS
 
 RUN_FILES = ("progress.gif", "losses.png", "loss_variance.png", "metric.png", "real_vs_fake.png")
@@ -54,9 +61,15 @@ class LoadedModel:
     generator: torch.nn.Module
     kwargs: dict
 
+    @property
+    def classes(self) -> list[str]:
+        """The class names of a conditional model; [] for an unconditional one."""
+        return list(self.generator.class_names) if is_conditional(self.generator) else []
+
     def describe(self) -> dict:
         return {"name": self.name, "resolution": self.kwargs["img_resolution"],
-                "channels": self.kwargs["img_channels"], "z_dim": self.kwargs["z_dim"]}
+                "channels": self.kwargs["img_channels"], "z_dim": self.kwargs["z_dim"],
+                "conditional": bool(self.classes), "classes": self.classes}
 
 
 def load_models(checkpoints: list[str], device: str = "cpu") -> dict[str, LoadedModel]:
@@ -130,6 +143,18 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
             raise BadRequest(f"'format' must be one of {', '.join(choices)}, not {value[:20]!r}")
         return value
 
+    def class_arg(model: LoadedModel, name: str = "class") -> int | None:
+        """A class name or index for a conditional model (None when not given); 400 naming the valid ones."""
+        raw = request.args.get(name)
+        if raw is None or raw == "":
+            return None
+        if raw == "all":
+            raise BadRequest(f"'{name}' takes one class, not all")
+        try:
+            return resolve_classes(model.generator, [raw[:60]])[0]
+        except UserError as error:
+            raise BadRequest(f"'{name}': {error}") from None
+
     def random_seed() -> int:
         return random.randrange(0, 2**31)
 
@@ -141,8 +166,8 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
     def png_base64(image: torch.Tensor) -> str:
         return base64.b64encode(png_bytes(image_to_pil(image))).decode()
 
-    def generate(model: LoadedModel, seeds: range) -> torch.Tensor:
-        return queue.run(lambda: generate_images(model.generator, seeds))
+    def generate(model: LoadedModel, seeds: range, class_index: int | None = None) -> torch.Tensor:
+        return queue.run(lambda: generate_images(model.generator, seeds, classes=class_index))
 
     def image_etag(model: LoadedModel) -> str | None:
         """An explicit seed makes the image a pure function of the model and the URL: its ETag; else None."""
@@ -202,12 +227,14 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
         seed = int_arg("seed", random_seed(), 0, MAX_SEED - num)
         fmt = format_arg("png", "json")
         nrow = int_arg("nrow", 0, 0, max_images) or None
+        class_index = class_arg(model)
         seeds = range(seed, seed + num)
         if (cached := not_modified(model)) is not None:
             return cached
-        images = generate(model, seeds)
+        images = generate(model, seeds, class_index)
         if fmt == "json":
-            return cacheable(jsonify(model=model.name, seeds=list(seeds),
+            extra = {"class": model.classes[class_index]} if class_index is not None else {}
+            return cacheable(jsonify(model=model.name, seeds=list(seeds), **extra,
                                      images=[png_base64(img) for img in images]), model)
         data = png_bytes(to_pil(make_grid(images, nrow=nrow)))
         download = request.args.get("download") in ("1", "true")
@@ -221,7 +248,10 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
         seed_to = int_arg("to", None, 0, MAX_SEED)
         steps = int_arg("steps", 8, 2, max_steps)
         fmt = format_arg("png", "gif")
-        images = queue.run(lambda: interpolate(model.generator, seed_from, seed_to, steps))
+        class_from, class_to = class_arg(model), class_arg(model, "to_class")
+        if class_to is not None and class_from is None:
+            raise BadRequest("'to_class' needs 'class' (the class the walk starts from)")
+        images = queue.run(lambda: interpolate(model.generator, seed_from, seed_to, steps, class_from, class_to))
         if fmt == "gif":
             frames = [image_to_pil(img).resize((128, 128), 0) for img in images]
             frames += frames[-2:0:-1]  # there and back
@@ -237,11 +267,15 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
         model = model_arg()
         num = int_arg("num", 16, 1, max_images)
         seed = int_arg("seed", random_seed(), 0, MAX_SEED - num)
+        class_index = class_arg(model)
         seeds = range(seed, seed + num)
         images = [(s, "data:image/png;base64," + png_base64(img))
-                  for s, img in zip(seeds, generate(model, seeds))]  # one batch
+                  for s, img in zip(seeds, generate(model, seeds, class_index))]  # one batch
+        class_name = model.classes[class_index] if class_index is not None else ""
         return render_template("gallery.html", models=list(models), model=model.name, num=num, seed=seed,
-                               images=images, max_images=max_images, has_runs=runs_root is not None)
+                               images=images, max_images=max_images, has_runs=runs_root is not None,
+                               classes=model.classes, class_name=class_name,
+                               class_query=f"&class={quote(class_name)}" if class_name else "")
 
     @app.get("/runs")
     def runs_page():

@@ -53,8 +53,11 @@ def standing_statistics(generator: nn.Module, *, batches: int = 32, batch_size: 
     device = next(copy_.parameters()).device
     latents = torch.Generator().manual_seed(seed)
     copy_.train()
+    num_classes = getattr(copy_, "num_classes", 0)
     for _ in range(batches):
-        copy_(torch.randn(batch_size, copy_.z_dim, generator=latents).to(device))
+        z = torch.randn(batch_size, copy_.z_dim, generator=latents).to(device)
+        c = torch.randint(num_classes, (batch_size,), generator=latents).to(device) if num_classes else None
+        copy_(z, c)  # a conditional generator: classes drawn uniformly
     for module, momentum in zip(norms, momenta):
         module.momentum = momentum
     return copy_.eval().requires_grad_(False)

@@ -65,13 +65,20 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     if data is None:
         data = load_dataset(config.dataset, config.data_root, split=config.split, classes=config.classes,
                             resolution=config.resolution, channels=config.channels, download=config.download)
+    class_names: list[str] = []  # what a conditional model learns to generate, by label 0..K-1
+    if config.conditional:
+        data = data.with_present_classes()
+        class_names = data.class_names
+        if len(class_names) < 2:
+            raise UserError(f"--conditional needs at least two classes; the data holds one ({class_names[0]})")
+    num_classes = len(class_names)
     resolution, channels = data.resolution, data.channels
     stream = BatchStream(data, config.batch_size, seed=config.seed, device=device, hflip=config.hflip,
                          rank=process.rank, world_size=process.world_size)
 
     # Build networks, optimizers and the loss.
-    g_kwargs = generator_kwargs(config, resolution, channels)
-    d_kwargs = discriminator_kwargs(config, resolution, channels)
+    g_kwargs = generator_kwargs(config, resolution, channels, class_names)
+    d_kwargs = discriminator_kwargs(config, resolution, channels, num_classes)
     G = build_generator(**g_kwargs)
     D = build_discriminator(**d_kwargs)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -87,7 +94,8 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     loss = GANLoss(generator=G_train, discriminator=D, compiled_discriminator=D_compiled, loss=config.loss,
                    label_smoothing=config.label_smoothing, r1_gamma=config.r1_gamma, r2_gamma=config.r2_gamma,
                    r1_interval=config.r1_interval, gp_weight=config.gp_weight, lecam_weight=config.lecam_weight,
-                   augment=augmenter, precision=precision)
+                   augment=augmenter, precision=precision, conditioning=config.conditional,
+                   ac_weight=config.ac_weight)
     if process.is_main and show_progress:
         print(f"precision: {precision.reason}", flush=True)
 
@@ -150,7 +158,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     else:  # Whole epochs, at least MIN_SNAPSHOT_NIMG apart, so tiny datasets don't snapshot constantly.
         snapshot_nimg = epoch_nimg * math.ceil(MIN_SNAPSHOT_NIMG / epoch_nimg)
     next_snapshot = (cur_nimg // snapshot_nimg + 1) * snapshot_nimg
-    fixed_z = latents_from_seeds(range(config.grid_size), config.z_dim)
+    fixed_z, fixed_labels, grid_columns = fixed_grid_inputs(config.grid_size, config.z_dim, num_classes)
 
     standing: dict[int, torch.nn.Module] = {}  # step -> the EMA generator with standing statistics
 
@@ -183,25 +191,30 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         if not process.is_main:
             return
         sampler = output_generator()
-        grid = generate_from_latents(sampler, fixed_z)
-        save_image(to_pil(make_grid(grid)), run_dir / "samples" / f"fakes-kimg{cur_nimg / 1000:09.2f}.png")
+        grid = generate_from_latents(sampler, fixed_z, labels=fixed_labels)
+        save_image(to_pil(make_grid(grid, nrow=grid_columns)),
+                   run_dir / "samples" / f"fakes-kimg{cur_nimg / 1000:09.2f}.png")
         frames = [_read_image(p) for p in sorted((run_dir / "samples").glob("fakes*.png"))]
         save_gif([frame for frame in frames if frame is not None], run_dir / "progress.gif")
         plot_metrics(run_dir / "metrics.csv", run_dir)
         summary.update(step=step, kimg=round(cur_nimg / 1000, 3), epoch=round(cur_nimg / len(data), 3))
         save_checkpoint(checkpoint_state(rng_ranks), run_dir / "checkpoint-last.pt")
+        if config.keep_snapshots:
+            keep_snapshot(run_dir, cur_nimg, config.keep_snapshots)
         save_generator(sampler, g_kwargs, run_dir / "generator.safetensors", extra=generator_metadata())
 
     def generator_metadata() -> dict:
-        return {"step": step, "kimg": cur_nimg / 1000, "dataset": config.dataset, "classes": config.classes}
+        return {"step": step, "kimg": cur_nimg / 1000, "dataset": config.dataset, "classes": config.classes,
+                "class_names": class_names, "conditional": config.conditional}
 
     def evaluate_metric() -> None:
         """Score the EMA generator; a best score writes checkpoint-best.pt and generator-best.safetensors."""
         sampler = output_generator()
-        value = tracker.evaluate(sampler, cur_nimg)
+        scores = tracker.evaluate(sampler, cur_nimg)
+        value = scores[tracker.column]
         epoch = cur_nimg / len(data)
         log.write_row(step=step, kimg=round(cur_nimg / 1000, 4), epoch=round(epoch, 4),
-                      seconds=round(elapsed_before + time.time() - start_time, 2), **{tracker.column: value})
+                      seconds=round(elapsed_before + time.time() - start_time, 2), **scores)
         note = ""
         if tracker.is_best(value):
             summary["best"] = tracker.record_best(value, step, cur_nimg, epoch)
@@ -213,7 +226,9 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             note = f" (best {tracker.best['value']:.3f} at {tracker.best['kimg']:g} kimg)"
         summary["metric_seconds"] = round(tracker.seconds_spent, 2)
         plot_metrics(run_dir / "metrics.csv", run_dir)
-        progress.write(f"{tracker.title} {value:.3f} at {cur_nimg / 1000:.1f} kimg{note}")
+        also = "".join(f", {key.replace('_', '-').upper().replace('-FAST', '-fast')} {score:.3f}"
+                       for key, score in scores.items() if key != tracker.column)
+        progress.write(f"{tracker.title} {value:.3f}{also} at {cur_nimg / 1000:.1f} kimg{note}")
 
     # Train.
     progress = tqdm(total=None if math.isinf(total_nimg) else int(total_nimg), initial=cur_nimg,
@@ -231,22 +246,30 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             log_now = (step + 1) % config.log_every == 0
             loss_problem = ""  # rank 0: the non-finite losses of this step's row, if any
 
-            # Learning rates: constant, or decayed over the run's length (images or minutes).
-            if config.lr_decay != "none":
+            # Learning rates (constant, or decayed) and instance noise (annealed) over the run's length.
+            if config.lr_decay != "none" or config.instance_noise:
                 done = min(1.0, max(cur_nimg / total_nimg,
                                     (elapsed_before + time.time() - start_time) / deadline))
                 factor = lr_factor(config.lr_decay, done)
                 opt_G.param_groups[0]["lr"], opt_D.param_groups[0]["lr"] = config.lr_g * factor, config.lr_d * factor
+                loss.instance_noise = config.instance_noise * (1.0 - done)
+                if log_now and config.instance_noise:
+                    log.report("instance_noise", loss.instance_noise)
 
             # Discriminator phase: n_dis batches; G's last batch of fakes is kept for the G phase.
             D.requires_grad_(True)
             for k in range(config.n_dis):
-                real, _ = next(stream)
+                real, real_labels = next(stream)
                 z = torch.randn(real.shape[0], config.z_dim, device=device)
+                fake_labels = None  # conditional: classes drawn uniformly
+                if num_classes:
+                    fake_labels = torch.randint(num_classes, (real.shape[0],), device=device)
+                else:
+                    real_labels = None
                 with torch.set_grad_enabled(k == config.n_dis - 1), precision.autocast():
-                    fake = G_train(z)
+                    fake = G_train(z, fake_labels)
                 opt_D.zero_grad(set_to_none=True)
-                for name, value in loss.discriminator_step(real, fake, d_step, scaler).items():
+                for name, value in loss.discriminator_step(real, fake, d_step, scaler, real_labels, fake_labels).items():
                     log.report(name, value)
                 _all_reduce_grads(D, process)
                 if log_now and k == config.n_dis - 1:
@@ -259,7 +282,8 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             # Generator phase.
             D.requires_grad_(False)
             opt_G.zero_grad(set_to_none=True)
-            for name, value in loss.generator_step(fake, scaler, real=real).items():
+            for name, value in loss.generator_step(fake, scaler, real=real, fake_labels=fake_labels,
+                                                   real_labels=real_labels).items():
                 log.report(name, value)
             _all_reduce_grads(G, process)
             if log_now:
@@ -291,15 +315,16 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                     epoch_rows.append(row)
                     progress.set_postfix_str(
                         f"L_D={row['loss_d']:.3f} L_G={row['loss_g']:.3f} D(x)={row['d_real']:.2f} "
-                        f"D(G(z))={row['d_fake']:.2f} {row['images_per_s']:.0f} img/s", refresh=False)
+                        f"D(G(z))={row['d_fake']:.2f}/{row['d_fake_g']:.2f} {row['images_per_s']:.0f} img/s",
+                        refresh=False)
 
             # One line per epoch.
             if stream.epoch != current_epoch:
                 if process.is_main and epoch_rows:
                     mean = {k: sum(r[k] for r in epoch_rows) / len(epoch_rows)
-                            for k in ("loss_d", "loss_g", "d_real", "d_fake", "images_per_s")}
+                            for k in ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_g", "images_per_s")}
                     progress.write(f"epoch {current_epoch + 1}: L_D {mean['loss_d']:.3f}  L_G {mean['loss_g']:.3f}  "
-                                   f"D(x) {mean['d_real']:.2f}  D(G(z)) {mean['d_fake']:.2f}  "
+                                   f"D(x) {mean['d_real']:.2f}  D(G(z)) {mean['d_fake']:.2f} / {mean['d_fake_g']:.2f}  "
                                    f"{mean['images_per_s']:.0f} img/s  ({cur_nimg / 1000:.1f} kimg)")
                 current_epoch, epoch_rows = stream.epoch, []
 
@@ -341,7 +366,8 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     # Write the final artifacts.
     seconds = elapsed_before + time.time() - start_time
     if process.is_main and stop_reason != "interrupted":
-        write_real_vs_fake(data, generate_from_latents(output_generator(), fixed_z), run_dir / "real_vs_fake.png")
+        write_real_vs_fake(data, generate_from_latents(output_generator(), fixed_z, labels=fixed_labels),
+                           run_dir / "real_vs_fake.png", nrow=grid_columns, labels=fixed_labels)
         summary.update(step=step, kimg=round(cur_nimg / 1000, 3), epoch=round(cur_nimg / len(data), 3),
                        seconds=round(seconds, 1), stop_reason=stop_reason)
         if tracker is not None:
@@ -386,12 +412,54 @@ def physical_cores() -> int:
     return os.cpu_count() or 1
 
 
-def write_real_vs_fake(data: ImageData, fakes: torch.Tensor, path: Path) -> None:
-    """Real images (a fixed random pick) and fixed-noise fakes, side by side, labelled."""
+def fixed_grid_inputs(grid_size: int, z_dim: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """The fixed noise of the run's sample grids: (latents, labels or None, images per row).
+    Unconditional: `grid_size` seeds in a square. Conditional: one row per class (10 classes spread
+    over the range where there are more), the same latent down each column."""
+    if not num_classes:
+        return latents_from_seeds(range(grid_size), z_dim), None, max(1, int(math.ceil(math.sqrt(grid_size))))
+    rows = torch.linspace(0, num_classes - 1, min(num_classes, 10)).round().long()  # (R,) classes
+    columns = max(1, grid_size // len(rows))
+    z = latents_from_seeds(range(columns), z_dim).repeat(len(rows), 1)  # (R * columns, z_dim)
+    return z, rows.repeat_interleave(columns), columns
+
+
+def keep_snapshot(run_dir: Path, cur_nimg: int, keep: int) -> None:
+    """checkpoint-last.pt also as checkpoint-kimgNNNNNN.pt (a hard link where the file system has
+    them, else a copy), and only the newest `keep` of those kept."""
+    import shutil
+
+    from dcgan.files import atomic_write
+
+    path = run_dir / f"checkpoint-kimg{cur_nimg // 1000:06d}.pt"
+    path.unlink(missing_ok=True)
+    try:
+        os.link(run_dir / "checkpoint-last.pt", path)
+    except OSError:
+        atomic_write(path, lambda tmp: shutil.copyfile(run_dir / "checkpoint-last.pt", tmp))
+    for old in sorted(run_dir.glob("checkpoint-kimg*.pt"))[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def write_real_vs_fake(data: ImageData, fakes: torch.Tensor, path: Path, nrow: int | None = None,
+                       labels: torch.Tensor | None = None) -> None:
+    """Real images (a fixed random pick; of the same class as each fake where `labels` are given)
+    and fixed-noise fakes, side by side, labelled."""
     count = min(fakes.shape[0], len(data))
-    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:count]
-    real = to_pil(make_grid(data.images[pick]))
-    fake = to_pil(make_grid(fakes[:count]))
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    if labels is None:
+        pick = order[:count]
+    else:  # the k-th fake of class c beside the k-th image of class c in the fixed order
+        by_class = {int(c): order[data.labels[order] == c] for c in labels.unique()}
+        seen: dict[int, int] = {}
+        pick = []
+        for c in labels[:count].tolist():
+            members = by_class[c]
+            pick.append(members[seen.get(c, 0) % len(members)])
+            seen[c] = seen.get(c, 0) + 1
+        pick = torch.stack(pick)
+    real = to_pil(make_grid(data.images[pick], nrow=nrow))
+    fake = to_pil(make_grid(fakes[:count], nrow=nrow))
     label_height, gap = 16, 8
     canvas = Image.new(real.mode, (real.width + gap + fake.width, real.height + label_height), "white")
     canvas.paste(real, (0, label_height))

@@ -20,8 +20,10 @@ from dcgan.files import atomic_write
 
 COLUMNS = ["step", "kimg", "epoch", "seconds", "loss_d", "loss_g", "d_real", "d_fake", "r1", "gp",
            "grad_norm_g", "grad_norm_d", "lr_g", "lr_d", "ema_beta", "images_per_s", "fid", "fid_fast",
-           "d_fake_g", "r2", "lecam", "augment_p"]  # d_fake_g: D(G(z)) after D's update, in G's step
+           "d_fake_g", "r2", "lecam", "augment_p",  # d_fake_g: D(G(z)) after D's update, in G's step
+           "ac_d", "ac_g", "ac_accuracy", "instance_noise", "is", "is_fast"]  # ac_*: AC-GAN class losses
 METRIC_COLUMNS = {"fid": "FID (Inception)", "fid_fast": "FID-fast (fast features, not Inception FID)"}
+SCORE_COLUMNS = {"is": "IS (Inception)", "is_fast": "IS-fast (fast features, not Inception IS)"}  # higher is better
 
 
 class RunLog:
@@ -122,10 +124,11 @@ def _truncate_csv(path: Path, last_step: int) -> None:
 
 
 def _complete(row: dict) -> bool:
-    """A whole row: every column present (a torn last line lacks some) and an integer step."""
-    if None in row or any(row.get(name) is None for name in COLUMNS):
+    """A whole row: every column of the file's header present (a torn last line lacks some) and an
+    integer step. A file written by an older version, with fewer columns, keeps its rows."""
+    if None in row or any(value is None for value in row.values()):
         return False
-    return row["step"].isdigit()
+    return (row.get("step") or "").isdigit()
 
 
 def read_csv(path: Path) -> dict[str, list[float]]:
@@ -164,7 +167,7 @@ def plot_metrics(csv_path: Path, out_dir: Path, window: int = 25) -> None:
             ax_loss.plot(*series(name), label=label, linewidth=1)
     ax_loss.set(xlabel="kimg", ylabel="loss", title="Losses")
     ax_loss.legend()
-    for name, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+    for name, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))"), ("d_fake_g", "D(G(z)) after D's step")):
         if name in columns:
             ax_out.plot(*series(name), label=label, linewidth=1)
     ax_out.set(xlabel="kimg", ylabel="mean logit", title="Discriminator outputs")
@@ -187,16 +190,18 @@ def plot_metrics(csv_path: Path, out_dir: Path, window: int = 25) -> None:
     atomic_savefig(fig, out_dir / "loss_variance.png")
     plt.close(fig)
 
-    for name, label in METRIC_COLUMNS.items():
-        at, values = series(name)
-        if len(values) == 0:
-            continue
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(at, values, marker="o", markersize=3, linewidth=1, label=label)
-        best = int(np.argmin(values))
-        ax.scatter([at[best]], [values[best]], color="red", zorder=3, label=f"best {values[best]:.3f} at {at[best]:g} kimg")
-        ax.set(xlabel="kimg", ylabel=name, title=label)
-        ax.legend()
+    tracked = [(name, label, "min") for name, label in METRIC_COLUMNS.items() if len(series(name)[1])]
+    tracked += [(name, label, "max") for name, label in SCORE_COLUMNS.items() if len(series(name)[1])]
+    if tracked:  # metric.png: the tracked FID, and the Inception Score beside it when tracked too
+        fig, axes = plt.subplots(1, len(tracked), figsize=(6 * len(tracked), 4), squeeze=False)
+        for ax, (name, label, best_is) in zip(axes[0], tracked):
+            at, values = series(name)
+            ax.plot(at, values, marker="o", markersize=3, linewidth=1, label=label)
+            best = int(np.argmin(values) if best_is == "min" else np.argmax(values))
+            ax.scatter([at[best]], [values[best]], color="red", zorder=3,
+                       label=f"best {values[best]:.3f} at {at[best]:g} kimg")
+            ax.set(xlabel="kimg", ylabel=name, title=label)
+            ax.legend()
         fig.tight_layout()
         atomic_savefig(fig, out_dir / "metric.png")
         plt.close(fig)

@@ -52,10 +52,14 @@ def model_summary(generator, discriminator, z_dim: int, resolution: int, channel
     from torchinfo import summary
 
     parts = []
-    for name, module, shape in (("Generator", generator, (2, z_dim)),
-                                ("Discriminator", discriminator, (2, channels, resolution, resolution))):
+    labels = torch.zeros(2, dtype=torch.int64)  # a conditional network's inputs are (image or z, labels)
+    g_input = [torch.zeros(2, z_dim), labels] if generator.num_classes else [torch.zeros(2, z_dim)]
+    d_input = [torch.zeros(2, channels, resolution, resolution)]
+    if getattr(discriminator, "embed", None) is not None:
+        d_input.append(labels)
+    for name, module, inputs in (("Generator", generator, g_input), ("Discriminator", discriminator, d_input)):
         # A copy: a forward pass would move BatchNorm statistics and spectral-norm vectors.
-        text = str(summary(copy.deepcopy(module).cpu(), input_size=shape, verbose=0, device="cpu",
+        text = str(summary(copy.deepcopy(module).cpu(), input_data=inputs, verbose=0, device="cpu",
                            col_names=("output_size", "num_params"), depth=4))
         parts.append(f"{name}: {count_parameters(module):,} parameters\n{text}\n")
     return "\n".join(parts)

@@ -81,3 +81,26 @@ def restore_rng(state: dict, rank: int, device: torch.device) -> None:
         torch.set_rng_state(rng_cpu[rank])
     if device.type == "cuda" and rank < len(rng_cuda) and rng_cuda[rank] is not None:
         torch.cuda.set_rng_state(rng_cuda[rank], device)
+
+
+RESUMED_STATE_KEYS = ("G", "D", "G_ema", "opt_G", "opt_D", "rng_cpu", "data")
+
+
+def state_tensors(checkpoint: dict, keys=RESUMED_STATE_KEYS) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint's training state, flattened to {"G/main.0.weight": tensor, ...}:
+    what two runs that should be bit-identical (a straight run, a resumed one) are compared by."""
+    out: dict[str, torch.Tensor] = {}
+
+    def walk(value, path: str) -> None:
+        if torch.is_tensor(value):
+            out[path] = value
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}/{key}")
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk(item, f"{path}/{index}")
+
+    for key in keys:
+        walk(checkpoint.get(key), key)
+    return out

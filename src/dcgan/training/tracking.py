@@ -1,8 +1,11 @@
-"""Scores during training: `--metric fid-fast|fid` on a schedule, and the best checkpoint.
+"""Scores during training: `--metric fid-fast|fid` (with `is-fast|is`) on a schedule, and the best checkpoint.
 
 The tracker scores the EMA generator on the same `metric_samples` seeds each time (so scores
 differ only through the weights) against the statistics of the training images, computed once
-and cached. It draws no random numbers from torch's global generator, so tracking a metric does
+and cached; a conditional generator draws each image's class from its seed (uniform over the
+classes). `--metric fid-fast,is-fast` also scores the Inception Score of the same images (the
+fast extractor's classifier logits), logged beside the FID; the FID alone picks the best
+checkpoint. It draws no random numbers from torch's global generator, so tracking a metric does
 not change the training run. It tells the loop whether a score is the best so far; the loop then
 writes checkpoint-best.pt and generator-best.safetensors.
 """
@@ -16,7 +19,7 @@ import torch
 
 from dcgan.config import TrainConfig, parse_interval
 from dcgan.data import ImageData
-from dcgan.metrics import compute_scores, score_key, score_title
+from dcgan.metrics import MetricOptions, compute_scores, score_key, score_title
 from dcgan.metrics.evaluate import generated_features, load_extractor
 from dcgan.metrics.reference import RealSource, reference_features
 
@@ -26,7 +29,9 @@ WARN_FRACTION = 0.1
 class MetricTracker:
     def __init__(self, config: TrainConfig, data: ImageData, device: torch.device, summary: dict,
                  progress: bool = True):
-        self.kind = "fast" if config.metric == "fid-fast" else "inception"
+        names = config.tracked_metrics
+        self.kind = "fast" if names[0] == "fid-fast" else "inception"
+        self.metrics = ["fid"] + (["is"] if len(names) > 1 else [])
         self.column = score_key("fid", self.kind)  # fid or fid_fast
         self.title = score_title("fid", self.kind)
         self.samples = config.metric_samples
@@ -62,11 +67,14 @@ class MetricTracker:
             return cur_nimg >= self.next_nimg
         return time.time() - self.last_time >= self.every
 
-    def evaluate(self, generator: torch.nn.Module, cur_nimg: int) -> float:
-        """Score `generator` now: FID (or FID-fast) of `metric_samples` images against the training data."""
+    def evaluate(self, generator: torch.nn.Module, cur_nimg: int) -> dict[str, float]:
+        """Score `generator` now: FID (or FID-fast) of `metric_samples` images against the training
+        data, and their IS where tracked: {column: value}, the FID under `self.column`."""
         start = time.time()
         generated = generated_features(generator, self.extractor, self.samples, seed=0, progress=False)
-        value = compute_scores(["fid"], generated, self.reference, self.kind)[self.column]
+        scores = compute_scores(self.metrics, generated, self.reference, self.kind,
+                                MetricOptions(is_splits=min(10, self.samples)))
+        scores = {key: value for key, value in scores.items() if not key.endswith("_std")}
         seconds = time.time() - start
         self.seconds_spent += seconds
         self.schedule_next(cur_nimg)
@@ -75,7 +83,7 @@ class MetricTracker:
             print(f"note: one {self.title} evaluation took {seconds:.0f} s, {seconds / self.every:.0%} of the "
                   f"--metric-every interval; pass a longer --metric-every or fewer --metric-samples", flush=True)
         self.last_time = time.time()
-        return value
+        return scores
 
     def is_best(self, value: float) -> bool:
         if not math.isfinite(value):
@@ -90,6 +98,6 @@ class MetricTracker:
 
     def describe(self) -> dict:
         """The tracking protocol, for summary.json."""
-        return {"metric": self.column, "every": f"{self.every:g} {self.unit}", "samples": self.samples,
+        return {"metric": self.column, "also": [score_key(m, self.kind) for m in self.metrics[1:]], "every": f"{self.every:g} {self.unit}", "samples": self.samples,
                 "seeds": f"0-{self.samples - 1}", "reference_images": self.reference.count,
                 "feature_extractor": self.extractor.describe()}
