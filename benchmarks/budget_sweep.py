@@ -40,7 +40,8 @@ from dcgan.errors import UserError
 from dcgan.metrics import compute_scores
 from dcgan.metrics.evaluate import generated_features, load_extractor
 from dcgan.metrics.reference import RealSource, reference_features
-from dcgan.sampling import generate_images, save_grid
+from dcgan.metrics.conditional import per_class_scores
+from dcgan.sampling import generate_images, is_conditional, save_grid
 
 
 def read_sweep(path: Path) -> list[dict]:
@@ -109,8 +110,10 @@ def run_one(config: dict, seed: int, args) -> Path:
     return runs[-1]
 
 
-def score_run(run_dir: Path, extractor, reference, num_gen: int) -> dict:
-    """Held-out FID-fast/KID-fast of the raw and EMA generators, and the run's own figures."""
+def score_run(run_dir: Path, extractor, reference, num_gen: int, test_source: RealSource) -> dict:
+    """Held-out FID-fast/KID-fast of the raw and EMA generators, and the run's own figures; for a
+    conditional run also the class accuracy and the mean intra-class FID-fast of its EMA generator
+    (each class's samples against that class's test images)."""
     summary = json.loads((run_dir / "summary.json").read_text())
     with open(run_dir / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -126,6 +129,11 @@ def score_run(run_dir: Path, extractor, reference, num_gen: int) -> dict:
         generated = generated_features(generator, extractor, num_gen, seed=0, progress=False)
         scores = compute_scores(["fid", "kid"], generated, reference, extractor.kind)
         result[f"fid_fast_{label}"], result[f"kid_fast_{label}"] = scores["fid_fast"], scores["kid_fast"]
+    if config.get("conditional"):  # the generator of the last pass: EMA where there is one
+        per = per_class_scores(generator, extractor, test_source, ["fid"], num_per_class=num_gen // generator.num_classes,
+                               progress=False)
+        result["class_accuracy"] = per["class_accuracy"]
+        result["intra_fid_fast"] = statistics.mean(entry["fid_fast"] for entry in per["per_class"].values())
     if "best" in summary:
         tracked = [float(r["fid_fast"]) for r in rows if r.get("fid_fast")]
         result["tracked_best"], result["tracked_last"] = summary["best"]["value"], tracked[-1]
@@ -143,16 +151,20 @@ def fmt(values: list[float], digits: int = 3) -> str:
 
 def write_table(results: dict, args) -> str:
     budget = f"{args.kimg:g} kimg" if args.kimg else f"{args.minutes:g} minutes"
+    conditional = any("class_accuracy" in r for runs in results.values() for r in runs)
+    extra_header = " intra-class FID-fast | class accuracy |" if conditional else ""
     lines = [f"Budget {budget}, seeds {args.seeds}, {args.num_gen:,} samples per score against "
              f"{args.reference_name}; FID-fast / KID-fast on held-out images (lower is better); "
              f"mean (per seed).", "",
-             "| config | kimg | img/s | FID-fast EMA | FID-fast raw | KID-fast EMA | tracked best / last |",
-             "|---|---|---|---|---|---|---|"]
+             "| config | kimg | img/s | FID-fast EMA | FID-fast raw | KID-fast EMA | tracked best / last |" + extra_header,
+             "|---|---|---|---|---|---|---|" + ("---|---|" if conditional else "")]
     for name, runs in results.items():
         tracked = [f"{r['tracked_best']:.2f} / {r['tracked_last']:.2f}" for r in runs if "tracked_best" in r]
+        extra = (f" {fmt([r.get('intra_fid_fast') for r in runs])} | {fmt([r.get('class_accuracy') for r in runs])} |"
+                 if conditional else "")
         lines.append(f"| {name} | {fmt([r['kimg'] for r in runs], 0)} | {fmt([r['images_per_s'] for r in runs], 0)} | "
                      f"{fmt([r.get('fid_fast_ema') for r in runs])} | {fmt([r['fid_fast_raw'] for r in runs])} | "
-                     f"{fmt([r.get('kid_fast_ema') for r in runs], 4)} | {', '.join(tracked) or '-'} |")
+                     f"{fmt([r.get('kid_fast_ema') for r in runs], 4)} | {', '.join(tracked) or '-'} |" + extra)
     lines += ["", "Grids (EMA generator where there is one, first seed): " +
               ", ".join(f"[{name}](grids/{name}.png)" for name in results), ""]
     return "\n".join(lines)
@@ -205,12 +217,17 @@ def main() -> None:
     def train_and_score(job) -> dict:
         config, seed = job
         run_dir = run_one(config, seed, args)
-        scored = {"seed": seed, **score_run(run_dir, extractor, reference, args.num_gen)}
+        scored = {"seed": seed, **score_run(run_dir, extractor, reference, args.num_gen, probe)}
         print(f"{config['name']} seed {seed}: " + ", ".join(
             f"{k} {v:.4g}" for k, v in scored.items() if isinstance(v, float)), flush=True)
         if seed == seeds[0]:
             generator, _ = load_generator(run_dir / "checkpoint-last.pt")
-            save_grid(generate_images(generator, range(64)), args.out / "grids" / f"{config['name']}.png", nrow=8)
+            if is_conditional(generator):  # a row per class (up to ten), the same seeds in each
+                images = torch.cat([generate_images(generator, range(8), classes=k)
+                                    for k in range(min(10, generator.num_classes))])
+            else:
+                images = generate_images(generator, range(64))
+            save_grid(images, args.out / "grids" / f"{config['name']}.png", nrow=8)
         return scored
 
     jobs = [(config, seed) for config in configs for seed in seeds]

@@ -40,6 +40,24 @@ def test_sweep_trains_and_scores_two_tiny_configs_then_extends_them(tmp_path, ci
     assert len(list((runs / "tiny-modern-s0").glob("0*"))) == 1
 
 
+def test_a_conditional_config_gets_class_accuracy_and_a_row_per_class(tmp_path, cifar_root, fast_extractor_file):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("configs:\n  - {name: tiny-acgan, conditional: acgan, g_channels: 8, d_channels: 8, "
+                     "batch_size: 16, grid_size: 4}\n")
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "benchmarks" / "budget_sweep.py"), str(sweep), "--data-root",
+               str(cifar_root), "--classes", "airplane,frog", "--kimg", "0.064", "--seeds", "0", "--num-gen", "64",
+               "--fast-extractor", str(fast_extractor_file), "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    scored = json.loads((out / "results.json").read_text())["results"]["tiny-acgan"][0]
+    assert 0 <= scored["class_accuracy"] <= 1 and scored["intra_fid_fast"] > 0
+    assert "class accuracy" in (out / "results.md").read_text()
+    from PIL import Image
+
+    assert Image.open(out / "grids" / "tiny-acgan.png").size == (2 + 8 * 34, 2 + 2 * 34)  # two classes, 8 seeds
+
+
 def test_bad_sweep_file_and_data_folder_give_one_line(tmp_path):
     script = str(REPO / "benchmarks" / "budget_sweep.py")
     missing = subprocess.run([sys.executable, script, str(tmp_path / "none.yaml"), "--data-root", str(tmp_path),

@@ -133,7 +133,8 @@ def test_fixed_grid_has_a_row_per_class_with_the_same_noise_down_each_column():
 # ------------------------------------------------------------------ training
 
 @pytest.mark.parametrize("mode", ["projection", "acgan"])
-def test_a_short_conditional_run_makes_each_class_look_like_its_own_images(tmp_path, two_classes, mode):
+def test_a_short_conditional_run_makes_each_class_look_like_its_own_images(tmp_path, two_classes, mode,
+                                                                          fast_extractor_file):
     run = train(conditional_config(tmp_path, mode, kimg=6.4, seed=0), data=two_classes, show_progress=False)
     G, kwargs = load_generator(run)
     assert kwargs["class_names"] == TWO_CLASSES and kwargs["num_classes"] == 2
@@ -142,6 +143,13 @@ def test_a_short_conditional_run_makes_each_class_look_like_its_own_images(tmp_p
     # Each class's samples are closer (pooled-pixel Fréchet distance) to that class's images than to the other's.
     assert pixel_frechet_distance(planes, real_planes) < 0.7 * pixel_frechet_distance(planes, real_frogs)
     assert pixel_frechet_distance(frogs, real_frogs) < 0.7 * pixel_frechet_distance(frogs, real_planes)
+    # And the fast extractor's classifier, choosing between the two classes, tells them apart above chance.
+    from dcgan.metrics.fast import FastExtractor
+
+    extractor = FastExtractor(fast_extractor_file)
+    pair = [extractor.class_names.index(name) for name in TWO_CLASSES]
+    right = sum(int((extractor(images)[1][:, pair].argmax(1) == k).sum()) for k, images in enumerate((planes, frogs)))
+    assert right / 400 > 0.7
     # The class names travel with the run: model.json, the checkpoint, the generator file.
     assert json.loads((run / "model.json").read_text())["generator_kwargs"]["class_names"] == TWO_CLASSES
     assert load_checkpoint(run / "checkpoint-last.pt")["generator_kwargs"]["class_names"] == TWO_CLASSES
@@ -192,9 +200,30 @@ def test_conditional_training_needs_two_classes(tmp_path, cars):
 # ------------------------------------------------------------------ generate, serve, evaluate
 
 @pytest.fixture(scope="module")
-def conditional_run(two_classes, tmp_path_factory) -> Path:
-    config = conditional_config(tmp_path_factory.mktemp("conditional-run"), "acgan", kimg=0.32, seed=1)
+def conditional_run(two_classes, tmp_path_factory, fast_extractor_file) -> Path:
+    """A short AC-GAN run on airplanes and frogs, tracking FID-fast (of images of both classes)."""
+    config = conditional_config(tmp_path_factory.mktemp("conditional-run"), "acgan", kimg=0.32, seed=1,
+                                metric="fid-fast", metric_every="0.16kimg", metric_samples=64,
+                                fast_extractor=str(fast_extractor_file))
     return train(config, data=two_classes, show_progress=False)
+
+
+def test_a_conditional_run_tracks_its_overall_score(conditional_run, two_classes, fast_extractor_file):
+    from dcgan.metrics.evaluate import generated_features
+    from dcgan.metrics.fast import FastExtractor
+    from dcgan.metrics.frechet import frechet_distance
+    from dcgan.metrics.reference import RealSource, reference_features
+
+    with open(conditional_run / "metrics.csv") as handle:
+        scores = [float(row["fid_fast"]) for row in csv.DictReader(handle) if row["fid_fast"]]
+    assert len(scores) == 2
+    # The last score is that of 64 images whose classes their seeds draw, against both classes' images.
+    extractor = FastExtractor(fast_extractor_file)
+    generator, _ = load_generator(conditional_run / "generator.safetensors")
+    reference = reference_features(extractor, RealSource("folder", "data"), two_classes, progress=False)
+    again = generated_features(generator, extractor, 64, progress=False)
+    assert frechet_distance(again.mu, again.sigma, reference.mu, reference.sigma) == pytest.approx(scores[-1], rel=1e-4)
+    assert set(labels_from_seeds(range(64), 2).tolist()) == {0, 1}
 
 
 def test_generate_by_class_name_index_and_all(tmp_path, conditional_run, capsys):

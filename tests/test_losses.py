@@ -104,7 +104,9 @@ def _discriminator(**kwargs):
     return build_discriminator(img_resolution=32, img_channels=3, base_channels=8, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [dict(norm="none", mbstd_group=4), dict(norm="none", spectral_norm=True)])
+@pytest.mark.parametrize("kwargs", [dict(norm="none", mbstd_group=4), dict(norm="none", spectral_norm=True),
+                                    dict(norm="none", num_classes=3, conditioning="projection"),
+                                    dict(norm="none", num_classes=3, conditioning="acgan")])
 def test_fused_discriminator_forward_matches_two_forwards(kwargs):
     import copy
 
@@ -115,13 +117,17 @@ def test_fused_discriminator_forward_matches_two_forwards(kwargs):
         D.eval()  # no power iteration, so both ways see the same normalized weights
     twin = copy.deepcopy(D)
     real, fake = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
-    fused = GANLoss(generator=None, discriminator=D, loss="hinge", r1_gamma=1.0, r1_interval=1)
-    split = GANLoss(generator=None, discriminator=twin, loss="hinge", r1_gamma=1.0, r1_interval=1)
+    conditioning = kwargs.get("conditioning", "")
+    labels = (torch.arange(8) % 3, torch.arange(8).flip(0) % 3) if conditioning else (None, None)
+    fused = GANLoss(generator=None, discriminator=D, loss="hinge", r1_gamma=1.0, r1_interval=1,
+                    conditioning=conditioning)
+    split = GANLoss(generator=None, discriminator=twin, loss="hinge", r1_gamma=1.0, r1_interval=1,
+                    conditioning=conditioning)
     split.fused = False
     assert fused.fused
-    a = fused.discriminator_step(real, fake, 0, NoScaler())
-    b = split.discriminator_step(real, fake, 0, NoScaler())
-    for key in ("loss_d", "d_real", "d_fake", "r1"):
+    a = fused.discriminator_step(real, fake, 0, NoScaler(), *labels)
+    b = split.discriminator_step(real, fake, 0, NoScaler(), *labels)
+    for key in ("loss_d", "d_real", "d_fake", "r1") + (("ac_d",) if conditioning == "acgan" else ()):
         assert a[key].item() == pytest.approx(b[key].item(), rel=1e-5, abs=1e-6), key
     for p, q in zip(D.parameters(), twin.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)

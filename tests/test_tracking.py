@@ -123,3 +123,24 @@ def test_bad_metric_lists_are_refused(metric, problem):
 
     with pytest.raises(UserError, match=problem):
         resolve_config("modern", overrides={"metric": metric})
+
+
+@pytest.mark.slow
+def test_torchrun_processes_share_each_evaluation_and_score_as_one_process(tmp_path, cifar_root, fast_extractor_file):
+    from test_train import torchrun
+
+    result = torchrun("--dataset", "folder", "--data-root", cifar_root / "train", "--classes", "automobile",
+                      "--g-channels", "8", "--d-channels", "8", "--batch-size", "16", "--kimg", "0.32",
+                      "--metric", "fid-fast", "--metric-every", "0.16kimg", "--metric-samples", "101",
+                      "--fast-extractor", fast_extractor_file, "--outdir", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = tmp_path.iterdir()
+    rows = metric_rows(run, "fid_fast")
+    assert [step for step, _ in rows] == [5, 10]  # 2 processes x 16 images per step
+    # The last score, of 101 seeds split 51/50 between the ranks, is what one process gives the final generator.
+    generator, _ = load_generator(run / "generator.safetensors")
+    extractor = FastExtractor(fast_extractor_file)
+    source = RealSource("folder", str(cifar_root / "train"), "train", ["automobile"])
+    reference = reference_features(extractor, source, source.load(32, 3), progress=False)
+    again = generated_features(generator, extractor, 101, progress=False)
+    assert frechet_distance(again.mu, again.sigma, reference.mu, reference.sigma) == pytest.approx(rows[-1][1], rel=1e-4)

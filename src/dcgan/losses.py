@@ -160,10 +160,6 @@ class GANLoss:
             return [o[0].float() for o in outputs], [o[1].float() for o in outputs]
         return [o.float() for o in outputs], [None] * len(batches)
 
-    def logits(self, *batches: torch.Tensor, penalty: bool = False) -> list[torch.Tensor]:
-        """D's float32 logits of unlabelled batches (an unconditional D)."""
-        return self.discriminate(list(batches), [None] * len(batches), penalty=penalty)[0]
-
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, d_step: int, scaler,
                            real_labels: torch.Tensor | None = None, fake_labels: torch.Tensor | None = None) -> dict:
         """Backward of the D loss (and its regularizers) for one batch. `fake` is detached here."""

@@ -7,16 +7,19 @@ Only rank 0 writes files. No ports are chosen here and nothing is spawned.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 
-# While rank 0 scores a metric or writes a snapshot, the other ranks wait in the next collective;
-# an Inception FID of 50,000 samples can outlast the default 10-minute NCCL timeout.
+# While rank 0 writes a snapshot or finishes scoring a metric (every rank makes a share of the
+# samples, rank 0 alone computes the scores), the others wait in the next collective; with Inception
+# on a slow machine that can outlast the default 10-minute timeout.
 COLLECTIVE_TIMEOUT = timedelta(minutes=60)
 
 
@@ -84,6 +87,45 @@ def all_reduce_mean(tensor: torch.Tensor, info: ProcessInfo) -> torch.Tensor:
         dist.all_reduce(tensor)
         tensor /= info.world_size
     return tensor
+
+
+def all_agree(ok: bool, info: ProcessInfo, device: torch.device) -> bool:
+    """Whether every process is `ok` (a barrier too): a setup step that fails on one rank then
+    fails on all of them, instead of leaving the others waiting in the next collective."""
+    if not info.distributed:
+        return ok
+    flag = torch.tensor([float(ok)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+def gather_rows(part: np.ndarray | None, info: ProcessInfo) -> np.ndarray | None:
+    """Rank r holds rows r, r + W, r + 2W, ... of an array (W processes); rank 0 gets the whole
+    array in order, the others None. Without torchrun, the part is the whole."""
+    if not info.distributed:
+        return part
+    parts = [None] * info.world_size if info.is_main else None
+    dist.gather_object(part, parts, dst=0)
+    if not info.is_main:
+        return None
+    whole = np.empty((sum(len(p) for p in parts), *parts[0].shape[1:]), dtype=parts[0].dtype)
+    for rank, rows in enumerate(parts):
+        whole[rank::info.world_size] = rows
+    return whole
+
+
+def weights_identical(modules: list[torch.nn.Module], info: ProcessInfo) -> bool:
+    """Whether every process holds bit-identical parameters and buffers in `modules` (SHA-256 of
+    their bytes, gathered): averaged gradients keep replicas equal, and this checks that they did."""
+    if not info.distributed:
+        return True
+    digest = hashlib.sha256()
+    for module in modules:
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    digests = [None] * info.world_size
+    dist.all_gather_object(digests, digest.hexdigest())
+    return len(set(digests)) == 1
 
 
 def shutdown(info: ProcessInfo) -> None:

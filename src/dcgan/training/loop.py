@@ -119,11 +119,22 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         restore_rng(resume_state, process.rank, device)
 
     # Metric tracking: the extractor and the training data's statistics, before any file is written.
+    # Rank 0 first (it may train the fast extractor or download Inception), then the others, which
+    # generate and score their share of the samples at each evaluation.
     tracker = None
-    if config.metric and process.is_main:
+    if config.metric:
+        problem = None
         with torch.random.fork_rng(devices=[]):  # Building networks draws random numbers: not from the run's.
-            tracker = MetricTracker(config, data, device, summary, progress=show_progress)
-        if run_dir is not None and (run_dir / "checkpoint-best.pt").is_file():
+            if process.is_main:
+                try:
+                    tracker = MetricTracker(config, data, device, summary, process, progress=show_progress)
+                except UserError as error:
+                    problem = error
+            if not distributed.all_agree(problem is None, process, device):
+                raise problem or UserError("rank 0 could not set up --metric (its message says why)")
+            if not process.is_main:
+                tracker = MetricTracker(config, data, device, summary, process, progress=False)
+        if process.is_main and run_dir is not None and (run_dir / "checkpoint-best.pt").is_file():
             best_on_disk = load_checkpoint(run_dir / "checkpoint-best.pt")["summary"].get("best")
             if best_on_disk and (tracker.best is None or best_on_disk["value"] < tracker.best["value"]):
                 tracker.best = summary["best"] = best_on_disk  # Killed after a best, before the last save.
@@ -208,9 +219,12 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                 "class_names": class_names, "conditional": config.conditional}
 
     def evaluate_metric() -> None:
-        """Score the EMA generator; a best score writes checkpoint-best.pt and generator-best.safetensors."""
+        """Score the EMA generator (every process makes a share of the samples); a best score
+        writes checkpoint-best.pt and generator-best.safetensors."""
         sampler = output_generator()
         scores = tracker.evaluate(sampler, cur_nimg)
+        if not process.is_main:
+            return
         value = scores[tracker.column]
         epoch = cur_nimg / len(data)
         log.write_row(step=step, kimg=round(cur_nimg / 1000, 4), epoch=round(epoch, 4),
@@ -328,11 +342,14 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                                    f"{mean['images_per_s']:.0f} img/s  ({cur_nimg / 1000:.1f} kimg)")
                 current_epoch, epoch_rows = stream.epoch, []
 
-            # Decide, all processes together, whether to stop: time, divergence, SIGTERM or Ctrl-C.
-            out_of_time, diverged, signalled = stop_vote(
-                elapsed_before + time.time() - start_time >= deadline, bool(loss_problem),
-                signals.received is not None, distributed=process.distributed, is_main=process.is_main,
-                device=device)
+            # Decide, all processes together, whether to stop (time, divergence, SIGTERM or Ctrl-C)
+            # and whether to score the generator now: rank 0's clock and losses, anyone's signal.
+            own_out_of_time = elapsed_before + time.time() - start_time >= deadline
+            metric_due = (tracker is not None and process.is_main
+                          and tracker.due(cur_nimg, final=cur_nimg >= total_nimg or own_out_of_time))
+            out_of_time, diverged, signalled, evaluate_now = stop_vote(
+                own_out_of_time, bool(loss_problem), signals.received is not None, metric_due,
+                distributed=process.distributed, is_main=process.is_main, device=device)
             if diverged:
                 raise TrainingDiverged(f"training diverged at step {step} ({loss_problem or 'a non-finite loss'}); "
                                        f"{run_dir / 'checkpoint-last.pt'} holds the last good state")
@@ -342,7 +359,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                 break
 
             # Evaluate metrics.
-            if tracker is not None and tracker.due(cur_nimg, final=cur_nimg >= total_nimg or out_of_time):
+            if evaluate_now:
                 evaluate_metric()
 
             # Save snapshot.
@@ -363,8 +380,14 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         progress.write(f"{stop_reason} at step {step}: checkpoint-last.pt saved; resume with "
                        f"dcgan train --resume {run_dir}")
 
-    # Write the final artifacts.
+    # Write the final artifacts; under torchrun, check that every process ends with the same weights.
     seconds = elapsed_before + time.time() - start_time
+    identical = distributed.weights_identical([G, D], process) if stop_reason != "interrupted" else None
+    if process.is_main and process.distributed and identical is not None:
+        summary["processes"] = {"count": process.world_size, "weights_identical": identical}
+        if not identical:
+            progress.write("warning: the processes ended with different weights (a non-deterministic all-reduce "
+                           "or a rank that skipped a step); checkpoint-last.pt holds rank 0's")
     if process.is_main and stop_reason != "interrupted":
         write_real_vs_fake(data, generate_from_latents(output_generator(), fixed_z, labels=fixed_labels),
                            run_dir / "real_vs_fake.png", nrow=grid_columns, labels=fixed_labels)

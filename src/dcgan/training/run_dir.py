@@ -57,9 +57,11 @@ def model_summary(generator, discriminator, z_dim: int, resolution: int, channel
     d_input = [torch.zeros(2, channels, resolution, resolution)]
     if getattr(discriminator, "embed", None) is not None:
         d_input.append(labels)
-    for name, module, inputs in (("Generator", generator, g_input), ("Discriminator", discriminator, d_input)):
+    d_options = {"return_classes": True} if getattr(discriminator, "classifier", None) is not None else {}
+    for name, module, inputs, options in (("Generator", generator, g_input, {}),
+                                          ("Discriminator", discriminator, d_input, d_options)):
         # A copy: a forward pass would move BatchNorm statistics and spectral-norm vectors.
         text = str(summary(copy.deepcopy(module).cpu(), input_data=inputs, verbose=0, device="cpu",
-                           col_names=("output_size", "num_params"), depth=4))
+                           col_names=("output_size", "num_params"), depth=4, **options))
         parts.append(f"{name}: {count_parameters(module):,} parameters\n{text}\n")
     return "\n".join(parts)

@@ -4,9 +4,10 @@ SIGTERM (what a scheduler or a closing laptop sends) and the first Ctrl-C only s
 finishes the step it is in, writes `checkpoint-last.pt` and ends, so no work since the last
 snapshot is lost and the checkpoint is at a step boundary. A second Ctrl-C stops at once.
 
-Under torchrun each process has its own clock and its own signals, so `StopVote` makes one decision
-for all each step: rank 0 decides the time budget and divergence (it alone reads the losses), any
-rank's signal stops them all. One all-reduce of three numbers per step.
+Under torchrun each process has its own clock and its own signals, so `stop_vote` makes one decision
+for all each step: rank 0 decides the time budget, divergence (it alone reads the losses) and when
+a tracked metric is due (every process then makes a share of the samples), any rank's signal stops
+them all. One all-reduce of four numbers per step.
 """
 
 from __future__ import annotations
@@ -42,15 +43,16 @@ class StopSignals:
         self._previous.clear()
 
 
-def stop_vote(out_of_time: bool, diverged: bool, signalled: bool, *, distributed: bool, is_main: bool,
-              device: torch.device) -> tuple[bool, bool, bool]:
-    """(out_of_time, diverged, signalled) as all processes agree: rank 0's clock and losses, anyone's signal."""
+def stop_vote(out_of_time: bool, diverged: bool, signalled: bool, evaluate: bool = False, *, distributed: bool,
+              is_main: bool, device: torch.device) -> tuple[bool, bool, bool, bool]:
+    """(out_of_time, diverged, signalled, evaluate) as all processes agree: rank 0's clock, losses and
+    metric schedule, anyone's signal."""
     if not distributed:
-        return out_of_time, diverged, signalled
-    votes = torch.tensor([float(out_of_time and is_main), float(diverged and is_main), float(signalled)],
-                         device=device)
+        return out_of_time, diverged, signalled, evaluate
+    votes = torch.tensor([float(out_of_time and is_main), float(diverged and is_main), float(signalled),
+                          float(evaluate and is_main)], device=device)
     dist.all_reduce(votes, op=dist.ReduceOp.MAX)
-    return bool(votes[0]), bool(votes[1]), bool(votes[2])
+    return bool(votes[0]), bool(votes[1]), bool(votes[2]), bool(votes[3])
 
 
 def gather_rng_states(state: torch.Tensor, device: torch.device, distributed: bool) -> list[torch.Tensor]:

@@ -5,9 +5,12 @@ differ only through the weights) against the statistics of the training images, 
 and cached; a conditional generator draws each image's class from its seed (uniform over the
 classes). `--metric fid-fast,is-fast` also scores the Inception Score of the same images (the
 fast extractor's classifier logits), logged beside the FID; the FID alone picks the best
-checkpoint. It draws no random numbers from torch's global generator, so tracking a metric does
-not change the training run. It tells the loop whether a score is the best so far; the loop then
-writes checkpoint-best.pt and generator-best.safetensors.
+checkpoint. Under torchrun every process builds a tracker and, at each evaluation (rank 0 decides
+when), makes and extracts the features of its share of the seeds (rank r: seeds r, r + W, ...);
+rank 0 gathers them in seed order and scores them, so the scores are those of one process and no
+rank idles in a collective while rank 0 works alone. It draws no random numbers from torch's
+global generator, so tracking a metric does not change the training run. It tells the loop whether
+a score is the best so far; the loop then writes checkpoint-best.pt and generator-best.safetensors.
 """
 
 from __future__ import annotations
@@ -20,15 +23,18 @@ import torch
 from dcgan.config import TrainConfig, parse_interval
 from dcgan.data import ImageData
 from dcgan.metrics import MetricOptions, compute_scores, score_key, score_title
-from dcgan.metrics.evaluate import generated_features, load_extractor
+from dcgan.metrics.evaluate import load_extractor
+from dcgan.metrics.features import FeatureSet, extract_features, generated_batches
 from dcgan.metrics.reference import RealSource, reference_features
+from dcgan.training.distributed import ProcessInfo, gather_rows
 
 WARN_FRACTION = 0.1
 
 
 class MetricTracker:
     def __init__(self, config: TrainConfig, data: ImageData, device: torch.device, summary: dict,
-                 progress: bool = True):
+                 process: ProcessInfo | None = None, progress: bool = True):
+        self.process = process or ProcessInfo()
         names = config.tracked_metrics
         self.kind = "fast" if names[0] == "fid-fast" else "inception"
         self.metrics = ["fid"] + (["is"] if len(names) > 1 else [])
@@ -43,7 +49,8 @@ class MetricTracker:
                                         resolution=data.resolution, channels=data.channels, device=device,
                                         progress=progress)
         training_data = RealSource(config.dataset, config.data_root, config.split, config.classes, config.download)
-        self.reference = reference_features(self.extractor, training_data, data, progress=progress)
+        self.reference = reference_features(self.extractor, training_data, data, progress=progress) \
+            if self.process.is_main else None
         self.best: dict | None = summary.get("best")
         self.seconds_spent = float(summary.get("metric_seconds", 0.0))
         self.warned = False
@@ -67,11 +74,18 @@ class MetricTracker:
             return cur_nimg >= self.next_nimg
         return time.time() - self.last_time >= self.every
 
-    def evaluate(self, generator: torch.nn.Module, cur_nimg: int) -> dict[str, float]:
+    def evaluate(self, generator: torch.nn.Module, cur_nimg: int) -> dict[str, float] | None:
         """Score `generator` now: FID (or FID-fast) of `metric_samples` images against the training
-        data, and their IS where tracked: {column: value}, the FID under `self.column`."""
+        data, and their IS where tracked: {column: value}, the FID under `self.column`. Under
+        torchrun every process calls it (a collective); ranks other than 0 get None."""
         start = time.time()
-        generated = generated_features(generator, self.extractor, self.samples, seed=0, progress=False)
+        seeds = range(self.process.rank, self.samples, self.process.world_size)
+        part = extract_features(self.extractor, generated_batches(generator, seeds, 64), len(seeds), progress=False)
+        features = gather_rows(part.features, self.process)
+        logits = gather_rows(part.logits, self.process)
+        if not self.process.is_main:
+            return None
+        generated = FeatureSet.from_features(features, logits)
         scores = compute_scores(self.metrics, generated, self.reference, self.kind,
                                 MetricOptions(is_splits=min(10, self.samples)))
         scores = {key: value for key, value in scores.items() if not key.endswith("_std")}
