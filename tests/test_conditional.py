@@ -133,8 +133,7 @@ def test_fixed_grid_has_a_row_per_class_with_the_same_noise_down_each_column():
 # ------------------------------------------------------------------ training
 
 @pytest.mark.parametrize("mode", ["projection", "acgan"])
-def test_a_short_conditional_run_makes_each_class_look_like_its_own_images(tmp_path, two_classes, mode,
-                                                                          fast_extractor_file):
+def test_a_short_conditional_run_makes_each_class_look_like_its_own_images(tmp_path, two_classes, mode):
     run = train(conditional_config(tmp_path, mode, kimg=6.4, seed=0), data=two_classes, show_progress=False)
     G, kwargs = load_generator(run)
     assert kwargs["class_names"] == TWO_CLASSES and kwargs["num_classes"] == 2
@@ -143,13 +142,6 @@ def test_a_short_conditional_run_makes_each_class_look_like_its_own_images(tmp_p
     # Each class's samples are closer (pooled-pixel Fréchet distance) to that class's images than to the other's.
     assert pixel_frechet_distance(planes, real_planes) < 0.7 * pixel_frechet_distance(planes, real_frogs)
     assert pixel_frechet_distance(frogs, real_frogs) < 0.7 * pixel_frechet_distance(frogs, real_planes)
-    # And the fast extractor's classifier, choosing between the two classes, tells them apart above chance.
-    from dcgan.metrics.fast import FastExtractor
-
-    extractor = FastExtractor(fast_extractor_file)
-    pair = [extractor.class_names.index(name) for name in TWO_CLASSES]
-    right = sum(int((extractor(images)[1][:, pair].argmax(1) == k).sum()) for k, images in enumerate((planes, frogs)))
-    assert right / 400 > 0.7
     # The class names travel with the run: model.json, the checkpoint, the generator file.
     assert json.loads((run / "model.json").read_text())["generator_kwargs"]["class_names"] == TWO_CLASSES
     assert load_checkpoint(run / "checkpoint-last.pt")["generator_kwargs"]["class_names"] == TWO_CLASSES

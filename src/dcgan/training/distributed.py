@@ -115,13 +115,14 @@ def gather_rows(part: np.ndarray | None, info: ProcessInfo) -> np.ndarray | None
 
 
 def weights_identical(modules: list[torch.nn.Module], info: ProcessInfo) -> bool:
-    """Whether every process holds bit-identical parameters and buffers in `modules` (SHA-256 of
-    their bytes, gathered): averaged gradients keep replicas equal, and this checks that they did."""
+    """Whether every process holds bit-identical parameters in `modules` (SHA-256 of their bytes,
+    gathered): averaged gradients keep replicas equal, and this checks that they did. Buffers are
+    left out: each rank's BatchNorm running statistics come from its own share of the data."""
     if not info.distributed:
         return True
     digest = hashlib.sha256()
     for module in modules:
-        for tensor in list(module.parameters()) + list(module.buffers()):
+        for tensor in module.parameters():
             digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     digests = [None] * info.world_size
     dist.all_gather_object(digests, digest.hexdigest())
