@@ -248,20 +248,22 @@ def resize_uint8(images: torch.Tensor, resolution: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 # Class filter and cache.
 
+def class_index(item, class_names: list[str], alternatives: str = "") -> int:
+    """A class name or index (a string or an int) -> its index in `class_names`; anything else is a
+    one-line UserError naming the valid classes (and `alternatives`, such as ", or all")."""
+    item = str(item).strip()
+    if item in class_names:
+        return class_names.index(item)
+    if item.isdigit() and int(item) < len(class_names):
+        return int(item)
+    raise UserError(f"unknown class {item[:40]!r}; valid classes: {', '.join(class_names)} "
+                    f"(or indices 0-{len(class_names) - 1}{alternatives})")
+
+
 def _class_indices(classes, class_names: list[str]) -> set[int]:
     if not classes:
         return set(range(len(class_names)))
-    keep = set()
-    for item in classes:
-        item = str(item).strip()
-        if item in class_names:
-            keep.add(class_names.index(item))
-        elif item.isdigit() and int(item) < len(class_names):
-            keep.add(int(item))
-        else:
-            raise UserError(f"unknown class {item!r}; valid classes: {', '.join(class_names)} "
-                            f"(or indices 0-{len(class_names) - 1})")
-    return keep
+    return {class_index(item, class_names) for item in classes}
 
 
 def _cache_key(*parts) -> str:

@@ -47,6 +47,7 @@ def resolve_classes(generator: torch.nn.Module, requested) -> list[int]:
     """Class names or indices (strings or ints; "all" for every class) -> indices of `generator`'s
     classes. An unconditional generator, or a class it does not know, is a one-line UserError
     naming the valid classes."""
+    from dcgan.data import class_index
     from dcgan.errors import UserError
 
     requested = [str(item).strip() for item in requested]
@@ -58,13 +59,8 @@ def resolve_classes(generator: torch.nn.Module, requested) -> list[int]:
     for item in requested:
         if item == "all":
             indices.extend(range(len(names)))
-        elif item in names:
-            indices.append(names.index(item))
-        elif item.isdigit() and int(item) < len(names):
-            indices.append(int(item))
         else:
-            raise UserError(f"unknown class {item[:40]!r}; valid classes: {', '.join(names)} "
-                            f"(or indices 0-{len(names) - 1}, or all)")
+            indices.append(class_index(item, names, ", or all"))
     return list(dict.fromkeys(indices))
 
 
