@@ -82,3 +82,63 @@ def test_gallery_new_samples_and_permalink(server_url):
         width = page.eval_on_selector("#interpolation", "e => e.naturalWidth")
         assert width > 0
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def shipped_server_url(tmp_path_factory, cars):
+    """`dcgan serve` as a new user starts it: the shipped generators, and a runs folder with one run."""
+    from waitress.server import create_server
+
+    from dcgan.config import resolve_config
+    from dcgan.data import ImageData
+    from dcgan.server import create_app
+    from dcgan.training.loop import train
+
+    runs = tmp_path_factory.mktemp("runs")
+    config = resolve_config("modern", overrides=dict(g_channels=8, d_channels=8, batch_size=16, kimg=0.32,
+                                                     log_every=2, grid_size=16, outdir=str(runs), dataset="folder"))
+    train(config, data=ImageData(cars.images[:160], cars.labels[:160], cars.class_names), show_progress=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = create_server(create_app([], str(runs), shipped=["cifar10-cars"]), host="127.0.0.1", port=port,
+                           threads=2)
+    threading.Thread(target=server.run, daemon=True).start()
+    yield f"http://127.0.0.1:{port}"
+    server.close()
+
+
+def test_pages_as_a_person_sees_them(shipped_server_url):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Chromium (apt-get install chromium) for the browser test")
+        pytest.skip("Chromium is not installed")
+    playwright = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        # The gallery: the shipped model by its card name, its one line, a link to its card, big pixels.
+        page.goto(f"{shipped_server_url}/?num=12&seed=0")
+        assert page.input_value("#model") == "cifar10-cars"
+        assert "2-core CPU" in page.inner_text("#model-description")
+        shown = page.eval_on_selector_all("img.sample", "els => els.map(e => [e.getBoundingClientRect().width, "
+                                                        "e.naturalWidth, getComputedStyle(e).imageRendering])")
+        assert len(shown) == 12 and all(width == 128 and natural == 32 and rendering == "pixelated"
+                                        for width, natural, rendering in shown)
+        page.screenshot(path=str(ARTIFACTS / "gallery-shipped.png"), full_page=True)
+        # One click away: the true-size image.
+        true_size = page.eval_on_selector("figure a", "e => e.href")
+        page.goto(true_size)
+        assert page.eval_on_selector("img", "e => e.naturalWidth") == 32
+        # The model card.
+        page.goto(f"{shipped_server_url}/models/cifar10-cars")
+        assert "0.137" in page.inner_text("#card") and page.eval_on_selector("#card-samples", "e => e.naturalWidth") > 200
+        page.screenshot(path=str(ARTIFACTS / "model-card.png"), full_page=True)
+        # The runs page: plots at a readable size, not thumbnails.
+        page.goto(f"{shipped_server_url}/runs")
+        widths = page.eval_on_selector_all(".run img", "els => els.map(e => [e.alt, e.getBoundingClientRect().width])")
+        plots = [width for alt, width in widths if alt in ("losses.png", "loss_variance.png")]
+        assert len(plots) == 2 and all(width >= 480 for width in plots), widths
+        page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
+        browser.close()

@@ -44,9 +44,9 @@ def test_missing_data_folder(tmp_path):
     assert not any(p.name.startswith("0") for p in tmp_path.iterdir())  # no half-made run folder
 
 
-def test_missing_torchvision_dataset_suggests_download(tmp_path):
-    assert_one_line_error(dcgan("train", "--dataset", "mnist", "--data-root", tmp_path, "--outdir", tmp_path),
-                          "mnist not found", "--download")
+def test_missing_torchvision_dataset_with_no_download_names_the_folder(tmp_path):
+    assert_one_line_error(dcgan("train", "--dataset", "mnist", "--data-root", tmp_path, "--no-download",
+                                "--outdir", tmp_path), "mnist not found under", str(tmp_path), "--no-download")
 
 
 def test_unknown_class_lists_valid_ones(cifar_root, tmp_path):

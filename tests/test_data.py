@@ -58,9 +58,30 @@ def test_grayscale_and_large_images_pick_channels_and_resolution(tmp_path):
     assert data.images[2].float().mean() == pytest.approx(80, abs=1)
 
 
-def test_torchvision_dataset_missing_suggests_download(tmp_path):
-    with pytest.raises(UserError, match="pass --download"):
-        load_dataset("cifar10", tmp_path)
+def test_torchvision_dataset_missing_without_download_names_the_folder(tmp_path):
+    with pytest.raises(UserError, match=f"cifar10 not found under {tmp_path}.*drop --no-download"):
+        load_dataset("cifar10", tmp_path, download=False)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "mnist"])
+def test_a_download_offline_is_one_line_naming_the_folder_to_fill(tmp_path, monkeypatch, name):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no internet")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(UserError, match=f"cannot download {name} .*put the dataset in {tmp_path}") as raised:
+        load_dataset(name, tmp_path, download=True)
+    assert "\n" not in str(raised.value)
+
+
+def test_training_downloads_torchvision_data_by_default():
+    from dcgan.config import resolve_config
+
+    assert resolve_config("modern").download is True
+    assert resolve_config("modern", overrides={"download": False}).download is False
 
 
 def make_data(n=40):

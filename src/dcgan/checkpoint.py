@@ -127,10 +127,15 @@ def load_state_checked(module: nn.Module, state_dict: dict, what: str) -> None:
     module.load_state_dict(state_dict)
 
 
-def save_generator(generator: nn.Module, kwargs: dict, path: Path, extra: dict | None = None) -> None:
+def save_generator(generator: nn.Module, kwargs: dict, path: Path, extra: dict | None = None,
+                   dtype: torch.dtype | None = None) -> None:
+    """The generator's weights and buffers (floating ones as `dtype` if given: float16 halves a
+    shipped file) with its constructor arguments in the metadata; it loads into float32."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     metadata = {"format": "dcgan-generator-v1", "family": "dcgan", "version": __version__,
                 "generator_kwargs": json.dumps(kwargs), **{k: json.dumps(v) for k, v in (extra or {}).items()}}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))

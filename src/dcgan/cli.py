@@ -21,13 +21,13 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from dcgan import __version__
-    from dcgan.commands import evaluate, features, generate, serve, summary, train
+    from dcgan.commands import evaluate, export, features, generate, models, serve, summary, train
 
     parser = OneLineParser(prog="dcgan", description="Train, evaluate and serve DCGAN-family image generators.")
     parser.add_argument("--version", action="version", version=f"dcgan {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     subparsers.required = True
-    for module in (train, generate, evaluate, features, summary, serve):
+    for module in (train, generate, evaluate, features, summary, serve, models, export):
         module.register(subparsers)
     return parser
 

@@ -46,7 +46,7 @@ class TrainConfig:
     data_root: str = setting("data", "where the dataset lives (for folder: root/<class>/*.png)")
     split: str = setting("train", "dataset split")
     classes: list[str] = setting([], "train on these classes only (names or indices)")
-    download: bool = setting(False, "let torchvision download the dataset")
+    download: bool = setting(True, "download a torchvision dataset that is missing (--no-download forbids it)")
     resolution: int = setting(0, "32 or 64; 0 picks it from the data")
     channels: int = setting(0, "1 or 3; 0 picks it from the data")
     hflip: bool = setting(True, "random horizontal flips of real images")

@@ -200,12 +200,18 @@ def _load_torchvision(name, root: Path, split, classes, resolution, channels, do
                 dataset = dataset_class(str(root), split=split, target_type=[], download=download)
             else:
                 dataset = dataset_class(str(root), train=(split == "train"), download=download)
-        except RuntimeError as error:  # torchvision: "Dataset not found or corrupted. ..."
-            hint = "" if download else " or pass --download"
-            raise UserError(f"{name} not found under {root} ({str(error).splitlines()[0]}); "
-                            f"pass --data-root{hint}") from None
-        except OSError as error:
-            raise UserError(f"cannot download {name}: {error}") from None
+        except RuntimeError as error:  # torchvision: "Dataset not found or corrupted. ..." or "Error downloading ..."
+            if download and "download" in str(error).lower():  # MNIST's mirrors all failed
+                raise UserError(f"cannot download {name} ({str(error).splitlines()[0].rstrip(':')}); with no internet, "
+                                f"put the dataset in {root} (torchvision's layout) and run again") from None
+            hint = " (or drop --no-download to let torchvision fetch it)" if not download else ""
+            raise UserError(f"{name} not found under {root} ({str(error).splitlines()[0]}); put it there "
+                            f"in torchvision's layout or pass --data-root{hint}") from None
+        except OSError as error:  # offline: URLError, a refused connection, a full disk
+            reason = getattr(error, "reason", None) or error.strerror or error
+            raise UserError(f"cannot download {name} ({reason}); with no internet, put the dataset in {root} "
+                            f"(torchvision's layout: what `torchvision.datasets.{TORCHVISION_CLASSES[name]}"
+                            f"(root='{root}', download=True)` fetches) and run again") from None
         if name == "celeba":
             class_names = ["face"]
             labels = torch.zeros(len(dataset), dtype=torch.int64)

@@ -23,6 +23,7 @@ import json
 import time
 from pathlib import Path
 
+from dcgan.commands import add_generator_source, generator_source
 from dcgan.errors import UserError
 
 MAX_IMAGES = 1_000_000
@@ -31,7 +32,7 @@ MAX_IMAGES = 1_000_000
 def register(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="score a generator with FID / IS / KID", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", metavar="PATH", help="a run folder, generator*.safetensors or checkpoint-*.pt")
+    add_generator_source(parser)
     parser.add_argument("--metrics", default="fid", help="comma-separated: fid, is, kid (default fid)")
     parser.add_argument("--num-gen", type=int, default=10_000, help="generated images (default 10,000)")
     parser.add_argument("--ref", metavar="REF",
@@ -77,8 +78,11 @@ def parse_metrics(text: str) -> list[str]:
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    if args.real_vs_real == bool(args.checkpoint):
-        raise UserError("pass --checkpoint (score a generator) or --real-vs-real (score real images), one of them")
+    if args.checkpoint and args.model:
+        raise UserError("pass --checkpoint or --model, not both")
+    if args.real_vs_real == bool(args.checkpoint or args.model):
+        raise UserError("pass --checkpoint or --model (score a generator) or --real-vs-real (score real images), "
+                        "one of them")
     if not 2 <= args.num_gen <= MAX_IMAGES:
         raise UserError(f"--num-gen must be between 2 and {MAX_IMAGES:,}, not {args.num_gen}")
     if args.seed < 0 or args.metric_seed < 0:
@@ -157,8 +161,9 @@ def run(args: argparse.Namespace) -> int:
 
     # What is scored: a generator, or a sample of a second real set.
     generator, checkpoint, second = None, None, None
-    if args.checkpoint:
-        checkpoint = resolve_generator_path(args.checkpoint)
+    source = generator_source(args, required=False)
+    if source:
+        checkpoint = resolve_generator_path(source)
         generator, kwargs = load_generator(checkpoint, device, use_ema=not args.no_ema)
         resolution, channels = kwargs["img_resolution"], kwargs["img_channels"]
     else:
@@ -168,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ref:
         reference = parse_reference(args.ref, data_root=args.data_root, classes=classes, download=args.download)
     else:
-        config = run_config(Path(args.checkpoint)) if args.checkpoint else None
+        config = run_config(Path(source)) if source and not args.model else None
         if config is None:
             raise UserError("pass --ref (a dataset split such as cifar10-train, an image folder or a .npz file); "
                             "there is no run config.json beside the checkpoint to take the training data from")

@@ -1,6 +1,7 @@
 """`dcgan generate`: images from a trained generator (EMA weights), no dataset needed.
 
     dcgan generate --checkpoint runs/00002-cifar10-modern --num 64 --out grid.png
+    dcgan generate --model cifar10-cars --num 16                                    # a shipped generator
     dcgan generate --checkpoint runs/00004-cifar10-modern --class horse --num 16     # a conditional model
     dcgan generate --checkpoint runs/00004-cifar10-modern --class all --num 8        # a row per class
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dcgan.commands import add_generator_source, generator_source
 from dcgan.errors import UserError
 
 MAX_IMAGES = 100_000
@@ -21,8 +23,7 @@ MAX_IMAGES = 100_000
 def register(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate images from a checkpoint", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="a run folder, generator.safetensors or checkpoint-*.pt")
+    add_generator_source(parser)
     parser.add_argument("--num", type=int, default=64, help="number of images (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="first seed; image i uses seed + i (default 0)")
     parser.add_argument("--out", metavar="PNG", help="write one grid image here (default grid.png)")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or "grid.png")
     if not args.outdir and out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise UserError(f"--out must end in .png, .jpg or .webp, not {out.name!r}")
-    generator, _ = load_generator(args.checkpoint, pick_device(args.device), use_ema=not args.no_ema)
+    generator, _ = load_generator(generator_source(args), pick_device(args.device), use_ema=not args.no_ema)
     seeds = range(args.seed, args.seed + args.num)
     classes = resolve_classes(generator, [c for text in args.classes for c in text.split(",")]) \
         if args.classes else [None]

@@ -1,16 +1,21 @@
-"""`dcgan serve`: a web gallery, a live view of training runs and an HTTP API (waitress WSGI)."""
+"""`dcgan serve`: a web gallery, a live view of training runs and an HTTP API (waitress WSGI).
+
+    dcgan serve                                           # every shipped generator (see `dcgan models`)
+    dcgan serve --checkpoint runs/00007-cifar10-modern --model cifar10-cars --runs runs/
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from dcgan.commands import add_generator_source
 from dcgan.errors import UserError
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("serve", help="serve a web gallery and HTTP API", description=__doc__)
-    parser.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
-                        help="a run folder, generator.safetensors or checkpoint .pt (repeatable)")
+    parser = subparsers.add_parser("serve", help="serve a web gallery and HTTP API", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_generator_source(parser, repeatable=True)
     parser.add_argument("--runs", metavar="DIR", help="show the training runs in this folder (e.g. runs/)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
@@ -31,8 +36,14 @@ def run(args: argparse.Namespace) -> int:
     from dcgan.server import create_app, serve
     from dcgan.training.distributed import pick_device
 
-    if not args.checkpoint:
-        raise UserError("pass at least one --checkpoint (a run folder or generator.safetensors)")
+    from dcgan.pretrained import shipped_model, trained_models
+
+    models = [shipped_model(name) for name in args.model]
+    if not args.checkpoint and not args.model:
+        models = trained_models()  # no arguments: every shipped generator
+        if not models:
+            raise UserError("this package ships no trained generator; pass --checkpoint (a run folder or "
+                            "generator.safetensors)")
     if not 1 <= args.port <= 65535:
         raise UserError(f"--port must be between 1 and 65535, not {args.port}")
     if not 1 <= args.max_images <= 1024:
@@ -42,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.runs and not Path(args.runs).is_dir():
         raise UserError(f"--runs folder {args.runs} does not exist")
     torch.set_num_threads(args.torch_threads or min(4, os.cpu_count() or 1))
-    app = create_app(args.checkpoint, args.runs, max_images=args.max_images,
+    app = create_app(args.checkpoint, args.runs, shipped=[model.name for model in models], max_images=args.max_images,
                      device=str(pick_device(args.device)), max_waiting=max(0, args.threads - 2))
     print(f"serving {', '.join(app.config['MODELS'])} on http://{args.host}:{args.port}/", flush=True)
     serve(app, args.host, args.port, threads=args.threads)

@@ -60,6 +60,8 @@ class LoadedModel:
     name: str
     generator: torch.nn.Module
     kwargs: dict
+    description: str = ""  # shipped models: the card's one line
+    shipped: bool = False  # a generator of the package, with a model card at /models/<name>
 
     @property
     def classes(self) -> list[str]:
@@ -69,12 +71,19 @@ class LoadedModel:
     def describe(self) -> dict:
         return {"name": self.name, "resolution": self.kwargs["img_resolution"],
                 "channels": self.kwargs["img_channels"], "z_dim": self.kwargs["z_dim"],
-                "conditional": bool(self.classes), "classes": self.classes}
+                "conditional": bool(self.classes), "classes": self.classes, "description": self.description,
+                "card": f"/models/{self.name}" if self.shipped else None}
 
 
-def load_models(checkpoints: list[str], device: str = "cpu") -> dict[str, LoadedModel]:
-    """Each checkpoint (run folder or file) once, named after its run folder or file stem."""
+def load_models(checkpoints: list[str], device: str = "cpu", shipped: list[str] = ()) -> dict[str, LoadedModel]:
+    """Each shipped generator by its card name, then each checkpoint (run folder or file) once,
+    named after its run folder or file stem."""
+    from dcgan.pretrained import model_file, shipped_model
+
     models: dict[str, LoadedModel] = {}
+    for name in dict.fromkeys(shipped):
+        generator, kwargs = load_generator(model_file(name), device)
+        models[name] = LoadedModel(name, generator, kwargs, shipped_model(name).description, shipped=True)
     for path in checkpoints:
         generator, kwargs = load_generator(path, device)
         p = Path(path)
@@ -106,12 +115,13 @@ class GenerationQueue:
             self.slots.release()
 
 
-def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_images: int = 64,
+def create_app(checkpoints: list[str], runs_dir: str | None = None, *, shipped: list[str] = (), max_images: int = 64,
                max_steps: int = 32, device: str = "cpu", max_waiting: int = 2) -> Flask:
-    """The app. `max_waiting`: generation requests that may wait behind the running one (keep it
-    below the server's thread count, so a thread is always free for pages and /healthz)."""
+    """The app. `shipped`: names of the package's generators to serve beside `checkpoints`.
+    `max_waiting`: generation requests that may wait behind the running one (keep it below the
+    server's thread count, so a thread is always free for pages and /healthz)."""
     app = Flask(__name__)
-    models = load_models(checkpoints, device)
+    models = load_models(checkpoints, device, shipped)
     runs_root = Path(runs_dir).resolve() if runs_dir else None
     queue = GenerationQueue(max_waiting)
     run_cache: dict[Path, tuple[tuple, dict]] = {}  # run folder -> (file modification times, description)
@@ -273,9 +283,36 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, max_image
                   for s, img in zip(seeds, generate(model, seeds, class_index))]  # one batch
         class_name = model.classes[class_index] if class_index is not None else ""
         return render_template("gallery.html", models=list(models), model=model.name, num=num, seed=seed,
+                               description=model.description, card=model.shipped,
                                images=images, max_images=max_images, has_runs=runs_root is not None,
                                classes=model.classes, class_name=class_name,
                                class_query=f"&class={quote(class_name)}" if class_name else "")
+
+    @app.get("/models/<name>")
+    def model_card(name: str):
+        """A shipped model's card: its data, command, hardware, time, held-out scores, limits and grid."""
+        model = models.get(name)
+        if model is None or not model.shipped:
+            raise BadRequest(f"no shipped model named {name[:60]!r} is served here", 404)
+        from dcgan.pretrained import shipped_model
+
+        shipped_card = shipped_model(name)
+        return render_template("card.html", models=list(models), model=name, card=shipped_card.card,
+                               card_text=shipped_card.card_path.read_text(encoding="utf-8"),
+                               has_samples=(shipped_card.folder / "samples.png").is_file(),
+                               has_runs=runs_root is not None)
+
+    @app.get("/models/<name>/samples.png")
+    def model_samples(name: str):
+        model = models.get(name)
+        if model is None or not model.shipped:
+            raise BadRequest(f"no shipped model named {name[:60]!r} is served here", 404)
+        from dcgan.pretrained import shipped_model
+
+        folder = shipped_model(name).folder
+        if not (folder / "samples.png").is_file():
+            raise BadRequest(f"{name} has no sample grid", 404)
+        return send_from_directory(folder, "samples.png", max_age=3600)
 
     @app.get("/runs")
     def runs_page():

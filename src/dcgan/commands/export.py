@@ -1,0 +1,58 @@
+"""`dcgan export`: a generator as ONNX or TorchScript, to run without this toolkit.
+
+    dcgan export --model cifar10-cars --format onnx --out cars.onnx
+    dcgan export --checkpoint runs/00004-cifar10-modern --format torchscript --out generator.pt --batch 16
+
+The exported network takes latents `z` (B, z_dim) float32, and for a conditional model class
+labels `labels` (B,) int64, and returns `images` (B, C, H, W) uint8: the images `dcgan generate`
+makes from the same latents (image i of seed s uses torch.randn(z_dim) from a generator seeded
+with s). The batch is dynamic unless `--batch N` fixes it. ONNX needs `pip install "dcgan[export]"`
+(onnx, onnxscript; onnxruntime to check the file): after writing it, the command runs the file
+in onnxruntime where it is installed and reports the largest difference from PyTorch's images.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dcgan.commands import add_generator_source, generator_source
+from dcgan.errors import UserError
+
+FORMATS = ("onnx", "torchscript")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("export", help="export a generator as ONNX or TorchScript", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_generator_source(parser)
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--out", required=True, metavar="FILE", help="the file to write (.onnx or .pt)")
+    parser.add_argument("--batch", type=int, default=0, help="a fixed batch size; 0 (default): dynamic")
+    parser.add_argument("--no-ema", action="store_true", help="the raw generator of a checkpoint .pt")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from dcgan.checkpoint import load_generator
+    from dcgan.export import OPSET, check_onnx, export_onnx, export_torchscript
+
+    if not 0 <= args.batch <= 65536:
+        raise UserError(f"--batch must be between 0 (dynamic) and 65,536, not {args.batch}")
+    out = Path(args.out)
+    if out.parent and not out.parent.is_dir():
+        raise UserError(f"folder {out.parent} does not exist")
+    generator, _ = load_generator(generator_source(args), "cpu", use_ema=not args.no_ema)
+    torch.set_num_threads(min(4, torch.get_num_threads()))
+    if args.format == "onnx":
+        export_onnx(generator, out, batch=args.batch)
+        check = check_onnx(generator, out, batch=args.batch or 8)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, ONNX opset {OPSET}, batch "
+              f"{args.batch or 'dynamic'}); {check}")
+    else:
+        export_torchscript(generator, out, batch=args.batch)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, TorchScript, batch {args.batch or 'dynamic'}); "
+              f"load it with torch.jit.load")
+    return 0

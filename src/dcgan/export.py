@@ -1,0 +1,97 @@
+"""Generators as ONNX or TorchScript files that make the same uint8 images as `dcgan generate`.
+
+`ImageGenerator` wraps a generator so that its output is what this toolkit's sampling gives:
+latents (and labels) in, uint8 images out, the rounding included, so a user of the exported file
+needs nothing of this package. The exporters are torch's own (`torch.onnx.export`, `torch.jit`);
+this module only fixes their inputs, names and batch dimension, and checks an ONNX file against
+PyTorch in onnxruntime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from dcgan.errors import UserError
+from dcgan.files import atomic_write
+from dcgan.sampling import is_conditional, labels_from_seeds, latents_from_seeds, to_uint8
+
+OPSET = 17
+EXTRA = 'pip install "dcgan[export]"'
+
+
+class ImageGenerator(nn.Module):
+    """z (B, z_dim) float32 [, labels (B,) int64] -> images (B, C, H, W) uint8, as `dcgan generate`."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator.eval()
+        self.conditional = is_conditional(generator)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return to_uint8(self.generator(z, labels if self.conditional else None))  # (B, C, H, W) uint8
+
+
+def example_inputs(generator: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
+    """The latents (and labels) of seeds 0..batch-1: what the export traces and the check compares."""
+    seeds = range(batch)
+    z = latents_from_seeds(seeds, generator.z_dim)
+    return (z, labels_from_seeds(seeds, generator.num_classes)) if is_conditional(generator) else (z,)
+
+
+def input_names(generator: nn.Module) -> list[str]:
+    return ["z", "labels"] if is_conditional(generator) else ["z"]
+
+
+def export_onnx(generator: nn.Module, path: Path, batch: int = 0) -> None:
+    """Write an ONNX file (opset 17); `batch` 0 makes the batch dimension dynamic."""
+    try:
+        import onnx  # noqa: F401 (torch.onnx needs it to write the file)
+    except ImportError:
+        raise UserError(f"ONNX export needs the onnx package: {EXTRA}") from None
+    wrapper = ImageGenerator(generator)
+    names = input_names(generator)
+    dynamic = {name: {0: "batch"} for name in names + ["images"]} if batch == 0 else None
+    inputs = example_inputs(generator, batch or 2)
+
+    def write(tmp: Path) -> None:
+        with torch.no_grad():
+            torch.onnx.export(wrapper, inputs, str(tmp), input_names=names, output_names=["images"],
+                              dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+
+    atomic_write(Path(path), write)
+
+
+def check_onnx(generator: nn.Module, path: Path, batch: int = 8) -> str:
+    """Run the ONNX file in onnxruntime on seeds 0..batch-1 and compare with PyTorch's images: a line
+    for the user (or why the check was skipped)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return f"not checked: onnxruntime is not installed ({EXTRA})"
+    difference = onnx_difference(generator, path, batch)
+    return f"onnxruntime's images differ from PyTorch's by at most {difference} uint8 level(s) on seeds 0-{batch - 1}"
+
+
+def onnx_difference(generator: nn.Module, path: Path, batch: int = 8) -> int:
+    """The largest |onnxruntime - PyTorch| over the uint8 images of seeds 0..batch-1."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = example_inputs(generator, batch)
+    feeds = {name: tensor.numpy() for name, tensor in zip(input_names(generator), inputs)}
+    (onnx_images,) = session.run(["images"], feeds)
+    with torch.no_grad():
+        torch_images = ImageGenerator(generator)(*inputs)
+    return int((torch.from_numpy(onnx_images).int() - torch_images.int()).abs().max())
+
+
+def export_torchscript(generator: nn.Module, path: Path, batch: int = 0) -> None:
+    """Write a TorchScript file (traced; the traced graph has no fixed batch unless asked)."""
+    wrapper = ImageGenerator(generator)
+    inputs = example_inputs(generator, batch or 2)
+    with torch.no_grad():
+        traced = torch.jit.trace(wrapper, inputs, check_trace=False)
+    atomic_write(Path(path), lambda tmp: torch.jit.save(traced, str(tmp)))
