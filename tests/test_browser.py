@@ -98,6 +98,8 @@ def shipped_server_url(tmp_path_factory, cars):
     config = resolve_config("modern", overrides=dict(g_channels=8, d_channels=8, batch_size=16, kimg=0.32,
                                                      log_every=2, grid_size=16, outdir=str(runs), dataset="folder"))
     train(config, data=ImageData(cars.images[:160], cars.labels[:160], cars.class_names), show_progress=False)
+    (runs / "00001-torn").mkdir()
+    (runs / "00001-torn" / "config.json").write_text('{"dataset": "fol')  # a run killed mid-write
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -140,5 +142,6 @@ def test_pages_as_a_person_sees_them(shipped_server_url):
         widths = page.eval_on_selector_all(".run img", "els => els.map(e => [e.alt, e.getBoundingClientRect().width])")
         plots = [width for alt, width in widths if alt in ("losses.png", "loss_variance.png")]
         assert len(plots) == 2 and all(width >= 480 for width in plots), widths
+        assert "cannot be read" in page.inner_text(".broken")  # the torn run is one line, not a 500
         page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
         browser.close()

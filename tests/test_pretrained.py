@@ -116,8 +116,12 @@ def test_onnx_export_matches_pytorch_within_one_level(tmp_path, source, batch, c
         expected = ImageGenerator(generator)(*inputs)
         assert images.dtype.name == "uint8" and images.shape == tuple(expected.shape)
         assert (torch.from_numpy(images).int() - expected.int()).abs().max() <= 1
-    if source == "conditional":
+    if source == "conditional":  # the labels input, and the class names it indexes in the file's metadata
+        import onnx
+
         assert names == ["z", "labels"]
+        metadata = {prop.key: prop.value for prop in onnx.load(str(out)).metadata_props}
+        assert json.loads(metadata["dcgan.generator_kwargs"])["class_names"] == ["a", "b", "c"]
     # What `dcgan generate` makes from the same seeds.
     if source == "shipped":
         assert torch.equal(ImageGenerator(generator)(*example_inputs(generator, 4)), generate_images(generator, range(4)))
@@ -129,7 +133,9 @@ def test_torchscript_export_matches_pytorch(tmp_path, conditional_generator_file
                  "--out", str(out)]) == 0
     from dcgan.export import example_inputs
 
-    scripted = torch.jit.load(str(out))
+    extra = {"dcgan.json": ""}
+    scripted = torch.jit.load(str(out), _extra_files=extra)
+    assert json.loads(json.loads(extra["dcgan.json"])["dcgan.generator_kwargs"])["num_classes"] == 3
     generator, _ = load_generator(conditional_generator_file)
     for size in (2, 5):
         z, labels = example_inputs(generator, size)

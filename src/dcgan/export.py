@@ -5,10 +5,17 @@ latents (and labels) in, uint8 images out, the rounding included, so a user of t
 needs nothing of this package. The exporters are torch's own (`torch.onnx.export`, `torch.jit`);
 this module only fixes their inputs, names and batch dimension, and checks an ONNX file against
 PyTorch in onnxruntime.
+
+ONNX goes through torch's TorchScript-based exporter (`dynamo=False`): a feed-forward
+convolutional generator traces exactly, the batch is made dynamic by `dynamic_axes`, and it needs
+only the `onnx` package. torch 2.14 marks that exporter deprecated, so its warning is silenced
+here; the tests run every exported file in onnxruntime against PyTorch.
 """
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -45,10 +52,20 @@ def input_names(generator: nn.Module) -> list[str]:
     return ["z", "labels"] if is_conditional(generator) else ["z"]
 
 
-def export_onnx(generator: nn.Module, path: Path, batch: int = 0) -> None:
-    """Write an ONNX file (opset 17); `batch` 0 makes the batch dimension dynamic."""
+def model_metadata(kwargs: dict) -> dict[str, str]:
+    """What the exported file says about itself: its inputs and the generator's arguments (for a
+    conditional model, `class_names` maps each label to its class)."""
+    inputs = "z (B, z_dim) float32 from torch.randn" + (", labels (B,) int64 class indices"
+                                                         if kwargs.get("num_classes") else "")
+    return {"dcgan.inputs": inputs, "dcgan.outputs": "images (B, C, H, W) uint8",
+            "dcgan.generator_kwargs": json.dumps(kwargs)}
+
+
+def export_onnx(generator: nn.Module, path: Path, batch: int = 0, kwargs: dict | None = None) -> None:
+    """Write an ONNX file (opset 17); `batch` 0 makes the batch dimension dynamic; `kwargs` (the
+    generator's arguments) go into its metadata."""
     try:
-        import onnx  # noqa: F401 (torch.onnx needs it to write the file)
+        import onnx
     except ImportError:
         raise UserError(f"ONNX export needs the onnx package: {EXTRA}") from None
     wrapper = ImageGenerator(generator)
@@ -57,9 +74,15 @@ def export_onnx(generator: nn.Module, path: Path, batch: int = 0) -> None:
     inputs = example_inputs(generator, batch or 2)
 
     def write(tmp: Path) -> None:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's deprecation notice and tracer warnings
             torch.onnx.export(wrapper, inputs, str(tmp), input_names=names, output_names=["images"],
                               dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+        if kwargs is not None:
+            model = onnx.load(str(tmp))
+            for key, value in model_metadata(kwargs).items():
+                model.metadata_props.add(key=key, value=value)
+            onnx.save(model, str(tmp))
 
     atomic_write(Path(path), write)
 
@@ -88,10 +111,13 @@ def onnx_difference(generator: nn.Module, path: Path, batch: int = 8) -> int:
     return int((torch.from_numpy(onnx_images).int() - torch_images.int()).abs().max())
 
 
-def export_torchscript(generator: nn.Module, path: Path, batch: int = 0) -> None:
-    """Write a TorchScript file (traced; the traced graph has no fixed batch unless asked)."""
+def export_torchscript(generator: nn.Module, path: Path, batch: int = 0, kwargs: dict | None = None) -> None:
+    """Write a TorchScript file (traced; the traced graph has no fixed batch unless asked); `kwargs`
+    go into its extra file `dcgan.json`."""
     wrapper = ImageGenerator(generator)
     inputs = example_inputs(generator, batch or 2)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notice
         traced = torch.jit.trace(wrapper, inputs, check_trace=False)
-    atomic_write(Path(path), lambda tmp: torch.jit.save(traced, str(tmp)))
+    extra = {"dcgan.json": json.dumps(model_metadata(kwargs))} if kwargs is not None else {}
+    atomic_write(Path(path), lambda tmp: torch.jit.save(traced, str(tmp), _extra_files=extra))

@@ -40,7 +40,8 @@ def register(subparsers) -> None:
                              "file (default: the run's training data)")
     parser.add_argument("--classes", default="", help="comma-separated classes of the reference (names or indices)")
     parser.add_argument("--data-root", default="data", help="where torchvision datasets live (default data)")
-    parser.add_argument("--download", action="store_true", help="let torchvision download the reference dataset")
+    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                        help="download a missing torchvision reference dataset (default; --no-download forbids it)")
     parser.add_argument("--real-vs-real", action="store_true",
                         help="score --num-gen images of a second real set (--real) against the reference")
     parser.add_argument("--real", metavar="REF", help="with --real-vs-real: the second real set "

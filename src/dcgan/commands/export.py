@@ -6,7 +6,9 @@
 The exported network takes latents `z` (B, z_dim) float32, and for a conditional model class
 labels `labels` (B,) int64, and returns `images` (B, C, H, W) uint8: the images `dcgan generate`
 makes from the same latents (image i of seed s uses torch.randn(z_dim) from a generator seeded
-with s). The batch is dynamic unless `--batch N` fixes it. ONNX needs `pip install "dcgan[export]"`
+with s). The batch is dynamic unless `--batch N` fixes it. The file's metadata (ONNX
+metadata_props; TorchScript's extra file dcgan.json) holds the generator's arguments, with the
+class names of a conditional model: its `labels` input takes their indices. ONNX needs `pip install "dcgan[export]"`
 (onnx, onnxscript; onnxruntime to check the file): after writing it, the command runs the file
 in onnxruntime where it is installed and reports the largest difference from PyTorch's images.
 """
@@ -44,15 +46,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.parent and not out.parent.is_dir():
         raise UserError(f"folder {out.parent} does not exist")
-    generator, _ = load_generator(generator_source(args), "cpu", use_ema=not args.no_ema)
+    generator, kwargs = load_generator(generator_source(args), "cpu", use_ema=not args.no_ema)
     torch.set_num_threads(min(4, torch.get_num_threads()))
     if args.format == "onnx":
-        export_onnx(generator, out, batch=args.batch)
+        export_onnx(generator, out, batch=args.batch, kwargs=kwargs)
         check = check_onnx(generator, out, batch=args.batch or 8)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, ONNX opset {OPSET}, batch "
               f"{args.batch or 'dynamic'}); {check}")
     else:
-        export_torchscript(generator, out, batch=args.batch)
+        export_torchscript(generator, out, batch=args.batch, kwargs=kwargs)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, TorchScript, batch {args.batch or 'dynamic'}); "
               f"load it with torch.jit.load")
     return 0

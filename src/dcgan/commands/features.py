@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     parser.add_argument("action", choices=("train", "show"))
     parser.add_argument("--dataset", default="cifar10", help=f"{', '.join(DATASETS)} (default cifar10)")
     parser.add_argument("--data-root", default="data", help="where the dataset lives (default data)")
-    parser.add_argument("--download", action="store_true", help="let torchvision download the dataset")
+    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                        help="download a missing torchvision dataset (default; --no-download forbids it)")
     parser.add_argument("--resolution", type=int, default=0, choices=(0, 32, 64), help="0 follows the data")
     parser.add_argument("--channels", type=int, default=0, choices=(0, 1, 3), help="0 follows the data")
     parser.add_argument("--epochs", type=float, default=4, help="training epochs (default 4)")
