@@ -132,7 +132,8 @@ def test_resume_with_another_architecture_names_both_shapes(cifar_root, tmp_path
 
 
 def test_serve_bad_input(generator_file, tmp_path):
-    assert_one_line_error(dcgan("serve"), "pass at least one --checkpoint")
+    assert_one_line_error(dcgan("serve", "--model", "mnist"), "train it yourself: dcgan train --dataset mnist")
+    assert_one_line_error(dcgan("serve", "--port", 99999), "--port must be between")  # no arguments: shipped models
     assert_one_line_error(dcgan("serve", "--checkpoint", tmp_path / "absent"), "checkpoint not found")
     assert_one_line_error(dcgan("serve", "--checkpoint", generator_file, "--port", 99999), "--port must be between")
     assert_one_line_error(dcgan("serve", "--checkpoint", generator_file, "--runs", tmp_path / "nope"),

@@ -118,7 +118,7 @@ def generator_file(run_folder):
     (["--num-gen", "0"], "--num-gen must be between 2 and"),
     (["--num-gen", "5", "--metrics", "is"], "--is-splits 10 needs at least as many images"),
     (["--ref", "imagenet-train"], "is not a dataset split"),
-    (["--real-vs-real"], "pass --checkpoint (score a generator) or --real-vs-real"),
+    (["--real-vs-real"], "(score a generator) or --real-vs-real"),
     (["--features", "clip"], "invalid choice: 'clip'"),
 ])
 def test_bad_evaluate_arguments(generator_file, args, fragment):

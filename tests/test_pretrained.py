@@ -55,6 +55,7 @@ def test_models_command_lists_and_shows_cards(capsys):
     assert main(["models"]) == 0
     table = capsys.readouterr().out
     assert "cifar10-cars" in table and "shipped" in table and "train it yourself: dcgan train --dataset celeba" in table
+    assert f"card: {shipped_model('cifar10-cars').card_path}" in table
     assert main(["models", "cifar10-cars"]) == 0
     card = capsys.readouterr().out
     assert "# cifar10-cars" in card and "Known limits" in card and "generator.safetensors" in card
@@ -147,3 +148,15 @@ def test_export_without_onnx_names_the_extra(tmp_path, monkeypatch, capsys):
     assert main(["export", "--model", "cifar10-cars", "--format", "onnx", "--out", str(tmp_path / "g.onnx")]) == 2
     assert 'pip install "dcgan[export]"' in capsys.readouterr().err
     assert not (tmp_path / "g.onnx").exists()
+
+
+def test_torchscript_takes_any_batch_so_a_fixed_one_is_refused(tmp_path, capsys):
+    out = tmp_path / "g.pt"
+    assert main(["export", "--model", "cifar10-cars", "--format", "torchscript", "--out", str(out), "--batch", "4"]) == 2
+    assert "TorchScript file takes any batch" in capsys.readouterr().err and not out.exists()
+
+
+def test_evaluate_a_shipped_model_without_ref_says_which_ref(capsys):
+    assert main(["evaluate", "--model", "cifar10-cars", "--features", "fast"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pass --ref" in err and "--ref cifar10-test" in err

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,11 +209,17 @@ def _load_torchvision(name, root: Path, split, classes, resolution, channels, do
             hint = " (or drop --no-download to let torchvision fetch it)" if not download else ""
             raise UserError(f"{name} not found under {root} ({str(error).splitlines()[0]}); put it there "
                             f"in torchvision's layout or pass --data-root{hint}") from None
-        except OSError as error:  # offline: URLError, a refused connection, a full disk
-            reason = getattr(error, "reason", None) or error.strerror or error
-            raise UserError(f"cannot download {name} ({reason}); with no internet, put the dataset in {root} "
-                            f"(torchvision's layout: what `torchvision.datasets.{TORCHVISION_CLASSES[name]}"
-                            f"(root='{root}', download=True)` fetches) and run again") from None
+        except Exception as error:  # offline (URLError, a refused connection), a full disk, CelebA's Drive quota
+            why = getattr(error, "reason", None) or getattr(error, "strerror", None) or \
+                (str(error).splitlines() or [type(error).__name__])[0]
+            if not download:
+                if isinstance(error, OSError):
+                    raise UserError(f"cannot read {name} under {root} ({why})") from None
+                raise
+            offline = isinstance(error, (urllib.error.URLError, ConnectionError, TimeoutError, socket.gaierror))
+            raise UserError(f"cannot download {name} ({why}); {'with no internet, ' if offline else ''}put the "
+                            f"dataset in {root} (torchvision's layout: what `torchvision.datasets."
+                            f"{TORCHVISION_CLASSES[name]}(root='{root}', download=True)` fetches) and run again") from None
         if name == "celeba":
             class_names = ["face"]
             labels = torch.zeros(len(dataset), dtype=torch.int64)

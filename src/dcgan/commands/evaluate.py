@@ -51,7 +51,7 @@ def register(subparsers) -> None:
     parser.add_argument("--inception-weights", metavar="PATH",
                         help="pt_inception-2015-12-05-6726825d.pth (default: $DCGAN_INCEPTION_WEIGHTS, then "
                              "the torch hub cache, then a download)")
-    parser.add_argument("--offline", action="store_true", help="never download the Inception weights")
+    parser.add_argument("--offline", action="store_true", help="download nothing: no Inception weights, no dataset")
     parser.add_argument("--fast-extractor", metavar="FILE", help="a fast extractor from `dcgan features train`")
     parser.add_argument("--seed", type=int, default=0, help="first generation seed; image i uses seed + i")
     parser.add_argument("--metric-seed", type=int, default=2020, help="seed of KID subsets and IS splits (2020)")
@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     from dcgan.training.distributed import pick_device
 
     check_arguments(args)
+    args.download = args.download and not args.offline
     metrics = parse_metrics(args.metrics)
     options = MetricOptions(kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
                             is_splits=args.is_splits, seed=args.metric_seed)
@@ -175,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
         reference = parse_reference(args.ref, data_root=args.data_root, classes=classes, download=args.download)
     else:
         config = run_config(Path(source)) if source and not args.model else None
+        if config is None and args.model:
+            from dcgan.pretrained import shipped_model
+
+            measured = (shipped_model(args.model).card.get("scores") or {}).get("command", "")
+            raise UserError(f"pass --ref (the test split of the model's data); its card measured it with: {measured}")
         if config is None:
             raise UserError("pass --ref (a dataset split such as cifar10-train, an image folder or a .npz file); "
                             "there is no run config.json beside the checkpoint to take the training data from")
@@ -246,7 +252,12 @@ def run(args: argparse.Namespace) -> int:
     count = f"{reference_set.count:,} of " if reference_set.count else ""  # unknown for pytorch-fid files
     print(f"{what} vs {count}{against}; {extractor.summary()}")
 
-    out = Path(args.out) if args.out else (checkpoint.with_name(checkpoint.stem + ".metrics.json") if checkpoint else None)
+    if args.out:
+        out = Path(args.out)
+    elif args.model:  # never into the installed package
+        out = Path(f"{args.model}.metrics.json")
+    else:
+        out = checkpoint.with_name(checkpoint.stem + ".metrics.json") if checkpoint else None
     if out is not None:
         subject = {"checkpoint": str(checkpoint.resolve())} if checkpoint else {"real_vs_real": True}
         append_record(out, record, subject)

@@ -1,12 +1,12 @@
 """`dcgan export`: a generator as ONNX or TorchScript, to run without this toolkit.
 
     dcgan export --model cifar10-cars --format onnx --out cars.onnx
-    dcgan export --checkpoint runs/00004-cifar10-modern --format torchscript --out generator.pt --batch 16
+    dcgan export --checkpoint runs/00004-cifar10-modern --format onnx --out generator.onnx --batch 16
 
 The exported network takes latents `z` (B, z_dim) float32, and for a conditional model class
 labels `labels` (B,) int64, and returns `images` (B, C, H, W) uint8: the images `dcgan generate`
 makes from the same latents (image i of seed s uses torch.randn(z_dim) from a generator seeded
-with s). The batch is dynamic unless `--batch N` fixes it. The file's metadata (ONNX
+with s). The batch is dynamic unless `--batch N` fixes it (ONNX; TorchScript takes any batch). The file's metadata (ONNX
 metadata_props; TorchScript's extra file dcgan.json) holds the generator's arguments, with the
 class names of a conditional model: its `labels` input takes their indices. ONNX needs `pip install "dcgan[export]"`
 (onnx, onnxscript; onnxruntime to check the file): after writing it, the command runs the file
@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.batch <= 65536:
         raise UserError(f"--batch must be between 0 (dynamic) and 65,536, not {args.batch}")
+    if args.batch and args.format == "torchscript":
+        raise UserError("--batch fixes an ONNX file's batch; a TorchScript file takes any batch (leave --batch out)")
     out = Path(args.out)
     if out.parent and not out.parent.is_dir():
         raise UserError(f"folder {out.parent} does not exist")
@@ -54,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, ONNX opset {OPSET}, batch "
               f"{args.batch or 'dynamic'}); {check}")
     else:
-        export_torchscript(generator, out, batch=args.batch, kwargs=kwargs)
-        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, TorchScript, batch {args.batch or 'dynamic'}); "
-              f"load it with torch.jit.load")
+        export_torchscript(generator, out, kwargs=kwargs)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, TorchScript, any batch); load it with torch.jit.load")
     return 0

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dcgan.pretrained import PRETRAINED_DIR, shipped_model, shipped_models
+    from dcgan.pretrained import shipped_model, shipped_models
 
     if args.name:
         model = shipped_model(args.name)
@@ -44,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
         fid = f"{row['fid_fast']:.3f}" if row["fid_fast"] is not None else "-"
         accuracy = f"{row['class_accuracy']:.1%}" if row["class_accuracy"] is not None else "-"
         status = "shipped" if row["trained"] else f"train it yourself: {row['command']}"
-        print(f"{row['name']:<14} {row['data'][:44]:<44} {len(row['classes']) or '-':>7} {row['resolution']:>3} "
+        print(f"{row['name']:<14} {row['data'][:44]:<44} {len(row['classes']) or '-':>7} {row['resolution'] or '-':>3} "
               f"{size:>8} {fid:>8} {accuracy:>9}  {status}")
-    print(f"\nFID-fast: held-out, against the dataset's test images (each card gives the protocol). Cards: "
-          f"{PRETRAINED_DIR}/<name>/MODEL_CARD.md; `dcgan models NAME` prints one, `dcgan serve` links them")
+        print(f"{'':<14} card: {row['card']}")
+    print("\nFID-fast: held-out, against the dataset's test images (each card gives the protocol); "
+          "`dcgan models NAME` prints a card, `dcgan serve` links them")
     return 0
