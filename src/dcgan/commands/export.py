@@ -9,7 +9,7 @@ makes from the same latents (image i of seed s uses torch.randn(z_dim) from a ge
 with s). The batch is dynamic unless `--batch N` fixes it (ONNX; TorchScript takes any batch). The file's metadata (ONNX
 metadata_props; TorchScript's extra file dcgan.json) holds the generator's arguments, with the
 class names of a conditional model: its `labels` input takes their indices. ONNX needs `pip install "dcgan[export]"`
-(onnx, onnxscript; onnxruntime to check the file): after writing it, the command runs the file
+(onnx; onnxruntime to check the file): after writing it, the command runs the file
 in onnxruntime where it is installed and reports the largest difference from PyTorch's images.
 """
 
