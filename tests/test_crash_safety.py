@@ -34,6 +34,17 @@ def test_disk_full_is_one_line_and_the_previous_file_survives(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-last.pt"]
 
 
+def test_written_files_have_the_usual_permissions_whatever_the_writer_makes(tmp_path):
+    from safetensors.torch import save_file
+
+    atomic_write(tmp_path / "g.safetensors", lambda tmp: save_file({"w": torch.zeros(2)}, str(tmp)))  # 0600 alone
+    atomic_write(tmp_path / "a.txt", lambda tmp: tmp.write_text("a"))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in ("g.safetensors", "a.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
 def test_stale_temp_files_are_removed_and_only_they(tmp_path):
     (tmp_path / "samples").mkdir()
     stale = [tmp_path / ".checkpoint-last.pt.tmp4242", tmp_path / "samples" / ".fakes-kimg0000001.00.png.tmp7"]

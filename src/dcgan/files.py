@@ -18,6 +18,9 @@ from typing import Callable
 from dcgan.errors import UserError
 
 TEMP_NAME = re.compile(r"^\..+\.tmp\d+$")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once, at import: os.umask can only be read by setting it
+FILE_MODE = 0o666 & ~_UMASK
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
@@ -27,6 +30,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
+        os.chmod(tmp, FILE_MODE)  # safetensors writes 0600; a run folder's files are as readable as any other
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

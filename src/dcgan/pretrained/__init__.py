@@ -53,11 +53,9 @@ class ShippedModel:
 
 def shipped_models() -> dict[str, ShippedModel]:
     """Every model of the package by name, trained or to train yourself."""
-    models = {}
-    for card_file in sorted(PRETRAINED_DIR.glob("*/card.json")):
-        card = json.loads(card_file.read_text(encoding="utf-8"))
-        models[card["name"]] = ShippedModel(card["name"], card_file.parent, card)
-    return models
+    cards = [(json.loads(path.read_text(encoding="utf-8")), path.parent) for path in PRETRAINED_DIR.glob("*/card.json")]
+    cards.sort(key=lambda item: (item[0].get("order", 99), item[0]["name"]))  # the gallery opens on the first
+    return {card["name"]: ShippedModel(card["name"], folder, card) for card, folder in cards}
 
 
 def shipped_model(name: str) -> ShippedModel:
