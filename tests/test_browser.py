@@ -43,20 +43,27 @@ def server_url(tmp_path_factory):
     server.close()
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def playwright_or_skip():
+    """playwright's sync API; without Chromium the test is skipped here and fails in CI."""
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Chromium (apt-get install chromium) for the browser test")
+        pytest.skip("Chromium is not installed")
+    return pytest.importorskip("playwright.sync_api")
+
+
 def decode(data_uri: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_uri.split(",", 1)[1]))))
 
 
 def test_gallery_new_samples_and_permalink(server_url):
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs Chromium (apt-get install chromium) for the browser test")
-        pytest.skip("Chromium is not installed")
-    playwright = pytest.importorskip("playwright.sync_api")
+    playwright = playwright_or_skip()
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(f"{server_url}/?num=8")
         before = page.eval_on_selector_all("img.sample", "els => els.map(e => [e.dataset.seed, e.src])")
@@ -111,14 +118,10 @@ def shipped_server_url(tmp_path_factory, cars):
 
 
 def test_pages_as_a_person_sees_them(shipped_server_url):
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs Chromium (apt-get install chromium) for the browser test")
-        pytest.skip("Chromium is not installed")
-    playwright = pytest.importorskip("playwright.sync_api")
+    playwright = playwright_or_skip()
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         # The gallery: the shipped model by its card name, its one line, a link to its card, big pixels.
         page.goto(f"{shipped_server_url}/?num=12&seed=0")
