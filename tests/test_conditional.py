@@ -38,6 +38,15 @@ def two_classes(cifar_root, tmp_path_factory) -> ImageData:
     return load_dataset("folder", subset)
 
 
+@pytest.fixture(scope="module")
+def two_class_classifier(two_classes):
+    """The fast extractor's network trained on the real airplanes and frogs (a few seconds)."""
+    from dcgan.metrics.fast import train_fast_classifier
+
+    model, _ = train_fast_classifier(two_classes, two_classes, epochs=10, batch_size=64, progress=False)
+    return model
+
+
 def conditional_config(tmp_path, mode, **overrides):
     values = dict(conditional=mode, classes=[], g_channels=16, d_channels=16, batch_size=32, log_every=10)
     values.update(overrides)
@@ -133,7 +142,8 @@ def test_fixed_grid_has_a_row_per_class_with_the_same_noise_down_each_column():
 # ------------------------------------------------------------------ training
 
 @pytest.mark.parametrize("mode", ["projection", "acgan"])
-def test_a_short_conditional_run_makes_each_class_look_like_its_own_images(tmp_path, two_classes, mode):
+def test_a_short_conditional_run_makes_each_class_look_like_its_own_images(tmp_path, two_classes, mode,
+                                                                          two_class_classifier):
     run = train(conditional_config(tmp_path, mode, kimg=6.4, seed=0), data=two_classes, show_progress=False)
     G, kwargs = load_generator(run)
     assert kwargs["class_names"] == TWO_CLASSES and kwargs["num_classes"] == 2
@@ -142,6 +152,11 @@ def test_a_short_conditional_run_makes_each_class_look_like_its_own_images(tmp_p
     # Each class's samples are closer (pooled-pixel Fréchet distance) to that class's images than to the other's.
     assert pixel_frechet_distance(planes, real_planes) < 0.7 * pixel_frechet_distance(planes, real_frogs)
     assert pixel_frechet_distance(frogs, real_frogs) < 0.7 * pixel_frechet_distance(frogs, real_planes)
+    # And a classifier trained on the real images names the asked class far above chance (50%).
+    from dcgan.metrics.fast import accuracy
+
+    asked = ImageData(torch.cat([planes, frogs]), torch.tensor([0] * 200 + [1] * 200), TWO_CLASSES)
+    assert accuracy(two_class_classifier, asked, torch.device("cpu")) > 0.75
     # The class names travel with the run: model.json, the checkpoint, the generator file.
     assert json.loads((run / "model.json").read_text())["generator_kwargs"]["class_names"] == TWO_CLASSES
     assert load_checkpoint(run / "checkpoint-last.pt")["generator_kwargs"]["class_names"] == TWO_CLASSES
