@@ -187,6 +187,13 @@ TORCHVISION_CLASSES = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "mnist": "M
                        "fashion-mnist": "FashionMNIST", "celeba": "CelebA"}
 
 
+def _download_failed(name: str, root: Path, why, offline: bool) -> UserError:
+    """The one line for a torchvision download that failed: why, and the folder to fill by hand."""
+    return UserError(f"cannot download {name} ({why}); {'with no internet, ' if offline else ''}put the dataset in "
+                     f"{root} (torchvision's layout: what `torchvision.datasets.{TORCHVISION_CLASSES[name]}"
+                     f"(root='{root}', download=True)` fetches) and run again")
+
+
 def _load_torchvision(name, root: Path, split, classes, resolution, channels, download, use_cache) -> ImageData:
     import torchvision.datasets as tvd
 
@@ -204,8 +211,7 @@ def _load_torchvision(name, root: Path, split, classes, resolution, channels, do
                 dataset = dataset_class(str(root), train=(split == "train"), download=download)
         except RuntimeError as error:  # torchvision: "Dataset not found or corrupted. ..." or "Error downloading ..."
             if download and "download" in str(error).lower():  # MNIST's mirrors all failed
-                raise UserError(f"cannot download {name} ({str(error).splitlines()[0].rstrip(':')}); with no internet, "
-                                f"put the dataset in {root} (torchvision's layout) and run again") from None
+                raise _download_failed(name, root, str(error).splitlines()[0].rstrip(":"), offline=True) from None
             hint = " (or drop --no-download to let torchvision fetch it)" if not download else ""
             raise UserError(f"{name} not found under {root} ({str(error).splitlines()[0]}); put it there "
                             f"in torchvision's layout or pass --data-root{hint}") from None
@@ -217,9 +223,7 @@ def _load_torchvision(name, root: Path, split, classes, resolution, channels, do
                     raise UserError(f"cannot read {name} under {root} ({why})") from None
                 raise
             offline = isinstance(error, (urllib.error.URLError, ConnectionError, TimeoutError, socket.gaierror))
-            raise UserError(f"cannot download {name} ({why}); {'with no internet, ' if offline else ''}put the "
-                            f"dataset in {root} (torchvision's layout: what `torchvision.datasets."
-                            f"{TORCHVISION_CLASSES[name]}(root='{root}', download=True)` fetches) and run again") from None
+            raise _download_failed(name, root, why, offline) from None
         if name == "celeba":
             class_names = ["face"]
             labels = torch.zeros(len(dataset), dtype=torch.int64)

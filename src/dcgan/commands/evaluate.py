@@ -79,8 +79,6 @@ def parse_metrics(text: str) -> list[str]:
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    if args.checkpoint and args.model:
-        raise UserError("pass --checkpoint or --model, not both")
     if args.real_vs_real == bool(args.checkpoint or args.model):
         raise UserError("pass --checkpoint or --model (score a generator) or --real-vs-real (score real images), "
                         "one of them")

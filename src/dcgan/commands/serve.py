@@ -36,12 +36,12 @@ def run(args: argparse.Namespace) -> int:
     from dcgan.server import create_app, serve
     from dcgan.training.distributed import pick_device
 
-    from dcgan.pretrained import shipped_model, trained_models
+    from dcgan.pretrained import trained_models
 
-    models = [shipped_model(name) for name in args.model]
+    shipped = args.model
     if not args.checkpoint and not args.model:
-        models = trained_models()  # no arguments: every shipped generator
-        if not models:
+        shipped = [model.name for model in trained_models()]  # no arguments: every shipped generator
+        if not shipped:
             raise UserError("this package ships no trained generator; pass --checkpoint (a run folder or "
                             "generator.safetensors)")
     if not 1 <= args.port <= 65535:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.runs and not Path(args.runs).is_dir():
         raise UserError(f"--runs folder {args.runs} does not exist")
     torch.set_num_threads(args.torch_threads or min(4, os.cpu_count() or 1))
-    app = create_app(args.checkpoint, args.runs, shipped=[model.name for model in models], max_images=args.max_images,
+    app = create_app(args.checkpoint, args.runs, shipped=shipped, max_images=args.max_images,
                      device=str(pick_device(args.device)), max_waiting=max(0, args.threads - 2))
     print(f"serving {', '.join(app.config['MODELS'])} on http://{args.host}:{args.port}/", flush=True)
     serve(app, args.host, args.port, threads=args.threads)

@@ -40,6 +40,13 @@ class ShippedModel:
     def description(self) -> str:
         return self.card.get("description", "")
 
+    def weights(self) -> Path:
+        """The generator file; a model not trained yet is a one-line error naming the command that trains it."""
+        if self.file is None:
+            raise UserError(f"{self.name} is not shipped trained yet (its data cannot be downloaded where the models "
+                            f"are trained); train it yourself: {self.card['command']}")
+        return self.file
+
     def summary(self) -> dict:
         """One row of `dcgan models` and of `/api/models`."""
         scores = self.card.get("scores") or {}
@@ -67,12 +74,8 @@ def shipped_model(name: str) -> ShippedModel:
 
 
 def model_file(name: str) -> Path:
-    """The generator file of a shipped model; a model not trained yet names the command that trains it."""
-    model = shipped_model(name)
-    if model.file is None:
-        raise UserError(f"{name} is not shipped trained yet (its data cannot be downloaded where the models are "
-                        f"trained); train it yourself: {model.card['command']}")
-    return model.file
+    """The generator file of a shipped model (see ShippedModel.weights)."""
+    return shipped_model(name).weights()
 
 
 def trained_models() -> list[ShippedModel]:

@@ -40,6 +40,7 @@ from werkzeug.utils import safe_join
 
 from dcgan.checkpoint import load_generator
 from dcgan.errors import UserError
+from dcgan.pretrained import ShippedModel, shipped_model
 from dcgan.sampling import (MAX_SEED, generate_images, image_to_pil, interpolate, is_conditional, make_grid,
                             resolve_classes, save_gif, to_pil)
 from dcgan.training.report import METRIC_COLUMNS
@@ -60,8 +61,11 @@ class LoadedModel:
     name: str
     generator: torch.nn.Module
     kwargs: dict
-    description: str = ""  # shipped models: the card's one line
-    shipped: bool = False  # a generator of the package, with a model card at /models/<name>
+    shipped: ShippedModel | None = None  # a generator of the package, with a model card at /models/<name>
+
+    @property
+    def description(self) -> str:
+        return self.shipped.description if self.shipped else ""
 
     @property
     def classes(self) -> list[str]:
@@ -72,18 +76,17 @@ class LoadedModel:
         return {"name": self.name, "resolution": self.kwargs["img_resolution"],
                 "channels": self.kwargs["img_channels"], "z_dim": self.kwargs["z_dim"],
                 "conditional": bool(self.classes), "classes": self.classes, "description": self.description,
-                "card": f"/models/{self.name}" if self.shipped else None}
+                "card": f"/models/{self.name}" if self.shipped is not None else None}
 
 
 def load_models(checkpoints: list[str], device: str = "cpu", shipped: list[str] = ()) -> dict[str, LoadedModel]:
     """Each shipped generator by its card name, then each checkpoint (run folder or file) once,
     named after its run folder or file stem."""
-    from dcgan.pretrained import model_file, shipped_model
-
     models: dict[str, LoadedModel] = {}
     for name in dict.fromkeys(shipped):
-        generator, kwargs = load_generator(model_file(name), device)
-        models[name] = LoadedModel(name, generator, kwargs, shipped_model(name).description, shipped=True)
+        card = shipped_model(name)
+        generator, kwargs = load_generator(card.weights(), device)
+        models[name] = LoadedModel(name, generator, kwargs, shipped=card)
     for path in checkpoints:
         generator, kwargs = load_generator(path, device)
         p = Path(path)
@@ -283,33 +286,29 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, shipped: 
                   for s, img in zip(seeds, generate(model, seeds, class_index))]  # one batch
         class_name = model.classes[class_index] if class_index is not None else ""
         return render_template("gallery.html", models=list(models), model=model.name, num=num, seed=seed,
-                               description=model.description, card=model.shipped,
+                               description=model.description, card=model.shipped is not None,
                                images=images, max_images=max_images, has_runs=runs_root is not None,
                                classes=model.classes, class_name=class_name,
                                class_query=f"&class={quote(class_name)}" if class_name else "")
 
+    def served_card(name: str) -> ShippedModel:
+        model = models.get(name)
+        if model is None or model.shipped is None:
+            raise BadRequest(f"no shipped model named {name[:60]!r} is served here", 404)
+        return model.shipped
+
     @app.get("/models/<name>")
     def model_card(name: str):
         """A shipped model's card: its data, command, hardware, time, held-out scores, limits and grid."""
-        model = models.get(name)
-        if model is None or not model.shipped:
-            raise BadRequest(f"no shipped model named {name[:60]!r} is served here", 404)
-        from dcgan.pretrained import shipped_model
-
-        shipped_card = shipped_model(name)
-        return render_template("card.html", models=list(models), model=name, card=shipped_card.card,
-                               card_text=shipped_card.card_path.read_text(encoding="utf-8"),
-                               has_samples=(shipped_card.folder / "samples.png").is_file(),
+        shipped = served_card(name)
+        return render_template("card.html", models=list(models), model=name, card=shipped.card,
+                               card_text=shipped.card_path.read_text(encoding="utf-8"),
+                               has_samples=(shipped.folder / "samples.png").is_file(),
                                has_runs=runs_root is not None)
 
     @app.get("/models/<name>/samples.png")
     def model_samples(name: str):
-        model = models.get(name)
-        if model is None or not model.shipped:
-            raise BadRequest(f"no shipped model named {name[:60]!r} is served here", 404)
-        from dcgan.pretrained import shipped_model
-
-        folder = shipped_model(name).folder
+        folder = served_card(name).folder
         if not (folder / "samples.png").is_file():
             raise BadRequest(f"{name} has no sample grid", 404)
         return send_from_directory(folder, "samples.png", max_age=3600)
