@@ -62,7 +62,7 @@ def test_models_command_lists_and_shows_cards(capsys):
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     cars = next(row for row in rows if row["name"] == "cifar10-cars")
-    assert cars["trained"] and cars["fid_fast"] == 0.137 and cars["size_bytes"] > 0
+    assert cars["trained"] and cars["fid_fast"] == 0.12 and cars["size_bytes"] > 0
 
 
 def test_generate_with_a_model_name(tmp_path, capsys):
@@ -79,7 +79,7 @@ def test_serve_with_no_arguments_serves_the_shipped_models():
     assert cars["card"] == "/models/cifar10-cars" and "CPU" in cars["description"]
     assert client.get("/api/generate?model=cifar10-cars&seed=1&num=2").status_code == 200
     page = client.get("/models/cifar10-cars").get_data(as_text=True)
-    assert "0.137" in page and "Known limits" in page
+    assert "0.120" in page and "Known limits" in page
     assert client.get("/models/cifar10-cars/samples.png").status_code == 200
     assert client.get("/models/nothing").status_code == 404
 
