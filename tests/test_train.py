@@ -211,6 +211,17 @@ def test_lr_decay_schedules_by_hand():
     assert [lr_factor("linear", t) for t in (0, 0.25, 1)] == [1.0, 0.75, 0.0]
     assert [round(lr_factor("cosine", t), 6) for t in (0, 0.5, 1)] == [1.0, 0.5, 0.0]
     assert lr_factor("none", 0.9) == 1.0
+    # Decay over the last half only: constant, then the whole schedule squeezed into the rest.
+    assert [lr_factor("linear", t, start=0.5) for t in (0, 0.5, 0.75, 1)] == [1.0, 1.0, 0.5, 0.0]
+    assert round(lr_factor("cosine", 0.8, start=0.6), 6) == 0.5
+
+
+def test_lr_decay_start_is_validated():
+    from dcgan.config import TrainConfig
+    from dcgan.errors import UserError
+
+    with pytest.raises(UserError, match="--lr-decay-start"):
+        TrainConfig(lr_decay="linear", lr_decay_start=1.0).validate()
 
 
 def test_lr_decay_reaches_the_csv(tmp_path, few_cars):

@@ -85,6 +85,8 @@ class TrainConfig:
     beta2: float = setting(0.999, "Adam beta2 of both optimizers")
     n_dis: int = setting(1, "D steps per G step")
     lr_decay: str = setting("none", "none, linear or cosine to 0 over the run's length (--kimg, --epochs or --minutes)")
+    lr_decay_start: float = setting(0.0, "fraction of the run's length at which --lr-decay begins (0.5: constant "
+                                         "for the first half, then to 0 over the second); 0: the whole run")
     ema_kimg: float = setting(0.0, "EMA half-life in thousands of images; 0 disables")
     ema_rampup: float = setting(0.05, "EMA half-life at most this fraction of images seen; 0 disables")
     # Length: the first limit reached ends the run.
@@ -151,6 +153,7 @@ class TrainConfig:
         require(0 <= self.ada_target < 1, f"--ada-target must be in [0, 1), not {self.ada_target}")
         require(self.ada_kimg > 0, f"--ada-kimg must be positive, not {self.ada_kimg}")
         require(self.lr_decay in LR_DECAYS, f"--lr-decay must be one of {', '.join(LR_DECAYS)}, not {self.lr_decay!r}")
+        require(0 <= self.lr_decay_start < 1, f"--lr-decay-start must be in [0, 1), not {self.lr_decay_start}")
         require(self.precision in PRECISIONS,
                 f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         require(self.gp_weight >= 0, f"--gp-weight must be >= 0, not {self.gp_weight}")

@@ -264,7 +264,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             if config.lr_decay != "none" or config.instance_noise:
                 done = min(1.0, max(cur_nimg / total_nimg,
                                     (elapsed_before + time.time() - start_time) / deadline))
-                factor = lr_factor(config.lr_decay, done)
+                factor = lr_factor(config.lr_decay, done, config.lr_decay_start)
                 opt_G.param_groups[0]["lr"], opt_D.param_groups[0]["lr"] = config.lr_g * factor, config.lr_d * factor
                 loss.instance_noise = config.instance_noise * (1.0 - done)
                 if log_now and config.instance_noise:
@@ -408,8 +408,10 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     return run_dir if process.is_main else None
 
 
-def lr_factor(schedule: str, done: float) -> float:
-    """The learning-rate multiplier after a fraction `done` of the run: 1 -> 0 linearly or on a cosine."""
+def lr_factor(schedule: str, done: float, start: float = 0.0) -> float:
+    """The learning-rate multiplier after a fraction `done` of the run: 1 until `start`, then 1 -> 0
+    linearly or on a cosine over the rest of the run."""
+    done = max(0.0, done - start) / (1.0 - start)
     if schedule == "linear":
         return 1.0 - done
     if schedule == "cosine":
