@@ -222,6 +222,9 @@ def test_lr_decay_start_is_validated():
 
     with pytest.raises(UserError, match="--lr-decay-start"):
         TrainConfig(lr_decay="linear", lr_decay_start=1.0).validate()
+    with pytest.raises(UserError, match="needs a schedule"):
+        TrainConfig(lr_decay="none", lr_decay_start=0.5).validate()
+    assert TrainConfig(lr_decay="cosine", lr_decay_start=0.5).validate().lr_decay_start == 0.5
 
 
 def test_lr_decay_reaches_the_csv(tmp_path, few_cars):

@@ -154,6 +154,8 @@ class TrainConfig:
         require(self.ada_kimg > 0, f"--ada-kimg must be positive, not {self.ada_kimg}")
         require(self.lr_decay in LR_DECAYS, f"--lr-decay must be one of {', '.join(LR_DECAYS)}, not {self.lr_decay!r}")
         require(0 <= self.lr_decay_start < 1, f"--lr-decay-start must be in [0, 1), not {self.lr_decay_start}")
+        require(self.lr_decay_start == 0 or self.lr_decay != "none",
+                "--lr-decay-start needs a schedule to start: add --lr-decay linear or --lr-decay cosine")
         require(self.precision in PRECISIONS,
                 f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         require(self.gp_weight >= 0, f"--gp-weight must be >= 0, not {self.gp_weight}")
