@@ -218,7 +218,6 @@ def test_lr_decay_schedules_by_hand():
 
 def test_lr_decay_start_is_validated():
     from dcgan.config import TrainConfig
-    from dcgan.errors import UserError
 
     with pytest.raises(UserError, match="--lr-decay-start"):
         TrainConfig(lr_decay="linear", lr_decay_start=1.0).validate()
