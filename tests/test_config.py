@@ -24,7 +24,8 @@ def test_modern_preset_is_the_default():
     assert c.lr_d == 2 * c.lr_g == 8e-4 and classic.lr_d == classic.lr_g == 2e-4
     assert c.beta2 == 0.99 and classic.beta2 == 0.999
     assert c.ema_kimg == 5 and classic.ema_kimg == 0 and c.precision == "auto" and c.channels_last
-    assert c.lr_decay == "none" and c.augment_policy == [] and c.r1_gamma == 0
+    assert (c.lr_decay, c.lr_decay_start) == ("auto", 0.5) and (classic.lr_decay, classic.lr_decay_start) == ("none", 0)
+    assert c.augment_policy == [] and c.r1_gamma == 0
 
 
 def test_file_overrides_preset_and_flags_override_file(tmp_path):

@@ -19,7 +19,7 @@ from dcgan.errors import UserError
 DATASETS = ("cifar10", "cifar100", "mnist", "fashion-mnist", "celeba", "folder")
 LOSSES = ("bce", "hinge", "wgan-gp", "rpgan")
 G_OUTPUTS = ("deconv", "conv3x3")
-LR_DECAYS = ("none", "linear", "cosine")
+LR_DECAYS = ("none", "linear", "cosine", "auto")
 PRECISIONS = ("auto", "fp32", "bf16")
 NORMS = ("batch", "instance", "none")
 AUGMENTS = ("color", "translation", "cutout")
@@ -84,7 +84,8 @@ class TrainConfig:
     beta1: float = setting(0.5, "Adam beta1 of both optimizers")
     beta2: float = setting(0.999, "Adam beta2 of both optimizers")
     n_dis: int = setting(1, "D steps per G step")
-    lr_decay: str = setting("none", "none, linear or cosine to 0 over the run's length (--kimg, --epochs or --minutes)")
+    lr_decay: str = setting("none", "none, linear or cosine to 0 over the run's length (--kimg, --epochs or --minutes); "
+                                    "auto: linear from --lr-decay-start if the run is long (>= 600 kimg), else none")
     lr_decay_start: float = setting(0.0, "fraction of the run's length at which --lr-decay begins (0.5: constant "
                                          "for the first half, then to 0 over the second); 0: the whole run")
     ema_kimg: float = setting(0.0, "EMA half-life in thousands of images; 0 disables")
@@ -156,6 +157,8 @@ class TrainConfig:
         require(0 <= self.lr_decay_start < 1, f"--lr-decay-start must be in [0, 1), not {self.lr_decay_start}")
         require(self.lr_decay_start == 0 or self.lr_decay != "none",
                 "--lr-decay-start needs a schedule to start: add --lr-decay linear or --lr-decay cosine")
+        require(self.lr_decay != "auto" or self.lr_decay_start > 0,
+                "--lr-decay auto decides at --lr-decay-start whether the run is long: give it a start > 0 (e.g. 0.5)")
         require(self.precision in PRECISIONS,
                 f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         require(self.gp_weight >= 0, f"--gp-weight must be >= 0, not {self.gp_weight}")
@@ -225,7 +228,10 @@ def parse_interval(text: str) -> tuple[str, float]:
 # learning rate at twice G's (round 5, TTUR's direction: 0.121 against 0.134, two seeds; halving it
 # instead gave 0.203), both learning rates twice Radford's (round 6: 0.094 against 0.121, two seeds),
 # with an exponential moving average of G's weights (5 kimg half-life, standing BatchNorm
-# statistics) as the generator it outputs. At this budget the
+# statistics) as the generator it outputs, and for long runs only (>= 600 kimg) both learning rates
+# falling linearly to 0 over the second half of the budget (`--lr-decay auto`, training/schedule.py:
+# at ~2,000 kimg on all of CIFAR-10 the constant rates wander or collapse; at 400 kimg on the cars the
+# decay costs). At this budget the
 # BatchNorm D beat the spectral-norm D of the SNGAN line, the non-saturating loss beat hinge, batch
 # 128 beat 64 per CPU-minute, and DiffAugment slowed learning on 5,000 images (add it for small
 # folders).
@@ -233,12 +239,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "classic": dict(
         z_dim=100, g_channels=64, d_channels=64, g_norm="batch", d_norm="batch", spectral_norm=False,
         loss="bce", r1_gamma=0.0, diffaugment="", batch_size=128, lr_g=2e-4, lr_d=2e-4,
-        beta1=0.5, beta2=0.999, n_dis=1, lr_decay="none", ema_kimg=0.0,
+        beta1=0.5, beta2=0.999, n_dis=1, lr_decay="none", lr_decay_start=0.0, ema_kimg=0.0,
     ),
     "modern": dict(
         z_dim=100, g_channels=64, d_channels=64, g_norm="batch", d_norm="batch", spectral_norm=False,
         loss="bce", r1_gamma=0.0, diffaugment="", batch_size=128, lr_g=4e-4, lr_d=8e-4,
-        beta1=0.5, beta2=0.99, n_dis=1, lr_decay="none", ema_kimg=5.0, ema_rampup=0.05,
+        beta1=0.5, beta2=0.99, n_dis=1, lr_decay="auto", lr_decay_start=0.5, ema_kimg=5.0, ema_rampup=0.05,
     ),
 }
 
@@ -310,4 +316,6 @@ def resolve_config(preset: str | None = None, file_values: dict | None = None,
             if name not in FIELDS:
                 raise UserError(f"unknown setting {name!r}; see `dcgan train --help`")
             values[name] = coerce(name, value)
+    if values.get("lr_decay") == "none" and "lr_decay_start" not in {**file_values, **overrides}:
+        values["lr_decay_start"] = 0.0  # turning the preset's decay off takes its start with it
     return TrainConfig(preset=preset, **values).validate()

@@ -31,6 +31,7 @@ from dcgan.training import distributed
 from dcgan.training.ema import ema_beta, standing_statistics, update_ema
 from dcgan.training.precision import resolve_precision
 from dcgan.training.report import RunLog, plot_metrics
+from dcgan.training.schedule import auto_decision, describe_decision, lr_factor, run_fraction
 from dcgan.training.tracking import MetricTracker
 from dcgan.training.run_dir import count_parameters, environment_info, model_summary, new_run_dir
 from dcgan.training.state import Progress, TrainingState, restore_rng
@@ -248,6 +249,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     progress = tqdm(total=None if math.isinf(total_nimg) else int(total_nimg), initial=cur_nimg,
                     unit="img", unit_scale=True, dynamic_ncols=True, disable=not (show_progress and process.is_main))
     start_time = time.time()
+    agreed_seconds = elapsed_before  # rank 0's clock as of the last step (torchrun)
     tick_time, tick_nimg = start_time, cur_nimg
     if tracker is not None:
         tracker.start(cur_nimg)
@@ -260,11 +262,19 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             log_now = (step + 1) % config.log_every == 0
             loss_problem = ""  # rank 0: the non-finite losses of this step's row, if any
 
-            # Learning rates (constant, or decayed) and instance noise (annealed) over the run's length.
+            # Learning rates (constant, or decayed) and instance noise (annealed) over the run's length
+            # (under torchrun by rank 0's clock, so that every process takes the same rates).
             if config.lr_decay != "none" or config.instance_noise:
-                done = min(1.0, max(cur_nimg / total_nimg,
-                                    (elapsed_before + time.time() - start_time) / deadline))
-                factor = lr_factor(config.lr_decay, done, config.lr_decay_start)
+                seconds = agreed_seconds if process.distributed else elapsed_before + time.time() - start_time
+                done = run_fraction(cur_nimg, total_nimg, seconds, deadline)
+                schedule = config.lr_decay
+                if schedule == "auto":  # decided once, at the decay's start, and kept in the summary
+                    if "lr_decay_auto" not in summary and done >= config.lr_decay_start:
+                        summary["lr_decay_auto"] = auto_decision(cur_nimg, done)
+                        if process.is_main and show_progress:
+                            progress.write(describe_decision(summary["lr_decay_auto"]))
+                    schedule = summary.get("lr_decay_auto", {}).get("schedule", "none")
+                factor = lr_factor(schedule, done, config.lr_decay_start)
                 opt_G.param_groups[0]["lr"], opt_D.param_groups[0]["lr"] = config.lr_g * factor, config.lr_d * factor
                 loss.instance_noise = config.instance_noise * (1.0 - done)
                 if log_now and config.instance_noise:
@@ -347,8 +357,9 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             own_out_of_time = elapsed_before + time.time() - start_time >= deadline
             metric_due = (tracker is not None and process.is_main
                           and tracker.due(cur_nimg, final=cur_nimg >= total_nimg or own_out_of_time))
-            out_of_time, diverged, signalled, evaluate_now = stop_vote(
+            out_of_time, diverged, signalled, evaluate_now, agreed_seconds = stop_vote(
                 own_out_of_time, bool(loss_problem), signals.received is not None, metric_due,
+                seconds=elapsed_before + time.time() - start_time,
                 distributed=process.distributed, is_main=process.is_main, device=device)
             if diverged:
                 raise TrainingDiverged(f"training diverged at step {step} ({loss_problem or 'a non-finite loss'}); "
@@ -406,17 +417,6 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                   f"of the time went to evaluation")
     distributed.shutdown(process)
     return run_dir if process.is_main else None
-
-
-def lr_factor(schedule: str, done: float, start: float = 0.0) -> float:
-    """The learning-rate multiplier after a fraction `done` of the run: 1 until `start`, then 1 -> 0
-    linearly or on a cosine over the rest of the run."""
-    done = max(0.0, done - start) / (1.0 - start)
-    if schedule == "linear":
-        return 1.0 - done
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * done))
-    return 1.0
 
 
 def physical_cores() -> int:

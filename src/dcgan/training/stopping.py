@@ -7,7 +7,8 @@ snapshot is lost and the checkpoint is at a step boundary. A second Ctrl-C stops
 Under torchrun each process has its own clock and its own signals, so `stop_vote` makes one decision
 for all each step: rank 0 decides the time budget, divergence (it alone reads the losses) and when
 a tracked metric is due (every process then makes a share of the samples), any rank's signal stops
-them all. One all-reduce of four numbers per step.
+them all; rank 0's clock also keys every process's learning-rate schedule. One all-reduce of five
+numbers per step.
 """
 
 from __future__ import annotations
@@ -43,16 +44,18 @@ class StopSignals:
         self._previous.clear()
 
 
-def stop_vote(out_of_time: bool, diverged: bool, signalled: bool, evaluate: bool = False, *, distributed: bool,
-              is_main: bool, device: torch.device) -> tuple[bool, bool, bool, bool]:
-    """(out_of_time, diverged, signalled, evaluate) as all processes agree: rank 0's clock, losses and
-    metric schedule, anyone's signal."""
+def stop_vote(out_of_time: bool, diverged: bool, signalled: bool, evaluate: bool = False, *, seconds: float = 0.0,
+              distributed: bool, is_main: bool, device: torch.device) -> tuple[bool, bool, bool, bool, float]:
+    """(out_of_time, diverged, signalled, evaluate, seconds) as all processes agree: rank 0's clock
+    (`seconds` into the run, which also keys the learning-rate schedule), losses and metric schedule,
+    anyone's signal."""
     if not distributed:
-        return out_of_time, diverged, signalled, evaluate
+        return out_of_time, diverged, signalled, evaluate, seconds
     votes = torch.tensor([float(out_of_time and is_main), float(diverged and is_main), float(signalled),
-                          float(evaluate and is_main)], device=device)
+                          float(evaluate and is_main), seconds if is_main else 0.0], dtype=torch.float64,
+                         device=device)
     dist.all_reduce(votes, op=dist.ReduceOp.MAX)
-    return bool(votes[0]), bool(votes[1]), bool(votes[2]), bool(votes[3])
+    return bool(votes[0]), bool(votes[1]), bool(votes[2]), bool(votes[3]), float(votes[4])
 
 
 def gather_rng_states(state: torch.Tensor, device: torch.device, distributed: bool) -> list[torch.Tensor]:
