@@ -354,13 +354,13 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
 
             # Decide, all processes together, whether to stop (time, divergence, SIGTERM or Ctrl-C)
             # and whether to score the generator now: rank 0's clock and losses, anyone's signal.
-            own_out_of_time = elapsed_before + time.time() - start_time >= deadline
+            own_seconds = elapsed_before + time.time() - start_time
+            own_out_of_time = own_seconds >= deadline
             metric_due = (tracker is not None and process.is_main
                           and tracker.due(cur_nimg, final=cur_nimg >= total_nimg or own_out_of_time))
             out_of_time, diverged, signalled, evaluate_now, agreed_seconds = stop_vote(
                 own_out_of_time, bool(loss_problem), signals.received is not None, metric_due,
-                seconds=elapsed_before + time.time() - start_time,
-                distributed=process.distributed, is_main=process.is_main, device=device)
+                seconds=own_seconds, distributed=process.distributed, is_main=process.is_main, device=device)
             if diverged:
                 raise TrainingDiverged(f"training diverged at step {step} ({loss_problem or 'a non-finite loss'}); "
                                        f"{run_dir / 'checkpoint-last.pt'} holds the last good state")
