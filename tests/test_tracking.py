@@ -99,8 +99,8 @@ def test_missing_inception_weights_fail_before_the_run_folder_is_made(tmp_path, 
     assert not (tmp_path / "runs").exists()
 
 
-def test_is_fast_is_tracked_beside_fid_fast(tmp_path, few_cars, fast_extractor_file):
-    run = train(small_config(tmp_path, kimg=0.32, metric="fid-fast,is-fast", metric_every="0.16kimg",
+def test_is_fast_and_precision_recall_are_tracked_beside_fid_fast(tmp_path, few_cars, fast_extractor_file):
+    run = train(small_config(tmp_path, kimg=0.32, metric="fid-fast,is-fast,pr-fast", metric_every="0.16kimg",
                              metric_samples=100, fast_extractor=str(fast_extractor_file)),
                 data=few_cars, show_progress=False)
     fids, scores = metric_rows(run, "fid_fast"), metric_rows(run, "is_fast")
@@ -111,8 +111,12 @@ def test_is_fast_is_tracked_beside_fid_fast(tmp_path, few_cars, fast_extractor_f
     generator, _ = load_generator(run / "generator.safetensors")
     logits = generated_features(generator, FastExtractor(fast_extractor_file), 100, progress=False).logits
     assert inception_score(logits, splits=10, seed=2020)[0] == pytest.approx(scores[-1][1], rel=1e-4)
+    precision, recall = metric_rows(run, "precision_fast"), metric_rows(run, "recall_fast")
+    assert [step for step, _ in precision] == [step for step, _ in recall] == [10, 20]
+    assert all(0 <= value <= 1 for _, value in precision + recall)
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["best"]["metric"] == "fid_fast" and summary["metric_protocol"]["also"] == ["is_fast"]
+    assert summary["best"]["metric"] == "fid_fast"
+    assert summary["metric_protocol"]["also"] == ["is_fast", "precision_fast", "recall_fast"]
 
 
 @pytest.mark.parametrize("metric, problem", [("fid-fast,is", "uses another extractor"), ("is-fast", "exactly one of"),

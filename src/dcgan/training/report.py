@@ -21,9 +21,12 @@ from dcgan.files import atomic_write
 COLUMNS = ["step", "kimg", "epoch", "seconds", "loss_d", "loss_g", "d_real", "d_fake", "r1", "gp",
            "grad_norm_g", "grad_norm_d", "lr_g", "lr_d", "ema_beta", "images_per_s", "fid", "fid_fast",
            "d_fake_g", "r2", "lecam", "augment_p",  # d_fake_g: D(G(z)) after D's update, in G's step
-           "ac_d", "ac_g", "ac_accuracy", "instance_noise", "is", "is_fast"]  # ac_*: AC-GAN class losses
+           "ac_d", "ac_g", "ac_accuracy", "instance_noise", "is", "is_fast",  # ac_*: AC-GAN class losses
+           "precision", "recall", "precision_fast", "recall_fast"]
 METRIC_COLUMNS = {"fid": "FID (Inception)", "fid_fast": "FID-fast (fast features, not Inception FID)"}
-SCORE_COLUMNS = {"is": "IS (Inception)", "is_fast": "IS-fast (fast features, not Inception IS)"}  # higher is better
+SCORE_COLUMNS = {"is": "IS (Inception)", "is_fast": "IS-fast (fast features, not Inception IS)",  # higher is better
+                 "precision": "precision (Inception)", "recall": "recall (Inception)",
+                 "precision_fast": "precision-fast", "recall_fast": "recall-fast"}
 
 
 class RunLog:

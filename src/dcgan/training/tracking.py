@@ -4,8 +4,8 @@ The tracker scores the EMA generator on the same `metric_samples` seeds each tim
 differ only through the weights) against the statistics of the training images, computed once
 and cached; a conditional generator draws each image's class from its seed (uniform over the
 classes). `--metric fid-fast,is-fast` also scores the Inception Score of the same images (the
-fast extractor's classifier logits), logged beside the FID; the FID alone picks the best
-checkpoint. Under torchrun every process builds a tracker and, at each evaluation (rank 0 decides
+fast extractor's classifier logits), and `pr-fast` their precision and recall, logged beside the
+FID; the FID alone picks the best checkpoint. Under torchrun every process builds a tracker and, at each evaluation (rank 0 decides
 when), makes and extracts the features of its share of the seeds (rank r: seeds r, r + W, ...);
 rank 0 gathers them in seed order and scores them, so the scores are those of one process and no
 rank idles in a collective while rank 0 works alone. It draws no random numbers from torch's
@@ -22,8 +22,8 @@ import torch
 
 from dcgan.config import TrainConfig, parse_interval
 from dcgan.data import ImageData
-from dcgan.metrics import MetricOptions, compute_scores, score_key, score_title
-from dcgan.metrics.evaluate import load_extractor
+from dcgan.metrics import MetricOptions, compute_scores, score_key, score_names, score_title
+from dcgan.metrics.evaluate import check_metrics_fit, load_extractor
 from dcgan.metrics.features import FeatureSet, extract_features, generated_batches
 from dcgan.metrics.reference import RealSource, reference_features
 from dcgan.training.distributed import ProcessInfo, gather_rows
@@ -37,7 +37,7 @@ class MetricTracker:
         self.process = process or ProcessInfo()
         names = config.tracked_metrics
         self.kind = "fast" if names[0] == "fid-fast" else "inception"
-        self.metrics = ["fid"] + (["is"] if len(names) > 1 else [])
+        self.metrics = ["fid"] + [name.removesuffix("-fast") for name in names[1:]]  # + is, pr
         self.column = score_key("fid", self.kind)  # fid or fid_fast
         self.title = score_title("fid", self.kind)
         self.samples = config.metric_samples
@@ -48,6 +48,7 @@ class MetricTracker:
                                         fast_extractor=config.fast_extractor or None, source=whole_dataset,
                                         resolution=data.resolution, channels=data.channels, device=device,
                                         progress=progress)
+        check_metrics_fit(self.metrics, self.extractor)
         training_data = RealSource(config.dataset, config.data_root, config.split, config.classes, config.download)
         self.reference = reference_features(self.extractor, training_data, data, progress=progress) \
             if self.process.is_main else None
@@ -112,6 +113,6 @@ class MetricTracker:
 
     def describe(self) -> dict:
         """The tracking protocol, for summary.json."""
-        return {"metric": self.column, "also": [score_key(m, self.kind) for m in self.metrics[1:]], "every": f"{self.every:g} {self.unit}", "samples": self.samples,
+        return {"metric": self.column, "also": [score_key(score, self.kind) for m in self.metrics[1:] for score in score_names(m)], "every": f"{self.every:g} {self.unit}", "samples": self.samples,
                 "seeds": f"0-{self.samples - 1}", "reference_images": self.reference.count,
                 "feature_extractor": self.extractor.describe()}

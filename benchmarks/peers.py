@@ -1,0 +1,338 @@
+"""Peers: dcgan's recipes and the recipes a user would install instead, each trained alone on this
+machine for the same wall-clock budget, then all scored with one protocol.
+
+Entries (`--only` picks some):
+
+    dcgan-default   `dcgan train` with the default preset (modern)
+    dcgan-classic   `dcgan train --preset classic` (Radford et al. 2015 as the toolkit implements it)
+    mimicry-sngan   torch-mimicry 0.1.16's SNGAN-32 (ResNet, spectral norm, hinge loss) with its
+                    CIFAR-10 baseline settings: Adam 2e-4, betas (0.0, 0.9), n_dis 5, batch 64,
+                    linear rate decay over 100k steps
+    mimicry-dcgan   torch-mimicry 0.1.16's DCGAN-32 (ResNet backbone, non-saturating loss) with the
+                    same baseline settings
+    examples-dcgan  pytorch/examples' `dcgan/main.py`, unchanged, run as its README says on an image
+                    folder (64x64 output, `--workers 2`); pass the script with `--examples-main`
+    lightweight-gan lucidrains' lightweight-gan: recorded as refusing to start without CUDA
+
+Every entry trains in its own process. The peers' own code runs as they ship it: the mimicry
+networks and their `train_step` methods (loaded without the package's `__init__`, which imports
+TensorFlow for its metrics; install it with `pip install --no-deps torch-mimicry==0.1.16`), driven
+by a loop that does what mimicry's `Trainer.train` does (n_dis D steps, then one G step, then the
+scheduler); the examples script as a subprocess, stopped when the budget runs out, its last epoch's
+`netG_epoch_N.pth` kept. The budget counts from the process start for the examples script (its
+start-up is its own), from the first step for the others.
+
+Scoring, the same for every entry: `--num-gen` samples (image i from seed i), 64x64 output box-
+downsampled to the data's 32x32, against the test split of the same classes: Inception FID and KID
+(the standard 2015-12-05 network), precision and recall (k=3) on Inception features, and FID-fast
+and KID-fast on the toolkit's fast features; an 8x8 grid per entry. Results go to `results.md` and
+`results.json` in `--out`.
+
+    python benchmarks/peers.py --data-root /tmp/cifar10 --classes automobile --minutes 15 \\
+        --examples-main /path/to/examples/dcgan/main.py --num-gen 2000 --out docs/benchmarks/peers-cars-15min
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ENTRIES = ["dcgan-default", "dcgan-classic", "mimicry-sngan", "mimicry-dcgan", "examples-dcgan", "lightweight-gan"]
+LIGHTWEIGHT_GAN_RESULT = ("does not start without CUDA: `lightweight_gan/lightweight_gan.py` asserts "
+                          "`torch.cuda.is_available()` when it is imported (lucidrains/lightweight-gan efbec45)")
+
+
+# ----------------------------------------------------------------------------------------------
+# torch-mimicry: its networks and train steps, our loop.
+
+def import_mimicry():
+    """torch_mimicry.nets without running the package's __init__ (which imports TensorFlow)."""
+    spec = importlib.util.find_spec("torch_mimicry")
+    if spec is None:
+        raise SystemExit("torch-mimicry is not installed: pip install --no-deps torch-mimicry==0.1.16")
+    if "torch_mimicry" not in sys.modules:
+        package = types.ModuleType("torch_mimicry")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["torch_mimicry"] = package
+    from torch_mimicry.nets import dcgan, sngan
+
+    return {"mimicry-sngan": (sngan.SNGANGenerator32, sngan.SNGANDiscriminator32),
+            "mimicry-dcgan": (dcgan.DCGANGenerator32, dcgan.DCGANDiscriminator32)}
+
+
+class MetricLog(dict):
+    """What mimicry's train steps log into; nothing reads it here."""
+
+    def add_metric(self, name, value, group=None, **kwargs):
+        self[name] = value
+
+
+def train_mimicry(name: str, data_root: str, classes: list[str], minutes: float, seed: int, out: Path) -> None:
+    from dcgan.data import load_dataset
+    from dcgan.files import atomic_write
+
+    torch.manual_seed(seed)
+    generator_class, discriminator_class = import_mimicry()[name]
+    data = load_dataset("folder", data_root, classes=classes)
+    images = data.images.float().div(127.5).sub(1)  # (N, 3, 32, 32) in [-1, 1], as mimicry normalizes
+    netG, netD = generator_class(), discriminator_class()
+    optG = torch.optim.Adam(netG.parameters(), 2e-4, betas=(0.0, 0.9))
+    optD = torch.optim.Adam(netD.parameters(), 2e-4, betas=(0.0, 0.9))
+    n_dis, num_steps, batch_size = 5, 100_000, 64
+    schedules = [torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 - step / num_steps) for opt in (optG, optD)]
+    order, cursor = torch.randperm(len(images)), 0
+
+    def next_batch():  # a shuffled pass over the data, dropping the last partial batch, as their loader
+        nonlocal order, cursor
+        if cursor + batch_size > len(images):
+            order, cursor = torch.randperm(len(images)), 0
+        batch = images[order[cursor:cursor + batch_size]]
+        cursor += batch_size
+        return batch, torch.zeros(len(batch), dtype=torch.long)
+
+    started, step, kimg = time.monotonic(), 0, 0.0
+    while time.monotonic() - started < minutes * 60:
+        log = MetricLog()
+        for i in range(n_dis):
+            real_batch = next_batch()
+            netD.train_step(real_batch=real_batch, netG=netG, optD=optD, log_data=log, global_step=step,
+                            device=torch.device("cpu"))
+            if i == n_dis - 1:
+                netG.train_step(real_batch=real_batch, netD=netD, optG=optG, global_step=step, log_data=log,
+                                device=torch.device("cpu"))
+        step += 1
+        kimg += n_dis * batch_size / 1000
+        for schedule in schedules:
+            schedule.step()
+        if step % 50 == 0:
+            print(f"step {step} kimg {kimg:.1f} {time.monotonic() - started:.0f}s "
+                  + " ".join(f"{k} {float(v):.3f}" for k, v in log.items()), flush=True)
+    seconds = time.monotonic() - started
+    atomic_write(out / "netG.pt", lambda tmp: torch.save(netG.state_dict(), tmp))
+    (out / "trained.json").write_text(json.dumps({"steps": step, "kimg": kimg, "seconds": seconds}))
+
+
+# ----------------------------------------------------------------------------------------------
+# pytorch/examples' dcgan/main.py, as a subprocess with a wall-clock limit.
+
+def train_examples(main_py: Path, data_root: str, classes: list[str], minutes: float, seed: int, out: Path) -> None:
+    folder = out / "data"  # ImageFolder of the chosen classes only
+    for name in classes or [p.name for p in Path(data_root).iterdir() if p.is_dir()]:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        if not (folder / name).exists():
+            (folder / name).symlink_to(Path(data_root).resolve() / name)
+    command = [sys.executable, str(main_py), "--dataset", "folder", "--dataroot", str(folder), "--outf",
+               str(out / "examples"), "--manualSeed", str(seed)]  # its own default: 25 epochs
+    (out / "examples").mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with open(out / "train.log", "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            process.wait(timeout=minutes * 60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    seconds = time.monotonic() - started
+    epochs = sorted((out / "examples").glob("netG_epoch_*.pth"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    if not epochs:
+        raise SystemExit(f"examples-dcgan finished no epoch in {minutes} minutes; see {out / 'train.log'}")
+    last = epochs[-1]
+    epoch = int(last.stem.rsplit("_", 1)[1])
+    steps = (epoch + 1) * (len(list(folder.glob("*/*"))) // 64)
+    (out / "netG.pt").write_bytes(last.read_bytes())
+    (out / "trained.json").write_text(json.dumps({"epochs": epoch + 1, "kimg": steps * 64 / 1000,
+                                                  "seconds": seconds, "checkpoint": last.name}))
+
+
+def radford_generator(state: dict) -> nn.Module:
+    """The textbook DCGAN generator (Radford et al. 2015) that fits a `main.N.*` state dict:
+    transposed 4x4 convolutions (the first 1 -> 4, then each x2), BatchNorm and ReLU between, tanh."""
+    convs = sorted(int(k.split(".")[1]) for k, v in state.items() if k.endswith(".weight") and v.dim() == 4)
+    layers: dict[str, nn.Module] = {}
+    for position, index in enumerate(convs):
+        in_channels, out_channels = state[f"main.{index}.weight"].shape[:2]
+        stride, padding = (1, 0) if position == 0 else (2, 1)
+        layers[str(index)] = nn.ConvTranspose2d(in_channels, out_channels, 4, stride, padding, bias=False)
+        if position < len(convs) - 1:
+            layers[str(index + 1)] = nn.BatchNorm2d(out_channels)
+            layers[str(index + 2)] = nn.ReLU(True)
+        else:
+            layers[str(index + 1)] = nn.Tanh()
+    model = nn.Module()
+    model.main = nn.Sequential(layers)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# One sampler per entry: seeds -> uint8 images at the data's resolution.
+
+def to_uint8(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """[-1, 1] images -> uint8 at `resolution`, box-downsampled where larger (64 -> 32: 2x2 means)."""
+    if images.shape[-1] != resolution:
+        images = F.interpolate(images, size=(resolution, resolution), mode="area")
+    return (images.clamp(-1, 1).add(1).mul(127.5)).round().to(torch.uint8)
+
+
+def sampler(name: str, out: Path, resolution: int):
+    from dcgan.checkpoint import load_generator
+    from dcgan.sampling import generate_images
+
+    if name.startswith("dcgan-"):
+        run = next(p for p in sorted((out / "runs").iterdir()) if (p / "summary.json").is_file())
+        generator, _ = load_generator(run / "checkpoint-last.pt")
+        return lambda seeds: generate_images(generator, seeds)
+    state = torch.load(out / "netG.pt", map_location="cpu", weights_only=True)
+    if name == "examples-dcgan":
+        network, z_dim, shape = radford_generator(state), 100, (100, 1, 1)
+    else:
+        network = import_mimicry()[name][0]()
+        network.load_state_dict(state)
+        network.eval()
+        z_dim, shape = network.nz, (network.nz,)
+
+    def sample(seeds) -> torch.Tensor:
+        latents = torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
+        with torch.no_grad():
+            return torch.cat([to_uint8(network(chunk.view(-1, *shape)), resolution) for chunk in latents.split(64)])
+    return sample
+
+
+# ----------------------------------------------------------------------------------------------
+
+def train_entry(name: str, args, out: Path) -> None:
+    """Train one entry in a child process of this script (or `dcgan train`), alone on the machine."""
+    out.mkdir(parents=True, exist_ok=True)
+    train_root = str(Path(args.data_root) / "train")
+    if name.startswith("dcgan-"):
+        preset = "modern" if name == "dcgan-default" else "classic"
+        command = [sys.executable, "-m", "dcgan", "train", "--preset", preset, "--dataset", "folder", "--data-root",
+                   train_root, "--minutes", str(args.minutes), "--seed", str(args.seed), "--outdir", str(out / "runs")]
+        if args.classes:
+            command += ["--classes", ",".join(args.classes)]
+    elif name == "examples-dcgan":
+        if not args.examples_main:
+            raise SystemExit("examples-dcgan needs --examples-main (pytorch/examples' dcgan/main.py)")
+        train_examples(Path(args.examples_main), train_root, args.classes, args.minutes, args.seed, out)
+        return
+    else:
+        command = [sys.executable, __file__, "--train-child", name, "--data-root", args.data_root, "--classes",
+                   ",".join(args.classes), "--minutes", str(args.minutes), "--seed", str(args.seed), "--out", str(out)]
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(command[1:])}", flush=True)
+    with open(out / "train.log", "a") as log:
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if result.returncode != 0:
+        raise SystemExit(f"{name} failed; see {out / 'train.log'}")
+
+
+def trained_summary(name: str, out: Path) -> dict:
+    if name.startswith("dcgan-"):
+        run = next(p for p in sorted((out / "runs").iterdir()) if (p / "summary.json").is_file())
+        summary = json.loads((run / "summary.json").read_text())
+        return {"kimg": summary["kimg"], "seconds": summary["seconds"]}
+    return json.loads((out / "trained.json").read_text())
+
+
+def score_entries(names: list[str], args) -> dict:
+    from dcgan.metrics import compute_scores
+    from dcgan.metrics.evaluate import load_extractor
+    from dcgan.metrics.features import extract_features
+    from dcgan.metrics.reference import RealSource, reference_features
+    from dcgan.sampling import save_grid
+
+    test = RealSource("folder", str(Path(args.data_root) / "test"), "train", args.classes)
+    test_data = test.load()
+    extractors = {"inception": load_extractor("inception", allow_download=False),
+                  "fast": load_extractor("fast", source=RealSource("folder", str(Path(args.data_root) / "train")),
+                                         resolution=test_data.resolution, channels=test_data.channels)}
+    references = {kind: reference_features(extractor, test, test_data) for kind, extractor in extractors.items()}
+    results = {}
+    for name in names:
+        out = args.out / name
+        sample = sampler(name, out, test_data.resolution)
+        save_grid(sample(range(64)), args.out / "grids" / f"{name}.png", nrow=8)
+        result = {**trained_summary(name, out)}
+        for kind, extractor in extractors.items():
+            batches = (sample(range(start, min(start + 64, args.num_gen))) for start in range(0, args.num_gen, 64))
+            generated = extract_features(extractor, batches, args.num_gen, keep_logits=False,
+                                         desc=f"{name} {kind}")
+            metrics = ["fid", "kid", "pr"] if kind == "inception" else ["fid", "kid"]
+            result.update(compute_scores(metrics, generated, references[kind], kind))
+        print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, flush=True)
+        results[name] = result
+    return results
+
+
+def write_results(results: dict, args) -> str:
+    default_fid = results.get("dcgan-default", {}).get("fid")
+    lines = [f"{args.minutes:g} minutes of training each, alone on the machine ({args.cpu}); {args.num_gen:,} "
+             f"samples against the {args.reference_name}. Inception: the 2015-12-05 FID network; precision / "
+             f"recall: k = 3 on Inception features; fast: the toolkit's fast extractor.", "",
+             "| entry | kimg | Inception FID | x default | KID | precision | recall | FID-fast | KID-fast |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        if "note" in r:
+            lines.append(f"| {name} | - | {r['note']} | | | | | | |")
+            continue
+        ratio = f"{r['fid'] / default_fid:.2f}x" if default_fid else "-"
+        lines.append(f"| {name} | {r['kimg']:.0f} | {r['fid']:.1f} | {ratio} | {r['kid']:.4f} | "
+                     f"{r['precision']:.3f} | {r['recall']:.3f} | {r['fid_fast']:.3f} | {r['kid_fast']:.5f} |")
+    lines += ["", "Grids (64 samples, seeds 0-63): " + ", ".join(f"[{n}](grids/{n}.png)" for n in results
+                                                               if "note" not in results[n]), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", required=True, help="image folder with train/ and test/ (the CIFAR-10 archive)")
+    parser.add_argument("--classes", default="", help="comma-separated classes (e.g. automobile)")
+    parser.add_argument("--minutes", type=float, required=True, help="wall-clock training budget of each entry")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-gen", type=int, default=5000)
+    parser.add_argument("--only", default=",".join(ENTRIES), help="comma-separated entries")
+    parser.add_argument("--examples-main", default="", help="pytorch/examples' dcgan/main.py")
+    parser.add_argument("--score-only", action="store_true", help="score entries trained before")
+    parser.add_argument("--cpu", default="", help="the machine, as the table names it")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--train-child", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.classes = [c for c in args.classes.split(",") if c]
+    if args.train_child:
+        train_mimicry(args.train_child, str(Path(args.data_root) / "train"), args.classes, args.minutes, args.seed,
+                      args.out)
+        return
+    names = [n for n in args.only.split(",") if n]
+    unknown = [n for n in names if n not in ENTRIES]
+    if unknown:
+        parser.error(f"unknown entries {unknown}; choose from {ENTRIES}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "grids").mkdir(exist_ok=True)
+    trainable = [n for n in names if n != "lightweight-gan"]
+    if not args.score_only:
+        for name in trainable:  # one at a time: each timed run alone on the machine
+            train_entry(name, args, args.out / name)
+    args.reference_name = f"test images" + (f" of {', '.join(args.classes)}" if args.classes else "")
+    results = score_entries(trainable, args)
+    if "lightweight-gan" in names:
+        results["lightweight-gan"] = {"note": LIGHTWEIGHT_GAN_RESULT}
+    (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                      "results": results}, indent=2))
+    table = write_results(results, args)
+    (args.out / "results.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
