@@ -59,10 +59,10 @@ LIGHTWEIGHT_GAN_RESULT = ("does not start without CUDA: `lightweight_gan/lightwe
 
 def import_mimicry():
     """torch_mimicry.nets without running the package's __init__ (which imports TensorFlow)."""
-    spec = importlib.util.find_spec("torch_mimicry")
-    if spec is None:
-        raise SystemExit("torch-mimicry is not installed: pip install --no-deps torch-mimicry==0.1.16")
     if "torch_mimicry" not in sys.modules:
+        spec = importlib.util.find_spec("torch_mimicry")
+        if spec is None:
+            raise SystemExit("torch-mimicry is not installed: pip install --no-deps torch-mimicry==0.1.16")
         package = types.ModuleType("torch_mimicry")
         package.__path__ = list(spec.submodule_search_locations)
         sys.modules["torch_mimicry"] = package
