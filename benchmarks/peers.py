@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from collections import OrderedDict
 import json
 import os
 import signal
@@ -171,7 +172,7 @@ def radford_generator(state: dict) -> nn.Module:
         else:
             layers[str(index + 1)] = nn.Tanh()
     model = nn.Module()
-    model.main = nn.Sequential(layers)
+    model.main = nn.Sequential(OrderedDict(layers))
     model.load_state_dict(state)
     return model.eval()
 
