@@ -171,10 +171,18 @@ def radford_generator(state: dict) -> nn.Module:
             layers[str(index + 2)] = nn.ReLU(True)
         else:
             layers[str(index + 1)] = nn.Tanh()
-    model = nn.Module()
-    model.main = nn.Sequential(OrderedDict(layers))
+    model = RadfordGenerator(nn.Sequential(OrderedDict(layers)))
     model.load_state_dict(state)
     return model.eval()
+
+
+class RadfordGenerator(nn.Module):
+    def __init__(self, main: nn.Sequential):
+        super().__init__()
+        self.main = main
+
+    def forward(self, latents):  # (B, z, 1, 1) -> (B, 3, 64, 64)
+        return self.main(latents)
 
 
 # ----------------------------------------------------------------------------------------------
