@@ -257,7 +257,7 @@ def trained_summary(name: str, out: Path) -> dict:
 def score_entries(names: list[str], args) -> dict:
     from dcgan.metrics import compute_scores
     from dcgan.metrics.evaluate import load_extractor
-    from dcgan.metrics.features import extract_features
+    from dcgan.metrics.features import extract_features, image_batches
     from dcgan.metrics.reference import RealSource, reference_features
     from dcgan.sampling import save_grid
 
@@ -273,9 +273,10 @@ def score_entries(names: list[str], args) -> dict:
         sample = sampler(name, out, test_data.resolution)
         save_grid(sample(range(64)), args.out / "grids" / f"{name}.png", nrow=8)
         result = {**trained_summary(name, out)}
+        images = torch.cat([sample(range(start, min(start + 64, args.num_gen)))  # once, for both extractors
+                            for start in range(0, args.num_gen, 64)])
         for kind, extractor in extractors.items():
-            batches = (sample(range(start, min(start + 64, args.num_gen))) for start in range(0, args.num_gen, 64))
-            generated = extract_features(extractor, batches, args.num_gen, keep_logits=False,
+            generated = extract_features(extractor, image_batches(images, 64), args.num_gen, keep_logits=False,
                                          desc=f"{name} {kind}")
             metrics = ["fid", "kid", "pr"] if kind == "inception" else ["fid", "kid"]
             result.update(compute_scores(metrics, generated, references[kind], kind))

@@ -159,21 +159,11 @@ def test_mapped_features_equal_the_torchscript_modules_own_output():
     torch.testing.assert_close(features, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
 
 
-class UInt8Images(torch.utils.data.Dataset):
-    def __init__(self, images):
-        self.images = images
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        return self.images[i]
-
-
 @needs_package
 def test_fid_and_kid_with_the_package_tensors_agree_with_torch_fidelity(cifar_root, tmp_path):
     import torch_fidelity
     from conftest import cifar_subset
+    from test_inception import UInt8Images
 
     state = read_package_weights(PACKAGED)
     state["fc.weight"], state["fc.bias"] = torch.zeros(1008, 2048), torch.zeros(1008)  # torch-fidelity needs one
