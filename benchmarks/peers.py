@@ -3,7 +3,7 @@ machine for the same wall-clock budget, then all scored with one protocol.
 
 Entries (`--only` picks some):
 
-    dcgan-default   `dcgan train` with the default preset (modern)
+    dcgan-default   `dcgan train` with the default preset (cpu-v1)
     dcgan-classic   `dcgan train --preset classic` (Radford et al. 2015 as the toolkit implements it)
     mimicry-sngan   torch-mimicry 0.1.16's SNGAN-32 (ResNet, spectral norm, hinge loss) with its
                     CIFAR-10 baseline settings: Adam 2e-4, betas (0.0, 0.9), n_dis 5, batch 64,
@@ -226,7 +226,7 @@ def train_entry(name: str, args, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     train_root = str(Path(args.data_root) / "train")
     if name.startswith("dcgan-"):
-        preset = "modern" if name == "dcgan-default" else "classic"
+        preset = "cpu-v1" if name == "dcgan-default" else "classic"
         command = [sys.executable, "-m", "dcgan", "train", "--preset", preset, "--dataset", "folder", "--data-root",
                    train_root, "--minutes", str(args.minutes), "--seed", str(args.seed), "--outdir", str(out / "runs")]
         if args.classes:

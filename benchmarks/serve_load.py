@@ -8,7 +8,7 @@ Starts the real server (waitress) in a subprocess, then several client threads s
 `/api/generate` requests with random seeds for a bounded time, first for one image per
 request, then for 16. Traffic goes only to 127.0.0.1 and stops by itself.
 
-    python benchmarks/serve_load.py --checkpoint runs/00000-folder-modern [--clients 8 --seconds 15]
+    python benchmarks/serve_load.py --checkpoint runs/00000-folder-cpu-v1 [--clients 8 --seconds 15]
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def run_scenario(url: str, num: int, clients: int, seconds: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="run folder or generator file (default: modern preset, random weights)")
+    parser.add_argument("--checkpoint", help="run folder or generator file (default: the default preset, random weights)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15)
     args = parser.parse_args()
@@ -125,7 +125,7 @@ def main() -> None:
             from dcgan.config import resolve_config
             from dcgan.models import build_generator, generator_kwargs
 
-            kwargs = generator_kwargs(resolve_config("modern"), 32, 3)
+            kwargs = generator_kwargs(resolve_config("cpu-v1"), 32, 3)
             checkpoint = str(Path(tmp) / "generator.safetensors")
             save_generator(build_generator(**kwargs), kwargs, Path(checkpoint))
         port = free_port()

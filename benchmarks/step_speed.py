@@ -61,8 +61,8 @@ def main() -> None:
     args = parser.parse_args()
     networks = {
         "classic": resolve_config("classic"),
-        "modern": resolve_config("modern"),
-        "spectral-norm D": resolve_config("modern", overrides=dict(d_norm="none", spectral_norm=True,
+        "cpu-v1": resolve_config("cpu-v1"),
+        "spectral-norm D": resolve_config("cpu-v1", overrides=dict(d_norm="none", spectral_norm=True,
                                                                     r1_gamma=0.05)),
     }
     precisions = ["fp32", "bf16"] if cpu_has_native_bf16() else ["fp32"]

@@ -1,12 +1,12 @@
 """Training throughput: the project's loop against a minimal plain-PyTorch loop, same process.
 
-For each preset (`--presets classic,modern`), both loops train that preset's networks (same widths,
+For each preset (`--presets classic,cpu-v1`), both loops train that preset's networks (same widths,
 batch, loss, optimizer) on the CIFAR-10 automobile class. The plain loop is the textbook step
-(pytorch/examples' DCGAN; for the modern preset, hinge loss and a separate D forward for real and
+(pytorch/examples' DCGAN, with the preset's loss and a separate D forward for real and
 fake, in float32, contiguous memory): what a user writes without this toolkit. The project's loop
 runs as users run it: data pipeline, augmentation, EMA, CSV logging and the progress bar on, with
 its own defaults (`--precision auto`, channels-last, the fused D forward where D has no BatchNorm);
-its speed is read from its metrics.csv (snapshots are periodic, not per step, and left out). Rounds
+its speed is read from its metrics.csv (snapshots are periodic, not per step, and left out). Repeats
 alternate between the two to share the machine's noise; medians are reported.
 
     python benchmarks/train_throughput.py --data-root /path/to/cifar10/train [--rounds 3 --steps 60]
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=60, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--presets", default="classic,modern")
+    parser.add_argument("--presets", default="classic,cpu-v1")
     args = parser.parse_args()
 
     data = load_dataset("folder", args.data_root, classes=["automobile"])

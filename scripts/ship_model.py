@@ -1,6 +1,6 @@
 """Put a trained run's generator into the package as a shipped model (maintainers only).
 
-    python scripts/ship_model.py runs/00000-folder-modern cifar10-cars
+    python scripts/ship_model.py runs/00000-folder-cpu-v1 cifar10-cars
 
 Writes src/dcgan/pretrained/<name>/generator.safetensors with the EMA generator's weights in
 float16 (buffers such as BatchNorm statistics too), and samples.png (seeds 0-63, 8 per row; a

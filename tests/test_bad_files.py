@@ -133,7 +133,7 @@ def test_checkpoint(tmp_path, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_generate_command(tmp_path, kind, capsys):
-    """The issue's report: `cp /etc/passwd bad.pt; dcgan generate --checkpoint bad.pt`."""
+    """A file that is not a checkpoint, named .pt (as `cp /etc/passwd bad.pt; dcgan generate --checkpoint bad.pt`)."""
     path = make_bad(tmp_path / "bad.pt", kind, write_checkpoint, png_bytes())
     assert main(["generate", "--checkpoint", str(path), "--out", str(tmp_path / "grid.png")]) == 2
     stderr = capsys.readouterr().err

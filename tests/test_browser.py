@@ -102,7 +102,7 @@ def shipped_server_url(tmp_path_factory, cars):
     from dcgan.training.loop import train
 
     runs = tmp_path_factory.mktemp("runs")
-    config = resolve_config("modern", overrides=dict(g_channels=8, d_channels=8, batch_size=16, kimg=0.32,
+    config = resolve_config("cpu-v1", overrides=dict(g_channels=8, d_channels=8, batch_size=16, kimg=0.32,
                                                      log_every=2, grid_size=16, outdir=str(runs), dataset="folder"))
     train(config, data=ImageData(cars.images[:160], cars.labels[:160], cars.class_names), show_progress=False)
     (runs / "00001-torn").mkdir()

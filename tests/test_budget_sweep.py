@@ -12,7 +12,7 @@ def test_sweep_trains_and_scores_two_tiny_configs_then_extends_them(tmp_path, ci
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("common: {g_channels: 8, d_channels: 8, batch_size: 16, grid_size: 4}\n"
                      "configs:\n"
-                     "  - {name: tiny-modern, preset: modern}\n"
+                     "  - {name: tiny-cpu-v1, preset: cpu-v1}\n"
                      "  - {name: tiny-classic, preset: classic, batch_size: 32}\n")
     out, runs = tmp_path / "out", tmp_path / "runs"
 
@@ -26,18 +26,18 @@ def test_sweep_trains_and_scores_two_tiny_configs_then_extends_them(tmp_path, ci
         return json.loads((out / "results.json").read_text())["results"]
 
     first = sweep_at("0.064")
-    assert set(first) == {"tiny-modern", "tiny-classic"}
-    modern, classic = first["tiny-modern"][0], first["tiny-classic"][0]
-    assert modern["kimg"] == 0.064 and classic["kimg"] == 0.064
-    assert modern["fid_fast_ema"] > 0 and modern["fid_fast_raw"] > 0 and modern["kid_fast_ema"] == modern["kid_fast_ema"]
+    assert set(first) == {"tiny-cpu-v1", "tiny-classic"}
+    default, classic = first["tiny-cpu-v1"][0], first["tiny-classic"][0]
+    assert default["kimg"] == 0.064 and classic["kimg"] == 0.064
+    assert default["fid_fast_ema"] > 0 and default["fid_fast_raw"] > 0 and default["kid_fast_ema"] == default["kid_fast_ema"]
     assert "fid_fast_ema" not in classic and classic["fid_fast_raw"] > 0  # classic has no EMA generator
     table = (out / "results.md").read_text()
-    assert "| tiny-modern |" in table and "| tiny-classic |" in table and "1,000 test images" in table
-    assert (out / "grids" / "tiny-modern.png").is_file() and (out / "grids" / "tiny-classic.png").is_file()
+    assert "| tiny-cpu-v1 |" in table and "| tiny-classic |" in table and "1,000 test images" in table
+    assert (out / "grids" / "tiny-cpu-v1.png").is_file() and (out / "grids" / "tiny-classic.png").is_file()
     # A larger budget resumes the same runs (no new run folders) up to it.
     second = sweep_at("0.128")
-    assert second["tiny-modern"][0]["kimg"] == 0.128 and second["tiny-modern"][0]["run"] == modern["run"]
-    assert len(list((runs / "tiny-modern-s0").glob("0*"))) == 1
+    assert second["tiny-cpu-v1"][0]["kimg"] == 0.128 and second["tiny-cpu-v1"][0]["run"] == default["run"]
+    assert len(list((runs / "tiny-cpu-v1-s0").glob("0*"))) == 1
 
 
 def test_a_conditional_config_gets_class_accuracy_and_a_row_per_class(tmp_path, cifar_root, fast_extractor_file):

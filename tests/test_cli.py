@@ -65,7 +65,7 @@ def test_unreadable_image(tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--batch-size", "abc"], "--batch-size expects int"),
-    (["--preset", "fancy"], "--preset must be one of classic, modern"),
+    (["--preset", "fancy"], "--preset must be one of cpu-v1, classic, default"),
     (["--resolution", "48"], "--resolution must be 32 or 64"),
     (["--no-such-flag"], "unrecognized arguments"),
     (["--config", "missing.yaml"], "config file not found"),
@@ -122,7 +122,7 @@ def test_resume_with_another_architecture_names_both_shapes(cifar_root, tmp_path
               "--g-channels", 8, "--d-channels", 8, "--batch-size", 16, "--outdir", tmp_path]
     code, _, stderr = dcgan("train", *common, "--kimg", 0.032)
     assert code == 0, stderr
-    run = tmp_path / "00000-folder-modern"
+    run = tmp_path / "00000-folder-cpu-v1"
     assert (run / "checkpoint-last.pt").is_file()
     assert_one_line_error(dcgan("train", "--resume", run, "--g-channels", 16, "--kimg", 0.064),
                           "has shape", "in the checkpoint but", "in the model")

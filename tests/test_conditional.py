@@ -201,7 +201,7 @@ def test_conditional_training_needs_two_classes(tmp_path, cars):
     with pytest.raises(UserError, match="at least two classes"):
         train(small_config(tmp_path, conditional="acgan", kimg=0.032), data=one_class, show_progress=False)
     with pytest.raises(UserError, match="--conditional must be projection or acgan"):
-        resolve_config("modern", overrides={"conditional": "yes"})
+        resolve_config("cpu-v1", overrides={"conditional": "yes"})
 
 
 # ------------------------------------------------------------------ generate, serve, evaluate

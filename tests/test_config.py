@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from dcgan.config import resolve_config
+from dcgan.config import (CONDITIONINGS, DEFAULT_PRESET, G_OUTPUTS, LOSSES, PRESETS, TrainConfig,
+                          resolve_config)
 from dcgan.errors import UserError
 
 
@@ -13,13 +14,12 @@ def test_classic_preset_is_radford_et_al():
     assert c.ema_kimg == 0 and c.augment_policy == [] and c.r1_gamma == 0
 
 
-def test_modern_preset_is_the_default():
+def test_cpu_v1_is_the_default_preset():
     c = resolve_config()
-    # docs/tuning.md, rounds 3-6 and the thirteenth session: Radford's networks and loss, batch 64, both lrs doubled
-    # with D's twice G's, Adam beta2 0.99, plus an EMA generator (with standing statistics); hinge and DiffAugment
-    # did worse; the lr decay only for long runs.
+    # docs/recipe.md: Radford's networks and loss, batch 64, both lrs doubled with D's twice G's, Adam beta2
+    # 0.99, plus an EMA generator (with standing statistics); the lr decay only for long runs.
     classic = resolve_config("classic")
-    assert c.preset == "modern" and c.loss == "bce" and not c.spectral_norm and c.d_norm == "batch"
+    assert c.preset == "cpu-v1" and c.loss == "bce" and not c.spectral_norm and c.d_norm == "batch"
     assert (c.g_channels, c.d_channels, c.batch_size, c.z_dim) == (64, 64, 64, 100) and classic.batch_size == 128
     assert c.beta1 == classic.beta1 == 0.5 and c.lr_g == 2 * classic.lr_g == 4e-4
     assert c.lr_d == 2 * c.lr_g == 8e-4 and classic.lr_d == classic.lr_g == 2e-4
@@ -27,6 +27,28 @@ def test_modern_preset_is_the_default():
     assert c.ema_kimg == 5 and classic.ema_kimg == 0 and c.precision == "auto" and c.channels_last
     assert (c.lr_decay, c.lr_decay_start) == ("auto", 0.5) and (classic.lr_decay, classic.lr_decay_start) == ("none", 0)
     assert c.augment_policy == [] and c.r1_gamma == 0
+
+
+def test_the_dataclass_defaults_are_the_default_preset():
+    assert TrainConfig().validate() == resolve_config()
+    assert resolve_config("default") == resolve_config("cpu-v1") and resolve_config("default").preset == "cpu-v1"
+    assert PRESETS[DEFAULT_PRESET] == {}  # every other preset is a set of differences from the defaults
+
+
+def test_a_retired_preset_name_selects_nothing_but_a_saved_run_still_resumes():
+    with pytest.raises(UserError, match="--preset must be one of cpu-v1, classic, default, not 'modern'"):
+        resolve_config("modern")
+    saved = {**resolve_config("classic", overrides={"ema_kimg": 5}).to_dict(), "preset": "modern"}
+    resumed = resolve_config(file_values=saved, resuming=True)
+    assert resumed.preset == "modern" and resumed.ema_kimg == 5 and resumed.batch_size == 128
+
+
+def test_each_list_of_choices_is_the_one_the_code_uses():
+    from dcgan import losses
+    from dcgan.models import dcgan as models
+
+    assert set(losses.LOSS_FUNCTIONS) == set(LOSSES)
+    assert models.G_OUTPUTS is G_OUTPUTS and models.CONDITIONINGS is CONDITIONINGS
 
 
 def test_file_overrides_preset_and_flags_override_file(tmp_path):

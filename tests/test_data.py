@@ -80,8 +80,8 @@ def test_a_download_offline_is_one_line_naming_the_folder_to_fill(tmp_path, monk
 def test_training_downloads_torchvision_data_by_default():
     from dcgan.config import resolve_config
 
-    assert resolve_config("modern").download is True
-    assert resolve_config("modern", overrides={"download": False}).download is False
+    assert resolve_config("cpu-v1").download is True
+    assert resolve_config("cpu-v1", overrides={"download": False}).download is False
 
 
 def make_data(n=40):

@@ -17,7 +17,7 @@ from test_cli import assert_one_line_error, dcgan
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory, cifar_root):
     """A run folder as `dcgan train` leaves it (config.json + generator.safetensors), untrained weights."""
-    run = tmp_path_factory.mktemp("runs") / "00000-folder-modern"
+    run = tmp_path_factory.mktemp("runs") / "00000-folder-cpu-v1"
     run.mkdir()
     kwargs = dict(z_dim=16, img_resolution=32, img_channels=3, base_channels=8, norm="batch", num_classes=0)
     torch.manual_seed(0)

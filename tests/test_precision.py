@@ -54,7 +54,7 @@ def test_training_runs_in_the_chosen_precision_with_finite_losses(tmp_path, cars
 
     monkeypatch.setattr(torch.nn.Conv2d, "_conv_forward", spy)
     few = ImageData(cars.images[:64], cars.labels[:64], cars.class_names)
-    config = resolve_config("modern", overrides=dict(
+    config = resolve_config("cpu-v1", overrides=dict(
         g_channels=8, d_channels=8, batch_size=16, log_every=1, grid_size=4, outdir=str(tmp_path),
         dataset="folder", classes=["automobile"], kimg=0.064, precision="bf16", r1_interval=2))
     run = train(config, data=few, show_progress=True)
@@ -79,7 +79,7 @@ def test_loss_scaled_float16_with_several_d_steps_r1_and_true_gradient_norms(tmp
     monkeypatch.setattr(loop, "resolve_precision",
                         lambda *args: Precision("fp16", "cpu", "float16 autocast with a gradient scaler (test)"))
     few = ImageData(cars.images[:64], cars.labels[:64], cars.class_names)
-    config = resolve_config("modern", overrides=dict(
+    config = resolve_config("cpu-v1", overrides=dict(
         g_channels=8, d_channels=8, batch_size=16, log_every=1, grid_size=4, outdir=str(tmp_path),
         dataset="folder", classes=["automobile"], kimg=0.128, n_dis=2, r1_gamma=1.0, r1_interval=2,
         d_norm="none", diffaugment=""))

@@ -38,16 +38,16 @@ def test_auto_decision_by_hand():
     assert auto_decision(200_000, 0.5)["min_kimg"] == schedule.AUTO_DECAY_MIN_KIMG == 600
 
 
-def test_auto_is_the_modern_default_and_needs_a_start():
-    modern, classic = resolve_config("modern"), resolve_config("classic")
-    assert (modern.lr_decay, modern.lr_decay_start) == ("auto", 0.5)
+def test_auto_is_the_default_presets_decay_and_needs_a_start():
+    default, classic = resolve_config("cpu-v1"), resolve_config("classic")
+    assert (default.lr_decay, default.lr_decay_start) == ("auto", 0.5)
     assert (classic.lr_decay, classic.lr_decay_start) == ("none", 0.0)
     # Turning the preset's decay off takes its start with it (no "--lr-decay-start needs a schedule").
-    assert resolve_config("modern", overrides={"lr_decay": "none"}).lr_decay_start == 0.0
+    assert resolve_config("cpu-v1", overrides={"lr_decay": "none"}).lr_decay_start == 0.0
     with pytest.raises(UserError, match="needs a schedule"):
-        resolve_config("modern", overrides={"lr_decay": "none", "lr_decay_start": 0.5})
+        resolve_config("cpu-v1", overrides={"lr_decay": "none", "lr_decay_start": 0.5})
     with pytest.raises(UserError, match="auto decides at --lr-decay-start"):
-        resolve_config("modern", overrides={"lr_decay_start": 0.0})
+        resolve_config("cpu-v1", overrides={"lr_decay_start": 0.0})
 
 
 def learning_rates(run):

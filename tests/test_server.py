@@ -35,7 +35,7 @@ def runs_dir(tmp_path_factory, cars, fast_extractor_file):
     from dcgan.training.loop import train
 
     root = tmp_path_factory.mktemp("runs")
-    config = resolve_config("modern", overrides=dict(g_channels=8, d_channels=8, batch_size=16, kimg=0.064,
+    config = resolve_config("cpu-v1", overrides=dict(g_channels=8, d_channels=8, batch_size=16, kimg=0.064,
                                                      log_every=1, dataset="folder", outdir=str(root),
                                                      metric="fid-fast", metric_samples=32,
                                                      fast_extractor=str(fast_extractor_file)))

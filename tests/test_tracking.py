@@ -127,7 +127,7 @@ def test_bad_metric_lists_are_refused(metric, problem):
     from dcgan.errors import UserError
 
     with pytest.raises(UserError, match=problem):
-        resolve_config("modern", overrides={"metric": metric})
+        resolve_config("cpu-v1", overrides={"metric": metric})
 
 
 @pytest.mark.slow

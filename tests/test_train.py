@@ -15,7 +15,7 @@ from dcgan.training.loop import train
 from dcgan.training.state import state_tensors
 
 
-def small_config(tmp_path, preset="modern", **overrides):
+def small_config(tmp_path, preset="cpu-v1", **overrides):
     values = dict(g_channels=8, d_channels=8, batch_size=16, log_every=2, grid_size=16, outdir=str(tmp_path),
                   dataset="folder", classes=["automobile"], seed=3)
     values.update(overrides)
@@ -33,16 +33,16 @@ def all_state_tensors(state):
 
 
 @pytest.mark.parametrize("preset, extra", [
-    ("modern", dict(diffaugment="color,translation,cutout")),
+    ("cpu-v1", dict(diffaugment="color,translation,cutout")),
     ("classic", {}),
     # ADA's probability and LeCam's anchors are training state too; a BatchNorm-free spectral-norm D
     # takes the fused real+fake forward, with lazy R1 and R2 (every 16 D steps).
-    ("modern", dict(ada_target=0.6, ada_kimg=1.0, lecam_weight=0.1, loss="rpgan", r1_gamma=0.1,
+    ("cpu-v1", dict(ada_target=0.6, ada_kimg=1.0, lecam_weight=0.1, loss="rpgan", r1_gamma=0.1,
                     r2_gamma=0.1, d_mbstd=4, d_norm="none", spectral_norm=True)),
 ])
 def test_resume_is_exact(tmp_path, few_cars, preset, extra):
     # 20 steps of 16 images, or 10 + restart + 10: the same weights, optimizer state and RNG, bit for bit.
-    # The modern preset runs EMA (and here DiffAugment) across the restart. An lr decay is keyed to the
+    # The default preset runs EMA (and here DiffAugment) across the restart. An lr decay is keyed to the
     # run's length, which the shorter first half changes, so it is off here.
     adaptive = "ada_target" in extra
     extra = {**extra, "lr_decay": "none"}
@@ -71,7 +71,7 @@ def test_resume_is_exact(tmp_path, few_cars, preset, extra):
 def test_run_folder_holds_every_artifact(tmp_path, few_cars):
     run = train(small_config(tmp_path, kimg=0.64, snapshot_kimg=0.16, log=["tensorboard"]), data=few_cars,
                 show_progress=False)
-    assert run.name == "00000-folder-modern"
+    assert run.name == "00000-folder-cpu-v1"
     for name in ("config.json", "environment.json", "model.json", "model_summary.txt", "metrics.csv",
                  "losses.png", "loss_variance.png", "progress.gif", "real_vs_fake.png", "checkpoint-last.pt",
                  "generator.safetensors", "summary.json"):
@@ -84,7 +84,7 @@ def test_run_folder_holds_every_artifact(tmp_path, few_cars):
     assert len(rows) == 20 and float(rows[-1]["images_per_s"]) > 0
     assert all(rows[-1][name] for name in ("loss_d", "loss_g", "d_real", "d_fake", "grad_norm_g", "lr_g"))
     again = train(small_config(tmp_path, kimg=0.032), data=few_cars, show_progress=False)
-    assert again.name == "00001-folder-modern"
+    assert again.name == "00001-folder-cpu-v1"
 
 
 def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, few_cars, monkeypatch):
@@ -108,7 +108,7 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
 
 @pytest.mark.slow
 def test_training_on_cars_moves_samples_toward_the_data(tmp_path, cars):
-    config = resolve_config("modern", overrides=dict(dataset="folder", classes=["automobile"], kimg=25,
+    config = resolve_config("cpu-v1", overrides=dict(dataset="folder", classes=["automobile"], kimg=25,
                                                      outdir=str(tmp_path), seed=0))
     torch.manual_seed(config.seed)
     from dcgan.models import build_generator, generator_kwargs
@@ -193,7 +193,7 @@ def test_torchrun_with_a_time_budget_ends_on_time_with_its_summary(tmp_path, cif
     dict(preset="classic", label_smoothing=0.1, lr_g=1e-4, lr_d=4e-4, g_norm="instance"),
 ])
 def test_other_objectives_train_with_finite_losses(tmp_path, few_cars, overrides):
-    preset = overrides.pop("preset", "modern")
+    preset = overrides.pop("preset", "cpu-v1")
     run = train(small_config(tmp_path, preset, kimg=0.128, **overrides), data=few_cars, show_progress=False)
     with open(run / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))

@@ -1,6 +1,10 @@
-"""Training settings: one dataclass, two presets, YAML/JSON files and CLI overrides.
+"""Training settings: one dataclass, the named recipes (presets), YAML/JSON files and CLI overrides.
 
-Precedence, lowest first: the preset's values, a config file (`--config`), explicit flags.
+The dataclass defaults are the default recipe (`cpu-v1`); every other preset is a set of
+differences from it. A preset's name keeps its meaning for good: a better recipe gets a new name,
+and `default` is an alias of the newest. config.json, checkpoints and model cards record the
+resolved name. Precedence, lowest first: the preset's values, a config file (`--config`), explicit
+flags.
 `validate()` raises `UserError` with one clear sentence for any bad value.
 """
 
@@ -21,11 +25,12 @@ LOSSES = ("bce", "hinge", "wgan-gp", "rpgan")
 G_OUTPUTS = ("deconv", "conv3x3")
 LR_DECAYS = ("none", "linear", "cosine", "auto")
 PRECISIONS = ("auto", "fp32", "bf16")
-NORMS = ("batch", "instance", "none")
+NORMS = ("batch", "instance", "none")  # of G
+D_NORMS = ("batch", "none")
 AUGMENTS = ("color", "translation", "cutout")
 LOG_SINKS = ("tensorboard", "wandb")
 TRACKED_METRICS = ("fid-fast", "fid", "is-fast", "is", "pr-fast", "pr")
-CONDITIONINGS = ("", "projection", "acgan")
+CONDITIONINGS = ("projection", "acgan")  # or "": unconditional
 INTERVAL_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
 
 
@@ -40,7 +45,8 @@ def setting(default: Any, help: str) -> Any:
 class TrainConfig:
     """Every setting of a training run; each one's help text is its `dcgan train --help` line."""
 
-    preset: str = setting("modern", "classic (Radford et al. 2015) or modern (classic + an EMA generator, the default)")
+    preset: str = setting("cpu-v1", "cpu-v1 (tuned for minutes of a CPU; `default` names it) or classic "
+                                    "(Radford et al. 2015)")
     # Data.
     dataset: str = setting("cifar10", "cifar10, cifar100, mnist, fashion-mnist, celeba or folder")
     data_root: str = setting("data", "where the dataset lives (for folder: root/<class>/*.png)")
@@ -51,7 +57,7 @@ class TrainConfig:
     channels: int = setting(0, "1 or 3; 0 picks it from the data")
     hflip: bool = setting(True, "random horizontal flips of real images")
     # Model.
-    z_dim: int = setting(128, "latent size")
+    z_dim: int = setting(100, "latent size")
     g_channels: int = setting(64, "generator base width")
     d_channels: int = setting(64, "discriminator base width")
     g_norm: str = setting("batch", "generator normalization: batch, instance or none")
@@ -63,7 +69,7 @@ class TrainConfig:
     ac_weight: float = setting(1.0, "AC-GAN: weight of the class cross-entropy in D's and G's losses")
     d_mbstd: int = setting(0, "minibatch standard deviation in D over groups of this many images; 0 disables")
     # Objective.
-    loss: str = setting("hinge", "bce (non-saturating), hinge, wgan-gp or rpgan (relativistic pairing, R3GAN)")
+    loss: str = setting("bce", "bce (non-saturating), hinge, wgan-gp or rpgan (relativistic pairing, R3GAN)")
     label_smoothing: float = setting(0.0, "one-sided: real target 1 - this (bce only)")
     r1_gamma: float = setting(0.0, "R1 weight (gradient penalty on real images); 0 disables")
     r2_gamma: float = setting(0.0, "R2 weight (the same on fake images, as R3GAN); 0 disables")
@@ -79,16 +85,16 @@ class TrainConfig:
                                          "linearly to 0 over the run (Sonderby et al. 2017); 0 disables")
     # Optimization.
     batch_size: int = setting(64, "images per batch (per process under torchrun)")
-    lr_g: float = setting(2e-4, "generator learning rate")
-    lr_d: float = setting(2e-4, "discriminator learning rate")
+    lr_g: float = setting(4e-4, "generator learning rate")
+    lr_d: float = setting(8e-4, "discriminator learning rate")
     beta1: float = setting(0.5, "Adam beta1 of both optimizers")
-    beta2: float = setting(0.999, "Adam beta2 of both optimizers")
+    beta2: float = setting(0.99, "Adam beta2 of both optimizers")
     n_dis: int = setting(1, "D steps per G step")
-    lr_decay: str = setting("none", "none, linear or cosine to 0 over the run's length (--kimg, --epochs or --minutes); "
+    lr_decay: str = setting("auto", "none, linear or cosine to 0 over the run's length (--kimg, --epochs or --minutes); "
                                     "auto: linear from --lr-decay-start if the run is long (>= 600 kimg), else none")
-    lr_decay_start: float = setting(0.0, "fraction of the run's length at which --lr-decay begins (0.5: constant "
+    lr_decay_start: float = setting(0.5, "fraction of the run's length at which --lr-decay begins (0.5: constant "
                                          "for the first half, then to 0 over the second); 0: the whole run")
-    ema_kimg: float = setting(0.0, "EMA half-life in thousands of images; 0 disables")
+    ema_kimg: float = setting(5.0, "EMA half-life in thousands of images; 0 disables")
     ema_rampup: float = setting(0.05, "EMA half-life at most this fraction of images seen; 0 disables")
     # Length: the first limit reached ends the run.
     epochs: float = setting(0.0, "train for this many passes over the data")
@@ -126,18 +132,19 @@ class TrainConfig:
             if not ok:
                 raise UserError(message)
 
-        require(self.preset in PRESETS, f"--preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
+        require(self.preset in PRESETS or self.preset in RECORDED_ONLY_PRESETS,
+                f"--preset must be one of {', '.join(PRESET_CHOICES)}, not {self.preset!r}")
         require(self.dataset in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}, not {self.dataset!r}")
         require(self.resolution in (0, 32, 64), f"--resolution must be 32 or 64, not {self.resolution}")
         require(self.channels in (0, 1, 3), f"--channels must be 1 or 3, not {self.channels}")
         require(self.z_dim > 0, f"--z-dim must be positive, not {self.z_dim}")
         require(self.g_channels > 0 and self.d_channels > 0, "--g-channels and --d-channels must be positive")
         require(self.g_norm in NORMS, f"--g-norm must be one of {', '.join(NORMS)}, not {self.g_norm!r}")
-        require(self.d_norm in ("batch", "none"), f"--d-norm must be batch or none, not {self.d_norm!r}")
+        require(self.d_norm in D_NORMS, f"--d-norm must be one of {', '.join(D_NORMS)}, not {self.d_norm!r}")
         require(self.g_output in G_OUTPUTS, f"--g-output must be one of {', '.join(G_OUTPUTS)}, not {self.g_output!r}")
         require(self.d_mbstd >= 0, f"--d-mbstd must be >= 0, not {self.d_mbstd}")
-        require(self.conditional in CONDITIONINGS,
-                f"--conditional must be projection or acgan, not {self.conditional!r}")
+        require(self.conditional in ("", *CONDITIONINGS),
+                f"--conditional must be one of {', '.join(CONDITIONINGS)}, not {self.conditional!r}")
         require(self.ac_weight >= 0, f"--ac-weight must be >= 0, not {self.ac_weight}")
         require(self.instance_noise >= 0, f"--instance-noise must be >= 0, not {self.instance_noise}")
         require(self.keep_snapshots >= 0, f"--keep-snapshots must be >= 0, not {self.keep_snapshots}")
@@ -224,32 +231,31 @@ def parse_interval(text: str) -> tuple[str, float]:
     return ("kimg", amount) if unit == "kimg" else ("seconds", amount * INTERVAL_UNITS[unit])
 
 
-# The classic recipe is Radford et al. 2015 as published. The modern one is the best measured for
-# 15 minutes of a 2-core CPU on the CIFAR-10 cars (docs/tuning.md): Radford's networks and loss,
-# Adam's beta2 at 0.99 (round 4: held-out 0.134 against 0.153 at 650 kimg, two seeds), D's learning
-# rate at twice G's (round 5, TTUR's direction: 0.121 against 0.134, two seeds; halving it instead
-# gave 0.203), both learning rates twice Radford's (round 6: 0.094 against 0.121, two seeds), batch 64
-# instead of 128 (thirteenth session: at the ~170 kimg a slow CPU reaches in 15 minutes, held-out 0.495
-# against ~1.85, two seeds, for 3% fewer images per second; tripling both rates at batch 128 gave
-# 1.78), with an exponential moving average of G's weights (5 kimg half-life, standing BatchNorm
-# statistics) as the generator it outputs, and for long runs only (>= 600 kimg) both learning rates
-# falling linearly to 0 over the second half of the budget (`--lr-decay auto`, training/schedule.py:
-# at ~2,000 kimg on all of CIFAR-10 the constant rates wander or collapse; at 400 kimg on the cars the
-# decay costs). At this budget the BatchNorm D beat the spectral-norm D of the SNGAN line, the
-# non-saturating loss beat hinge, and DiffAugment slowed learning on 5,000 images (add it for small
-# folders).
+# The default recipe, cpu-v1, is the TrainConfig defaults: Radford et al.'s networks and
+# non-saturating loss with batch 64, both learning rates twice Radford's and D's twice G's (4e-4, 8e-4),
+# Adam beta2 0.99, an exponential moving average of G (5 kimg half-life, standing BatchNorm
+# statistics) as the generator it outputs, and, in runs of 600 kimg or more only, both learning
+# rates falling linearly to 0 over the second half (`--lr-decay auto`, training/schedule.py).
+# docs/recipe.md gives the evidence for each setting. classic is Radford et al. 2015 as published.
 PRESETS: dict[str, dict[str, Any]] = {
-    "classic": dict(
-        z_dim=100, g_channels=64, d_channels=64, g_norm="batch", d_norm="batch", spectral_norm=False,
-        loss="bce", r1_gamma=0.0, diffaugment="", batch_size=128, lr_g=2e-4, lr_d=2e-4,
-        beta1=0.5, beta2=0.999, n_dis=1, lr_decay="none", lr_decay_start=0.0, ema_kimg=0.0,
-    ),
-    "modern": dict(
-        z_dim=100, g_channels=64, d_channels=64, g_norm="batch", d_norm="batch", spectral_norm=False,
-        loss="bce", r1_gamma=0.0, diffaugment="", batch_size=64, lr_g=4e-4, lr_d=8e-4,
-        beta1=0.5, beta2=0.99, n_dis=1, lr_decay="auto", lr_decay_start=0.5, ema_kimg=5.0, ema_rampup=0.05,
-    ),
+    "cpu-v1": {},
+    "classic": dict(batch_size=128, lr_g=2e-4, lr_d=2e-4, beta2=0.999, lr_decay="none", lr_decay_start=0.0,
+                    ema_kimg=0.0),
 }
+DEFAULT_PRESET = "cpu-v1"
+PRESET_ALIASES = {"default": DEFAULT_PRESET}
+PRESET_CHOICES = (*PRESETS, *PRESET_ALIASES)
+# Names that older run folders record but that select no settings: a run records every setting in its
+# config.json, so such a run resumes with its own values, and a new run cannot ask for them.
+RECORDED_ONLY_PRESETS = ("modern",)
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """Every TrainConfig field's value under preset `name` (an alias resolves first)."""
+    name = PRESET_ALIASES.get(name, name)
+    defaults = {f.name: getattr(TrainConfig(), f.name) for f in dataclasses.fields(TrainConfig)}
+    return {**defaults, **PRESETS[name], "preset": name}
+
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
@@ -305,15 +311,20 @@ def coerce(name: str, value: Any) -> Any:
 
 
 def resolve_config(preset: str | None = None, file_values: dict | None = None,
-                   overrides: dict | None = None) -> TrainConfig:
-    """Build the config: preset, then file values, then explicit overrides; validated."""
+                   overrides: dict | None = None, *, resuming: bool = False) -> TrainConfig:
+    """Build the config: preset, then file values, then explicit overrides; validated.
+
+    `resuming`: the file values are a saved run's complete config, which may record a preset name
+    that no longer selects settings (RECORDED_ONLY_PRESETS); it is kept as the run's label.
+    """
     file_values = dict(file_values or {})
     overrides = dict(overrides or {})
-    preset = overrides.pop("preset", None) or preset or file_values.pop("preset", None) or "modern"
+    preset = overrides.pop("preset", None) or preset or file_values.pop("preset", None) or DEFAULT_PRESET
     file_values.pop("preset", None)
-    if preset not in PRESETS:
-        raise UserError(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
-    values: dict[str, Any] = dict(PRESETS[preset])
+    preset = PRESET_ALIASES.get(preset, preset)
+    if not (preset in PRESETS or (resuming and preset in RECORDED_ONLY_PRESETS)):
+        raise UserError(f"--preset must be one of {', '.join(PRESET_CHOICES)}, not {preset!r}")
+    values: dict[str, Any] = dict(PRESETS.get(preset, {}))
     for source in (file_values, overrides):
         for name, value in source.items():
             if name not in FIELDS:

@@ -72,7 +72,7 @@ def lecam_penalty(real_logits, fake_logits, ema_real: float, ema_fake: float):
     return (F.relu(real_logits - ema_fake).square().mean() + F.relu(ema_real - fake_logits).square().mean())
 
 
-LOSSES = {
+LOSS_FUNCTIONS = {  # (D loss, G loss) of each name in config.LOSSES
     "bce": (d_loss_bce, g_loss_nonsaturating),
     "hinge": (d_loss_hinge, g_loss_mean),
     "wgan-gp": (d_loss_wasserstein, g_loss_mean),
@@ -107,7 +107,7 @@ class GANLoss:
     labels of each batch: a projection D reads them in its logit; an AC-GAN D is also trained to
     classify real and fake images (weight `ac_weight`), and G to make fakes it classifies right."""
 
-    def __init__(self, *, generator, discriminator, loss: str = "hinge", label_smoothing: float = 0.0,
+    def __init__(self, *, generator, discriminator, loss: str = "bce", label_smoothing: float = 0.0,
                  r1_gamma: float = 0.0, r2_gamma: float = 0.0, r1_interval: int = 16, gp_weight: float = 10.0,
                  lecam_weight: float = 0.0, lecam_decay: float = 0.99, augment=None, precision=None,
                  compiled_discriminator=None, conditioning: str = "", ac_weight: float = 1.0):
@@ -115,7 +115,7 @@ class GANLoss:
         # torch.compile'd D for plain steps; steps with a gradient penalty need double backward,
         # which compiled graphs do not support, and use the eager D (the same parameters).
         self.D_compiled = discriminator if compiled_discriminator is None else compiled_discriminator
-        self.d_loss, self.g_loss = LOSSES[loss]
+        self.d_loss, self.g_loss = LOSS_FUNCTIONS[loss]
         self.relativistic = loss in RELATIVISTIC
         self.use_gp = loss == "wgan-gp"
         self.label_smoothing, self.gp_weight = label_smoothing, gp_weight

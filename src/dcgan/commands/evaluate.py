@@ -1,6 +1,6 @@
 """`dcgan evaluate`: FID / IS / KID of a generator against a reference set, with the protocol recorded.
 
-    dcgan evaluate --checkpoint runs/00003-cifar10-modern --metrics fid,is,kid --num-gen 10000 --ref cifar10-train
+    dcgan evaluate --checkpoint runs/00003-cifar10-cpu-v1 --metrics fid,is,kid --num-gen 10000 --ref cifar10-train
     dcgan evaluate --real-vs-real --ref cifar10/train --real cifar10/test --classes automobile --num-gen 1000
 
 The reference is a dataset split, an image folder or a .npz statistics file; by default, the data
@@ -13,7 +13,7 @@ proportions of the reference's classes), then per class against the reference's 
 class (intra-class FID; --num-gen / K images each), with the class accuracy of its images as the
 fast extractor's classifier judges them (how often a "horse" is classified as a horse):
 
-    dcgan evaluate --checkpoint runs/00004-cifar10-modern --features fast --metrics fid,kid --ref /data/cifar10/test
+    dcgan evaluate --checkpoint runs/00004-cifar10-cpu-v1 --features fast --metrics fid,kid --ref /data/cifar10/test
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`dcgan export`: a generator as ONNX or TorchScript, to run without this toolkit.
 
     dcgan export --model cifar10-cars --format onnx --out cars.onnx
-    dcgan export --checkpoint runs/00004-cifar10-modern --format onnx --out generator.onnx --batch 16
+    dcgan export --checkpoint runs/00004-cifar10-cpu-v1 --format onnx --out generator.onnx --batch 16
 
 The exported network takes latents `z` (B, z_dim) float32, and for a conditional model class
 labels `labels` (B,) int64, and returns `images` (B, C, H, W) uint8: the images `dcgan generate`

@@ -1,9 +1,9 @@
 """`dcgan generate`: images from a trained generator (EMA weights), no dataset needed.
 
-    dcgan generate --checkpoint runs/00002-cifar10-modern --num 64 --out grid.png
+    dcgan generate --checkpoint runs/00002-cifar10-cpu-v1 --num 64 --out grid.png
     dcgan generate --model cifar10-cars --num 16                                    # a shipped generator
-    dcgan generate --checkpoint runs/00004-cifar10-modern --class horse --num 16     # a conditional model
-    dcgan generate --checkpoint runs/00004-cifar10-modern --class all --num 8        # a row per class
+    dcgan generate --checkpoint runs/00004-cifar10-cpu-v1 --class horse --num 16     # a conditional model
+    dcgan generate --checkpoint runs/00004-cifar10-cpu-v1 --class all --num 8        # a row per class
 
 Image i comes from seed + i alone (and its class): the same seed and class give the same image in
 any grid. A conditional model asked for no class draws each image's class from its seed.

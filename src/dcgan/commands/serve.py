@@ -1,7 +1,7 @@
 """`dcgan serve`: a web gallery, a live view of training runs and an HTTP API (waitress WSGI).
 
     dcgan serve                                           # every shipped generator (see `dcgan models`)
-    dcgan serve --checkpoint runs/00007-cifar10-modern --model cifar10-cars --runs runs/
+    dcgan serve --checkpoint runs/00007-cifar10-cpu-v1 --model cifar10-cars --runs runs/
 """
 
 from __future__ import annotations

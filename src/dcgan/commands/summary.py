@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from dcgan.config import PRESETS
+from dcgan.config import CONDITIONINGS, DEFAULT_PRESET, PRESET_CHOICES
 from dcgan.errors import UserError
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("summary", help="print a preset's architectures", description=__doc__)
-    parser.add_argument("--preset", default="modern", choices=sorted(PRESETS))
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESET_CHOICES)
     parser.add_argument("--resolution", type=int, default=32, choices=(32, 64))
     parser.add_argument("--channels", type=int, default=3, choices=(1, 3))
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings")
-    parser.add_argument("--conditional", choices=("projection", "acgan"),
+    parser.add_argument("--conditional", choices=CONDITIONINGS,
                         help="the class-conditional networks (label embedding in G; projection or AC-GAN D)")
     parser.add_argument("--num-classes", type=int, default=10, help="classes of a conditional model (default 10)")
     parser.set_defaults(run=run)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dcgan.config import FIELDS, PRESETS, TrainConfig, read_config_file, resolve_config
+from dcgan.config import FIELDS, PRESETS, preset_values, read_config_file, resolve_config
 from dcgan.errors import UserError
 
 
@@ -17,7 +17,8 @@ def register(subparsers) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings (flags override it)")
     parser.add_argument("--resume", metavar="RUN", help="continue a run folder (or its checkpoint-last.pt) exactly")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    defaults = TrainConfig()
+    recipes = {name: preset_values(name) for name in PRESETS}
+    differing = {name for values in PRESETS.values() for name in values}
     for name, field in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         help_text = _field_help(name)
@@ -25,9 +26,8 @@ def register(subparsers) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         else:
             kind = "LIST" if field.type == "list[str]" else field.type.upper()
-            default = getattr(defaults, name)
-            suffix = f" (modern {PRESETS['modern'].get(name, default)!r}, classic "\
-                     f"{PRESETS['classic'].get(name, default)!r})" if name in PRESETS["modern"] else ""
+            suffix = (" (" + ", ".join(f"{preset} {values[name]!r}" for preset, values in recipes.items()) + ")"
+                      if name in differing else "")
             parser.add_argument(flag, metavar=kind, help=f"{help_text}{suffix}")
     parser.set_defaults(run=run)
 
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         file_values = {**saved, **file_values}
     elif not any(k in given or k in file_values for k in lengths):
         given["epochs"] = 25  # The default length applies only when none is set.
-    config = resolve_config(file_values=file_values, overrides=given)
+    config = resolve_config(file_values=file_values, overrides=given, resuming=resume_state is not None)
     if getattr(args, "dry_run", False):
         print(json.dumps(config.to_dict(), indent=2))
         return 0

@@ -25,6 +25,8 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
 
+from dcgan.config import CONDITIONINGS, G_OUTPUTS
+
 
 def _stage_count(img_resolution: int) -> int:
     if img_resolution not in (32, 64):
@@ -55,8 +57,6 @@ def init_dcgan_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-G_OUTPUTS = ("deconv", "conv3x3")
-CONDITIONINGS = ("projection", "acgan")
 
 
 class Generator(nn.Module):

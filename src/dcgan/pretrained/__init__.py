@@ -3,7 +3,7 @@
 Each model is a folder here: `card.json` (what `dcgan models` lists and the web page shows: the
 data, the classes, the exact command, the hardware and time, held-out scores with their
 protocol), `MODEL_CARD.md` (the same for people, with a sample grid) and, once trained,
-`generator.safetensors`. A model whose weights are not here yet (its data cannot be downloaded
+`generator.safetensors`. A model without weights (its data cannot be downloaded
 where the shipped models are trained) is listed with the command that trains it: "train it
 yourself". `--model NAME` works wherever `--checkpoint` does.
 """
@@ -41,9 +41,9 @@ class ShippedModel:
         return self.card.get("description", "")
 
     def weights(self) -> Path:
-        """The generator file; a model not trained yet is a one-line error naming the command that trains it."""
+        """The generator file; a model shipped without weights is a one-line error naming the command that trains it."""
         if self.file is None:
-            raise UserError(f"{self.name} is not shipped trained yet (its data cannot be downloaded where the models "
+            raise UserError(f"{self.name} ships without weights (its data cannot be downloaded where the models "
                             f"are trained); train it yourself: {self.card['command']}")
         return self.file
 

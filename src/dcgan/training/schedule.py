@@ -1,4 +1,4 @@
-"""Learning-rate schedules over a run's length, and `--lr-decay auto` (the modern preset's default).
+"""Learning-rate schedules over a run's length, and `--lr-decay auto` (the default preset's).
 
 A run's length is its budget: `--kimg`, `--epochs` or `--minutes`, whichever ends it first; the
 fraction done is the larger of the image and clock fractions. `linear` and `cosine` take both
