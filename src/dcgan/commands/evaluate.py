@@ -19,8 +19,6 @@ fast extractor's classifier judges them (how often a "horse" is classified as a 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 from dcgan.commands import add_generator_source, generator_source
@@ -97,33 +95,6 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UserError("--real goes with --real-vs-real")
 
 
-def run_config(checkpoint: Path) -> dict | None:
-    """The training config of the run a checkpoint belongs to, if it is in a run folder."""
-    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    path = folder / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        config = json.loads(path.read_text())
-        return {key: config[key] for key in ("dataset", "data_root", "split", "classes", "download")}
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"{path} is not a readable run config; pass --ref") from None
-
-
-def default_second_set(reference):
-    """The test split beside a training-split reference: the second set of --real-vs-real."""
-    from dcgan.data import test_folder_beside
-    from dcgan.metrics.reference import RealSource
-
-    if isinstance(reference, RealSource):
-        if reference.dataset != "folder" and reference.split == "train":
-            return RealSource(reference.dataset, reference.root, "test", reference.classes, reference.download)
-        test = test_folder_beside(reference.root) if reference.dataset == "folder" else None
-        if test is not None:
-            return RealSource("folder", str(test), "test", reference.classes)
-    raise UserError("--real-vs-real needs a second real set: pass --real (a dataset split or an image folder)")
-
-
 def format_per_class(scores: dict, metrics: list[str], extractor_kind: str) -> list[str]:
     """A table: one line per class with its scores and accuracy, then the mean class accuracy."""
     from dcgan.metrics import score_key, score_names, score_title
@@ -145,115 +116,47 @@ def format_per_class(scores: dict, metrics: list[str], extractor_kind: str) -> l
 
 def run(args: argparse.Namespace) -> int:
     from dcgan.checkpoint import load_generator, resolve_generator_path
-    from dcgan.metrics import MetricOptions, compute_scores
-    from dcgan.metrics.evaluate import (append_record, check_metrics_fit, format_scores, generated_features,
-                                        load_extractor, make_record, real_features, real_sample,
-                                        reference_statistics)
-    from dcgan.metrics.conditional import class_frequencies, per_class_scores
+    from dcgan.metrics import MetricOptions
+    from dcgan.metrics.evaluate import append_record, choose_reference, evaluate, format_scores, second_real_set
     from dcgan.metrics.reference import RealSource, parse_reference
-    from dcgan.sampling import is_conditional, labels_from_seeds
     from dcgan.training.distributed import pick_device
 
     check_arguments(args)
-    args.download = args.download and not args.offline
-    metrics = parse_metrics(args.metrics)
-    options = MetricOptions(kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
-                            is_splits=args.is_splits, seed=args.metric_seed)
+    download = args.download and not args.offline
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     device = pick_device(args.device)
-    started = time.time()
 
-    # What is scored: a generator, or a sample of a second real set.
-    generator, checkpoint, second = None, None, None
+    # What is scored: a generator, or a sample of a second real set; against what.
     source = generator_source(args, required=False)
-    if source:
-        checkpoint = resolve_generator_path(source)
-        generator, kwargs = load_generator(checkpoint, device, use_ema=not args.no_ema)
-        resolution, channels = kwargs["img_resolution"], kwargs["img_channels"]
+    checkpoint = resolve_generator_path(source) if source else None
+    reference = choose_reference(args.ref, checkpoint=source, model=args.model, data_root=args.data_root,
+                                 classes=classes, download=download)
+    if checkpoint is not None:
+        scored, _ = load_generator(checkpoint, device, use_ema=not args.no_ema)
+        describe = {"checkpoint": str(checkpoint.resolve()),
+                    "weights": "raw" if args.no_ema else "EMA where the checkpoint has one"}
     else:
-        resolution = channels = 0
-
-    # Against what.
-    if args.ref:
-        reference = parse_reference(args.ref, data_root=args.data_root, classes=classes, download=args.download)
-    else:
-        config = run_config(Path(source)) if source and not args.model else None
-        if config is None and args.model:
-            from dcgan.pretrained import shipped_model
-
-            measured = (shipped_model(args.model).card.get("scores") or {}).get("command", "")
-            raise UserError(f"pass --ref (the test split of the model's data); its card measured it with: {measured}")
-        if config is None:
-            raise UserError("pass --ref (a dataset split such as cifar10-train, an image folder or a .npz file); "
-                            "there is no run config.json beside the checkpoint to take the training data from")
-        reference = RealSource(config["dataset"], config["data_root"], config["split"], classes or config["classes"],
-                               config["download"])
-    if args.real_vs_real:
-        second = parse_reference(args.real, data_root=args.data_root, classes=classes, download=args.download) \
-            if args.real else default_second_set(reference)
-        if not isinstance(second, RealSource):
+        scored = parse_reference(args.real, data_root=args.data_root, classes=classes, download=download) \
+            if args.real else second_real_set(reference)
+        if not isinstance(scored, RealSource):
             raise UserError("--real must be a dataset split or an image folder, not a statistics file")
+        describe = None
 
-    # The extractor first: a missing weights file fails before any image is made.
-    source = reference if isinstance(reference, RealSource) else None
-    extractor = load_extractor(args.features, inception_weights=args.inception_weights,
-                               allow_download=not args.offline, fast_extractor=args.fast_extractor, source=source,
-                               resolution=resolution, channels=channels, device=device)
-    check_metrics_fit(metrics, extractor)
+    result = evaluate(scored, reference, metrics=parse_metrics(args.metrics), features=args.features,
+                      num_gen=args.num_gen, seed=args.seed, inception_weights=args.inception_weights,
+                      allow_download=not args.offline, fast_extractor=args.fast_extractor,
+                      batch_size=args.batch_size, per_class=not args.no_per_class, use_cache=not args.no_cache,
+                      device=device, describe=describe,
+                      options=MetricOptions(kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
+                                            is_splits=args.is_splits, seed=args.metric_seed))
 
-    # Reference statistics (cached), then the scored set's features, streamed.
-    reference_set, reference_info = reference_statistics(reference, extractor, metrics, resolution=resolution,
-                                                         channels=channels, batch_size=args.batch_size,
-                                                         use_cache=not args.no_cache)
-    conditional = generator is not None and is_conditional(generator)
-    labels, classes_info = None, None
-    if conditional:
-        weights = class_frequencies(generator.class_names, reference.load(resolution, channels)) \
-            if isinstance(reference, RealSource) else None
-        labels = labels_from_seeds(range(args.seed, args.seed + args.num_gen), generator.num_classes, weights)
-        classes_info = ("image i: class drawn from seed + i in proportion to the reference's class counts"
-                        if weights is not None else "image i: class drawn uniformly from seed + i")
-    if generator is not None:
-        scored = generated_features(generator, extractor, args.num_gen, seed=args.seed, batch_size=args.batch_size,
-                                    labels=labels)
-        scored_info = {"kind": "generated", "checkpoint": str(checkpoint.resolve()),
-                       "weights": "raw" if args.no_ema else "EMA where the checkpoint has one",
-                       "num_images": args.num_gen, "seeds": f"{args.seed}-{args.seed + args.num_gen - 1}",
-                       "latents": "image i: randn(z_dim) from a generator seeded with seed + i",
-                       "quantization": "generator output in [-1, 1] -> uint8 by rounding 127.5 * (x + 1)"}
-        if classes_info:
-            scored_info.update(classes=generator.class_names, class_draw=classes_info)
-    else:
-        data_b = real_sample(second.load(reference_set.metadata.get("data", {}).get("resolution", 0),
-                                         reference_set.metadata.get("data", {}).get("channels", 0)),
-                             args.num_gen, args.seed)
-        scored = real_features(extractor, data_b, batch_size=args.batch_size)
-        scored_info = {"kind": "real", **second.describe(), "name": second.name, "num_images": len(data_b),
-                       "sample_seed": args.seed}
-
-    scores = compute_scores(metrics, scored, reference_set, extractor.kind, options)
-    if conditional and not args.no_per_class:
-        if not isinstance(reference, RealSource):
-            raise UserError("per-class scores need the reference's images, not a statistics file: pass an image "
-                            "folder or dataset split as --ref, or --no-per-class")
-        num_per_class = max(2, args.num_gen // generator.num_classes)
-        scores.update(per_class_scores(generator, extractor, reference, metrics, num_per_class=num_per_class,
-                                       seed=args.seed, batch_size=args.batch_size, options=options,
-                                       use_cache=not args.no_cache))
-        scored_info["per_class"] = {"num_images": num_per_class, "seeds": f"{args.seed}-{args.seed + num_per_class - 1}",
-                                    "reference": "the reference's images of each class"}
-    record = make_record(scores, extractor, metrics=metrics, generated=scored_info, reference=reference_info,
-                         options=options, seconds=time.time() - started, device=str(device))
-
-    for line in format_scores(scores, metrics, extractor.kind):
+    for line in format_scores(result.scores, result.metrics, result.extractor_kind):
         print(line)
-    if "per_class" in scores:
-        for line in format_per_class(scores, metrics, extractor.kind):
+    if "per_class" in result.scores:
+        for line in format_per_class(result.scores, result.metrics, result.extractor_kind):
             print(line)
-    what = f"{args.num_gen:,} generated" if generator is not None else f"{args.num_gen:,} of {second.name}"
-    against = reference.name if isinstance(reference, RealSource) else str(reference)
-    count = f"{reference_set.count:,} of " if reference_set.count else ""  # unknown for pytorch-fid files
-    print(f"{what} vs {count}{against}; {extractor.summary()}")
+    count = f"{result.reference_count:,} of " if result.reference_count else ""  # unknown for pytorch-fid files
+    print(f"{result.scored_name} vs {count}{result.reference_name}; {result.extractor_summary}")
 
     if args.out:
         out = Path(args.out)
@@ -263,6 +166,6 @@ def run(args: argparse.Namespace) -> int:
         out = checkpoint.with_name(checkpoint.stem + ".metrics.json") if checkpoint else None
     if out is not None:
         subject = {"checkpoint": str(checkpoint.resolve())} if checkpoint else {"real_vs_real": True}
-        append_record(out, record, subject)
+        append_record(out, result.record, subject)
         print(f"wrote {out}")
     return 0

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from dcgan.checkpoint import load_generator
     import torch
 
-    from dcgan.sampling import generate_images, resolve_classes, save_grid, save_images
+    from dcgan.api import generate
+    from dcgan.sampling import resolve_classes, save_grid, save_images
     from dcgan.training.distributed import pick_device
 
     if not 1 <= args.num <= MAX_IMAGES:
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if args.classes else [None]
     if len(classes) * args.num > MAX_IMAGES:
         raise UserError(f"{len(classes)} classes x --num {args.num} is more than {MAX_IMAGES:,} images")
-    images = torch.cat([generate_images(generator, seeds, classes=c) for c in classes])
+    images = torch.cat([generate(generator, seeds, label=c) for c in classes])
     all_seeds = list(seeds) * len(classes)
     if args.outdir:
         names = [generator.class_names[c] for c in classes for _ in seeds] if classes != [None] else None

@@ -5,7 +5,7 @@
     dcgan generate --model cifar10-cars --num 16
 
 `--model NAME` works wherever `--checkpoint` does (generate, serve, evaluate, export). A model
-marked "train it yourself" has no weights in the package yet; its card gives the command.
+marked "train it yourself" ships without weights; its card gives the command that trains it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(model.card, indent=2))
         else:
             print(model.card_path.read_text(encoding="utf-8").rstrip())
-            print(f"\ncard: {model.card_path}\nweights: {model.file or 'none shipped yet (train it yourself)'}")
+            print(f"\ncard: {model.card_path}\nweights: {model.file or 'none shipped (train it yourself)'}")
         return 0
     rows = [model.summary() for model in shipped_models().values()]
     if args.json:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dcgan.config import FIELDS, PRESETS, preset_values, read_config_file, resolve_config
+from dcgan.config import DEFAULT_EPOCHS, FIELDS, PRESETS, preset_values, read_config_file, resolve_config
 from dcgan.errors import UserError
 
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         given.setdefault("preset", saved.pop("preset"))
         file_values = {**saved, **file_values}
     elif not any(k in given or k in file_values for k in lengths):
-        given["epochs"] = 25  # The default length applies only when none is set.
+        given["epochs"] = DEFAULT_EPOCHS  # The default length applies only when none is set.
     config = resolve_config(file_values=file_values, overrides=given, resuming=resume_state is not None)
     if getattr(args, "dry_run", False):
         print(json.dumps(config.to_dict(), indent=2))

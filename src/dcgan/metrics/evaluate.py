@@ -1,12 +1,15 @@
-"""Scoring a generator, or one real set, against a reference set: what `dcgan evaluate` and the
-training loop call. Every result carries its protocol: the extractor and its weights' SHA-256,
-how images were resized, how many generated and reference images, which data, which seeds.
+"""Scoring a generator, a set of images or a real sample against a reference set: what `dcgan
+evaluate`, `dcgan.evaluate()` and the training loop call. Every result carries its protocol: the
+extractor and its weights' SHA-256, how images were resized, how many generated and reference
+images, which data, which seeds.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,7 +20,7 @@ from dcgan.errors import UserError
 from dcgan.metrics import METRICS, MetricOptions, score_key, score_names, score_title
 from dcgan.metrics.manifold import DC_NEIGHBOURS, PR_NEIGHBOURS
 from dcgan.metrics.features import FeatureExtractor, FeatureSet, extract_features, generated_batches, image_batches
-from dcgan.metrics.reference import RealSource, load_stats, reference_features
+from dcgan.metrics.reference import RealSource, load_stats, parse_reference, reference_features
 
 def load_extractor(kind: str, *, inception_weights: str | None = None, allow_download: bool = True,
                    fast_extractor: str | None = None, source: RealSource | None = None, resolution: int = 0,
@@ -141,3 +144,155 @@ def append_record(path: Path, record: dict, subject: dict) -> None:
             pass  # An unreadable file is replaced rather than lost in a crash: it had no valid content.
     document["evaluations"].append(record)
     write_json(path, document)
+
+
+# ----------------------------------------------------------------------------------------------
+# Which reference, and the whole evaluation.
+
+def run_config(checkpoint: Path) -> dict | None:
+    """The training config of the run a checkpoint belongs to, if it is in a run folder."""
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text())
+        return {key: config[key] for key in ("dataset", "data_root", "split", "classes", "download")}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is not a readable run config; pass --ref") from None
+
+
+def choose_reference(ref: str | None, *, checkpoint: str | Path | None = None, model: str | None = None,
+                     data_root: str = "data", classes: list[str] | None = None,
+                     download: bool = True) -> RealSource | Path:
+    """`ref` parsed (a dataset split, an image folder or a .npz file); without one, the data the
+    checkpoint's run trained on. A shipped model has no run folder: its card names the reference."""
+    if ref:
+        return parse_reference(ref, data_root=data_root, classes=classes, download=download)
+    if model:
+        from dcgan.pretrained import shipped_model
+
+        measured = (shipped_model(model).card.get("scores") or {}).get("command", "")
+        raise UserError(f"pass --ref (the test split of the model's data); its card measured it with: {measured}")
+    config = run_config(Path(checkpoint)) if checkpoint else None
+    if config is None:
+        raise UserError("pass --ref (a dataset split such as cifar10-train, an image folder or a .npz file); "
+                        "there is no run config.json beside the checkpoint to take the training data from")
+    return RealSource(config["dataset"], config["data_root"], config["split"], classes or config["classes"],
+                      config["download"])
+
+
+def second_real_set(reference: RealSource | Path) -> RealSource:
+    """The test split beside a training-split reference: the second set of --real-vs-real."""
+    from dcgan.data import test_folder_beside
+
+    if isinstance(reference, RealSource):
+        if reference.dataset != "folder" and reference.split == "train":
+            return RealSource(reference.dataset, reference.root, "test", reference.classes, reference.download)
+        test = test_folder_beside(reference.root) if reference.dataset == "folder" else None
+        if test is not None:
+            return RealSource("folder", str(test), "test", reference.classes)
+    raise UserError("--real-vs-real needs a second real set: pass --real (a dataset split or an image folder)")
+
+
+@dataclass
+class Evaluation:
+    """Scores with their protocol record, and what the printed summary names."""
+
+    scores: dict
+    record: dict
+    metrics: list[str]
+    extractor_kind: str
+    extractor_summary: str
+    scored_name: str
+    reference_name: str
+    reference_count: int | None
+
+
+def evaluate(scored, reference: RealSource | Path, *, metrics: list[str], features: str = "inception",
+             num_gen: int = 10_000, seed: int = 0, inception_weights: str | None = None,
+             allow_download: bool = True, fast_extractor: str | None = None, batch_size: int = 64,
+             options: MetricOptions = MetricOptions(), per_class: bool = True, use_cache: bool = True,
+             device: str | torch.device = "cpu", describe: dict | None = None,
+             progress: bool = True) -> Evaluation:
+    """Score `scored` against `reference` with `metrics` on `features` (inception or fast).
+
+    `scored` is a generator (image i from seed `seed + i`, as `dcgan generate` makes it; a
+    conditional one is scored overall with classes drawn in the reference's proportions, then per
+    class), a uint8 (N, C, H, W) tensor of images, or a RealSource (`num_gen` of its images drawn
+    with `seed`: a real-vs-real score). `describe` adds to the record's account of the scored set.
+    """
+    from dcgan.metrics import compute_scores
+    from dcgan.metrics.conditional import class_frequencies, per_class_scores
+    from dcgan.sampling import is_conditional, labels_from_seeds
+
+    started = time.time()
+    generator = scored if isinstance(scored, torch.nn.Module) else None
+    if generator is not None:
+        resolution, channels = generator.img_resolution, generator.img_channels
+    elif isinstance(scored, torch.Tensor):
+        if scored.dtype != torch.uint8 or scored.dim() != 4 or scored.shape[1] not in (1, 3):
+            raise UserError(f"images to score must be a uint8 (N, C, H, W) tensor with 1 or 3 channels, not "
+                            f"{scored.dtype} of shape {tuple(scored.shape)}")
+        resolution, channels = scored.shape[-1], scored.shape[1]
+    else:
+        resolution = channels = 0
+
+    # The extractor first: a missing weights file fails before any image is made.
+    source = reference if isinstance(reference, RealSource) else None
+    extractor = load_extractor(features, inception_weights=inception_weights, allow_download=allow_download,
+                               fast_extractor=fast_extractor, source=source, resolution=resolution,
+                               channels=channels, device=device, progress=progress)
+    check_metrics_fit(metrics, extractor)
+
+    # Reference statistics (cached), then the scored set's features, streamed.
+    reference_set, reference_info = reference_statistics(reference, extractor, metrics, resolution=resolution,
+                                                         channels=channels, batch_size=batch_size,
+                                                         use_cache=use_cache)
+    conditional = generator is not None and is_conditional(generator)
+    if generator is not None:
+        labels, class_draw = None, None
+        if conditional:
+            weights = class_frequencies(generator.class_names, reference.load(resolution, channels)) \
+                if isinstance(reference, RealSource) else None
+            labels = labels_from_seeds(range(seed, seed + num_gen), generator.num_classes, weights)
+            class_draw = ("image i: class drawn from seed + i in proportion to the reference's class counts"
+                          if weights is not None else "image i: class drawn uniformly from seed + i")
+        scored_features = generated_features(generator, extractor, num_gen, seed=seed, batch_size=batch_size,
+                                             labels=labels, progress=progress)
+        scored_info = {"kind": "generated", "num_images": num_gen, "seeds": f"{seed}-{seed + num_gen - 1}",
+                       "latents": "image i: randn(z_dim) from a generator seeded with seed + i",
+                       "quantization": "generator output in [-1, 1] -> uint8 by rounding 127.5 * (x + 1)"}
+        if class_draw:
+            scored_info.update(classes=generator.class_names, class_draw=class_draw)
+        scored_name = f"{num_gen:,} generated"
+    elif isinstance(scored, torch.Tensor):
+        scored_features = extract_features(extractor, image_batches(scored, batch_size), len(scored),
+                                           desc=f"{extractor.label} features of {len(scored):,} images",
+                                           progress=progress)
+        scored_info = {"kind": "images", "num_images": len(scored)}
+        scored_name = f"{len(scored):,} images"
+    else:
+        data = reference_set.metadata.get("data", {})
+        sample = real_sample(scored.load(data.get("resolution", 0), data.get("channels", 0)), num_gen, seed)
+        scored_features = real_features(extractor, sample, batch_size=batch_size, progress=progress)
+        scored_info = {"kind": "real", **scored.describe(), "name": scored.name, "num_images": len(sample),
+                       "sample_seed": seed}
+        scored_name = f"{num_gen:,} of {scored.name}"
+    scored_info.update(describe or {})
+
+    scores = compute_scores(metrics, scored_features, reference_set, extractor.kind, options)
+    if conditional and per_class:
+        if not isinstance(reference, RealSource):
+            raise UserError("per-class scores need the reference's images, not a statistics file: pass an image "
+                            "folder or dataset split as --ref, or --no-per-class")
+        num_per_class = max(2, num_gen // generator.num_classes)
+        scores.update(per_class_scores(generator, extractor, reference, metrics, num_per_class=num_per_class,
+                                       seed=seed, batch_size=batch_size, options=options, use_cache=use_cache,
+                                       progress=progress))
+        scored_info["per_class"] = {"num_images": num_per_class, "seeds": f"{seed}-{seed + num_per_class - 1}",
+                                    "reference": "the reference's images of each class"}
+    record = make_record(scores, extractor, metrics=metrics, generated=scored_info, reference=reference_info,
+                         options=options, seconds=time.time() - started, device=str(device))
+    return Evaluation(scores, record, metrics, extractor.kind, extractor.summary(), scored_name,
+                      reference.name if isinstance(reference, RealSource) else str(reference), reference_set.count)

@@ -8,7 +8,7 @@ learning rates from 1x to 0 over the run, or only over its part after `--lr-deca
 estimates the run's whole length in images, images so far / fraction done (the `--kimg` budget
 itself, or what the `--minutes` budget will give at the speed so far), and decays from there if
 that is at least AUTO_DECAY_MIN_KIMG, else keeps the rates constant. The decision is taken once and
-kept in the run's summary, so a resumed run follows it. Why (docs/tuning.md): on all of CIFAR-10 the
+kept in the run's summary, so a resumed run follows it. Why (docs/recipe.md): on all of CIFAR-10 the
 constant rates stop improving after ~900 kimg and one of two seeds collapsed near 2,000 kimg, where
 the tail decay kept improving (0.77x classic's held-out FID-fast, two seeds) and gained 11% at ~700
 kimg; at 400 kimg on the cars the same decay cost 1.8x (two seeds), the EMA generator already

@@ -1,0 +1,109 @@
+"""The Python API: what the `dcgan` commands do, by the same code.
+
+    import dcgan
+
+    G = dcgan.load_generator("cifar10-cars")            # a shipped name, a run folder, a .safetensors or .pt
+    images = dcgan.generate(G, seeds=range(16))          # (16, 3, 32, 32) uint8; image i from seed i
+    pictures = dcgan.generate(G, seeds=[7], pil=True)    # [PIL.Image]: seed 7 is the CLI's seed 7
+    result = dcgan.evaluate(G, "cifar10/test", features="fast", metrics=["fid", "kid"], num_gen=5000)
+    result.scores                                        # {"fid_fast": ..., "kid_fast": ..., ...}
+    run = dcgan.train(dcgan.TrainConfig(dataset="folder", data_root="cars/", minutes=15))
+
+Errors a user can fix (a missing file, an unknown class, a bad setting) raise `dcgan.UserError`
+with the one-line message the CLI prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from dcgan.config import DEFAULT_EPOCHS, TrainConfig, resolve_config
+from dcgan.errors import UserError
+from dcgan.metrics import MetricOptions
+from dcgan.metrics.evaluate import Evaluation
+from dcgan.metrics.reference import RealSource, parse_reference
+from dcgan.models.dcgan import Generator
+
+
+def generator_path(source: str | Path) -> Path:
+    """A shipped model's name (see `dcgan models`) -> its file; a path is itself."""
+    from dcgan.pretrained import model_file, shipped_models
+
+    if not Path(source).exists() and str(source) in shipped_models():
+        return model_file(str(source))
+    return Path(source)
+
+
+def load_generator(source: str | Path, *, device: str | torch.device = "cpu", ema: bool = True) -> Generator:
+    """A generator in eval mode from a shipped model's name, a run folder, a generator
+    .safetensors or a checkpoint .pt (`ema=False`: a checkpoint's raw generator)."""
+    from dcgan.checkpoint import load_generator as load
+
+    generator, _ = load(generator_path(source), device, use_ema=ema)
+    return generator
+
+
+def generate(generator: Generator | str | Path, seeds: Iterable[int] | int = 16, *, label: str | int | None = None,
+             pil: bool = False, batch_size: int = 64) -> torch.Tensor | list[Image.Image]:
+    """Images of `seeds` (an int n: seeds 0..n-1) as a (N, C, H, W) uint8 tensor, or PIL images.
+
+    Image i depends only on seeds[i] (and `label`, a class name or index of a conditional
+    generator; without one, each image's class is drawn from its seed), as in `dcgan generate`.
+    """
+    from dcgan.sampling import generate_images, image_to_pil, resolve_classes
+
+    if not isinstance(generator, torch.nn.Module):
+        generator = load_generator(generator)
+    seeds = range(seeds) if isinstance(seeds, int) else list(seeds)
+    if any(not 0 <= int(s) < 2**63 for s in seeds):
+        raise UserError("seeds must be integers in [0, 2**63)")
+    classes = resolve_classes(generator, [label])[0] if label is not None else None
+    images = generate_images(generator, seeds, batch_size=batch_size, classes=classes)
+    return [image_to_pil(image) for image in images] if pil else images
+
+
+def evaluate(subject: Generator | str | Path | torch.Tensor, reference: str | Path | RealSource, *,
+             metrics: Iterable[str] = ("fid",), features: str = "inception", num_gen: int = 10_000, seed: int = 0,
+             classes: Iterable[str] = (), data_root: str = "data", download: bool = False,
+             inception_weights: str | None = None, fast_extractor: str | None = None,
+             per_class: bool = True, device: str | torch.device = "cpu", progress: bool = False,
+             options: MetricOptions = MetricOptions()) -> Evaluation:
+    """Score a generator (or a shipped name / run folder / file naming one), or a uint8 (N, C, H, W)
+    tensor of images, against `reference`: a dataset split ("cifar10-test"), an image folder or a
+    .npz statistics file, as `dcgan evaluate --ref` takes it. `metrics`: fid, kid, is, pr, dc;
+    `features`: inception (the standard network) or fast (FID-fast and friends). Returns the
+    scores and their protocol record (`.scores`, `.record`)."""
+    from dcgan.metrics import METRICS
+    from dcgan.metrics.evaluate import evaluate as run_evaluation
+
+    metrics = list(dict.fromkeys(metrics))
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise UserError(f"metrics take {', '.join(METRICS)}; got {metrics}")
+    if features not in ("inception", "fast"):
+        raise UserError(f"features must be inception or fast, not {features!r}")
+    if isinstance(subject, (str, Path)):
+        subject = load_generator(subject, device=device)
+    if not isinstance(reference, RealSource):
+        reference = parse_reference(str(reference), data_root=data_root, classes=list(classes), download=download)
+    return run_evaluation(subject, reference, metrics=metrics, features=features, num_gen=num_gen, seed=seed,
+                          inception_weights=inception_weights, allow_download=download,
+                          fast_extractor=fast_extractor, per_class=per_class, device=device, options=options,
+                          progress=progress)
+
+
+def train(config: TrainConfig | None = None, **settings) -> Path:
+    """Train as `dcgan train` does and return the run folder. `config` (default: the default
+    preset) with `settings` (TrainConfig field names: `minutes=15`, `preset="classic"`) on top."""
+    from dcgan.training.loop import train as run_training
+
+    base = config.to_dict() if config is not None else {}
+    preset = settings.pop("preset", None) or base.pop("preset", None)
+    base.pop("preset", None)
+    if not any({**base, **settings}.get(length) for length in ("epochs", "kimg", "minutes")):
+        settings["epochs"] = DEFAULT_EPOCHS
+    return run_training(resolve_config(preset, base, settings))
