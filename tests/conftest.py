@@ -81,3 +81,35 @@ def stand_in_inception_weights(cifar_root, tmp_path_factory):
     path = tmp_path_factory.mktemp("inception") / "stand-in-inception.pth"
     torch.save(stand_in_state_dict(seed=0, calibration_images=calibration), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def shipped_cars():
+    """The shipped cifar10-cars generator: a real trained model that needs no dataset."""
+    from dcgan.api import load_generator
+
+    return load_generator("cifar10-cars")
+
+
+@pytest.fixture(scope="session")
+def generated_cars(shipped_cars):
+    """64 images of the shipped car generator (seeds 1000-1063) as a one-class ImageData: training
+    data and references for tests that need images but not CIFAR-10."""
+    from dcgan.api import generate
+    from dcgan.data import ImageData
+
+    images = generate(shipped_cars, range(1000, 1064))
+    return ImageData(images, torch.zeros(len(images), dtype=torch.int64), ["car"])
+
+
+@pytest.fixture(scope="session")
+def untrained_fast_extractor(tmp_path_factory):
+    """A fast extractor file with untrained weights: its scores mean nothing, its code path is the real one."""
+    from dcgan.metrics.fast import FastClassifier, save_fast_extractor
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("fast-untrained") / "fast.safetensors"
+    save_fast_extractor(FastClassifier(num_classes=10).eval(), path, resolution=32,
+                        class_names=[str(i) for i in range(10)], trained_on={"dataset": "folder", "root": "none"},
+                        report={"test_accuracy": 0.1})
+    return path

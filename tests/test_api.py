@@ -12,33 +12,26 @@ from PIL import Image
 
 import dcgan
 from dcgan.cli import main
-from dcgan.metrics.fast import FastClassifier, save_fast_extractor
 
 
 @pytest.fixture(scope="module")
-def cars():
-    return dcgan.load_generator("cifar10-cars")
+def cars(shipped_cars):
+    return shipped_cars
 
 
 @pytest.fixture(scope="module")
-def image_folder(tmp_path_factory, cars):
-    """48 generated cars as a one-class image folder (a stand-in dataset and reference)."""
+def image_folder(tmp_path_factory, generated_cars):
+    """The generated cars as a one-class image folder (a stand-in dataset and reference)."""
     root = tmp_path_factory.mktemp("folder")
     (root / "car").mkdir()
-    for seed, image in zip(range(1000, 1048), dcgan.generate(cars, range(1000, 1048), pil=True)):
-        image.save(root / "car" / f"{seed}.png")
+    for index, image in enumerate(generated_cars.images[:48]):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / "car" / f"{index}.png")
     return root
 
 
 @pytest.fixture(scope="module")
-def fast_file(tmp_path_factory):
-    """A fast extractor file with untrained weights: scores mean nothing, but the code path is the real one."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("fast") / "fast.safetensors"
-    save_fast_extractor(FastClassifier(num_classes=10).eval(), path, resolution=32,
-                        class_names=[str(i) for i in range(10)], trained_on={"dataset": "folder", "root": "none"},
-                        report={"test_accuracy": 0.1})
-    return path
+def fast_file(untrained_fast_extractor):
+    return untrained_fast_extractor
 
 
 def test_generate_gives_the_cli_images_seed_for_seed(cars, tmp_path, capsys):

@@ -92,19 +92,18 @@ def test_gallery_new_samples_and_permalink(server_url):
 
 
 @pytest.fixture(scope="module")
-def shipped_server_url(tmp_path_factory, cars):
+def shipped_server_url(tmp_path_factory, generated_cars):
     """`dcgan serve` as a new user starts it: the shipped generators, and a runs folder with one run."""
     from waitress.server import create_server
 
     from dcgan.config import resolve_config
-    from dcgan.data import ImageData
     from dcgan.server import create_app
     from dcgan.training.loop import train
 
     runs = tmp_path_factory.mktemp("runs")
     config = resolve_config("cpu-v1", overrides=dict(g_channels=8, d_channels=8, batch_size=16, kimg=0.32,
                                                      log_every=2, grid_size=16, outdir=str(runs), dataset="folder"))
-    train(config, data=ImageData(cars.images[:160], cars.labels[:160], cars.class_names), show_progress=False)
+    train(config, data=generated_cars, show_progress=False)
     (runs / "00001-torn").mkdir()
     (runs / "00001-torn" / "config.json").write_text('{"dataset": "fol')  # a run killed mid-write
     with socket.socket() as probe:

@@ -62,7 +62,7 @@ def test_models_command_lists_and_shows_cards(capsys):
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     cars = next(row for row in rows if row["name"] == "cifar10-cars")
-    assert cars["trained"] and cars["fid_fast"] == 0.12 and cars["size_bytes"] > 0
+    assert cars["trained"] and cars["fid_fast"] == 0.12 and cars["fid"] == 80.0 and cars["size_bytes"] > 0
 
 
 def test_generate_with_a_model_name(tmp_path, capsys):

@@ -29,17 +29,17 @@ def model_files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory, cars, fast_extractor_file):
+def runs_dir(tmp_path_factory, generated_cars, untrained_fast_extractor):
+    """A run folder with every file the runs page shows, trained on the shipped generator's images."""
     from dcgan.config import resolve_config
-    from dcgan.data import ImageData
     from dcgan.training.loop import train
 
     root = tmp_path_factory.mktemp("runs")
     config = resolve_config("cpu-v1", overrides=dict(g_channels=8, d_channels=8, batch_size=16, kimg=0.064,
                                                      log_every=1, dataset="folder", outdir=str(root),
                                                      metric="fid-fast", metric_samples=32,
-                                                     fast_extractor=str(fast_extractor_file)))
-    train(config, data=ImageData(cars.images[:64], cars.labels[:64], cars.class_names), show_progress=False)
+                                                     fast_extractor=str(untrained_fast_extractor)))
+    train(config, data=generated_cars, show_progress=False)
     (root / "secret.txt").write_text("not for the web")
     return root
 

@@ -37,16 +37,18 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"{'name':<14} {'data':<44} {'classes':>7} {'res':>3} {'size':>8} {'FID-fast':>8} {'class acc':>9}  status"
+    header = f"{'name':<14} {'data':<44} {'classes':>7} {'res':>3} {'size':>8} {'FID':>6} {'FID-fast':>8} {'class acc':>9}  status"
     print(header)
     for row in rows:
         size = f"{row['size_bytes'] / 1e6:.1f} MB" if row["size_bytes"] else "-"
-        fid = f"{row['fid_fast']:.3f}" if row["fid_fast"] is not None else "-"
+        fid = f"{row['fid']:.1f}" if row["fid"] is not None else "-"
+        fid_fast = f"{row['fid_fast']:.3f}" if row["fid_fast"] is not None else "-"
         accuracy = f"{row['class_accuracy']:.1%}" if row["class_accuracy"] is not None else "-"
         status = "shipped" if row["trained"] else f"train it yourself: {row['command']}"
         print(f"{row['name']:<14} {row['data'][:44]:<44} {len(row['classes']) or '-':>7} {row['resolution'] or '-':>3} "
-              f"{size:>8} {fid:>8} {accuracy:>9}  {status}")
+              f"{size:>8} {fid:>6} {fid_fast:>8} {accuracy:>9}  {status}")
         print(f"{'':<14} card: {row['card']}")
-    print("\nFID-fast: held-out, against the dataset's test images (each card gives the protocol); "
+    print("\nFID (Inception) and FID-fast: held-out, against the dataset's test images (each card gives the "
+          "protocol); "
           "`dcgan models NAME` prints a card, `dcgan serve` links them")
     return 0

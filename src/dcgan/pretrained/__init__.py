@@ -53,6 +53,7 @@ class ShippedModel:
         return {"name": self.name, "description": self.description, "data": self.card.get("data", ""),
                 "classes": self.card.get("classes", []), "resolution": self.card.get("resolution"),
                 "size_bytes": self.file.stat().st_size if self.file else None,
+                "fid": (scores.get("inception") or {}).get("fid"),
                 "fid_fast": scores.get("fid_fast"), "kid_fast": scores.get("kid_fast"),
                 "class_accuracy": scores.get("class_accuracy"), "trained": self.file is not None,
                 "command": self.card.get("command", ""), "card": str(self.card_path)}
