@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_sweep_trains_and_scores_two_tiny_configs_then_extends_them(tmp_path, cifar_root, fast_extractor_file):
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("common: {g_channels: 8, d_channels: 8, batch_size: 16, grid_size: 4}\n"

@@ -10,6 +10,7 @@ from dcgan.metrics.fast import (FastExtractor, default_path, labelled_splits, sa
                                 train_fast_classifier)
 
 
+@pytest.mark.slow
 def test_training_on_a_cifar10_subset_reaches_40_percent(cifar_root, tmp_path):
     # 500 training images a class, three epochs (about 20 s here); chance is 10%. The full recipe
     # (`dcgan features train`, 50k images, 4 epochs) reaches about 80%.

@@ -82,6 +82,7 @@ class UInt8Images(torch.utils.data.Dataset):
         return self.images[i]
 
 
+@pytest.mark.slow
 def test_scores_agree_with_torch_fidelity(stand_in_weights, test_images):
     # The same images and weights through torch-fidelity's whole pipeline and through ours.
     generated = test_images.images[test_images.labels == 1][:40]  # cars

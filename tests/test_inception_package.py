@@ -160,6 +160,7 @@ def test_mapped_features_equal_the_torchscript_modules_own_output():
 
 
 @needs_package
+@pytest.mark.slow
 def test_fid_and_kid_with_the_package_tensors_agree_with_torch_fidelity(cifar_root, tmp_path):
     import torch_fidelity
     from conftest import cifar_subset
