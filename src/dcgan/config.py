@@ -317,7 +317,7 @@ def resolve_config(preset: str | None = None, file_values: dict | None = None,
     """Build the config: preset, then file values, then explicit overrides; validated.
 
     `resuming`: the file values are a saved run's complete config, which may record a preset name
-    that no longer selects settings (RECORDED_ONLY_PRESETS); it is kept as the run's label.
+    that selects no settings (RECORDED_ONLY_PRESETS); it is kept as the run's label.
     """
     file_values = dict(file_values or {})
     overrides = dict(overrides or {})
