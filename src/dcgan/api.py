@@ -5,7 +5,7 @@
     G = dcgan.load_generator("cifar10-cars")            # a shipped name, a run folder, a .safetensors or .pt
     images = dcgan.generate(G, seeds=range(16))          # (16, 3, 32, 32) uint8; image i from seed i
     pictures = dcgan.generate(G, seeds=[7], pil=True)    # [PIL.Image]: seed 7 is the CLI's seed 7
-    result = dcgan.evaluate(G, "cifar10/test", features="fast", metrics=["fid", "kid"], num_gen=5000)
+    result = dcgan.evaluate(G, "cifar10-test", features="fast", metrics=["fid", "kid"], num_gen=5000)
     result.scores                                        # {"fid_fast": ..., "kid_fast": ..., ...}
     run = dcgan.train(dcgan.TrainConfig(dataset="folder", data_root="cars/", minutes=15))
 
@@ -68,13 +68,14 @@ def generate(generator: Generator | str | Path, seeds: Iterable[int] | int = 16,
 
 def evaluate(subject: Generator | str | Path | torch.Tensor, reference: str | Path | RealSource, *,
              metrics: Iterable[str] = ("fid",), features: str = "inception", num_gen: int = 10_000, seed: int = 0,
-             classes: Iterable[str] = (), data_root: str = "data", download: bool = False,
+             classes: Iterable[str] = (), data_root: str = "data", download: bool = True,
              inception_weights: str | None = None, fast_extractor: str | None = None,
              per_class: bool = True, device: str | torch.device = "cpu", progress: bool = False,
              options: MetricOptions = MetricOptions()) -> Evaluation:
     """Score a generator (or a shipped name / run folder / file naming one), or a uint8 (N, C, H, W)
     tensor of images, against `reference`: a dataset split ("cifar10-test"), an image folder or a
-    .npz statistics file, as `dcgan evaluate --ref` takes it. `metrics`: fid, kid, is, pr, dc;
+    .npz statistics file, as `dcgan evaluate --ref` takes it (a missing torchvision dataset and
+    Inception's weights are downloaded unless `download=False`, as the CLI's `--offline`). `metrics`: fid, kid, is, pr, dc;
     `features`: inception (the standard network) or fast (FID-fast and friends). Returns the
     scores and their protocol record (`.scores`, `.record`)."""
     from dcgan.metrics import METRICS

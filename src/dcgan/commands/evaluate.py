@@ -1,7 +1,7 @@
 """`dcgan evaluate`: FID / IS / KID of a generator against a reference set, with the protocol recorded.
 
     dcgan evaluate --checkpoint runs/00003-cifar10-cpu-v1 --metrics fid,is,kid --num-gen 10000 --ref cifar10-train
-    dcgan evaluate --real-vs-real --ref cifar10/train --real cifar10/test --classes automobile --num-gen 1000
+    dcgan evaluate --real-vs-real --ref cifar10-train --real cifar10-test --classes automobile --num-gen 1000
 
 The reference is a dataset split, an image folder or a .npz statistics file; by default, the data
 the run was trained on. Scores are printed and appended to <checkpoint>.metrics.json beside the
