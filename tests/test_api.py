@@ -92,3 +92,20 @@ def test_train_from_a_config_object(image_folder, tmp_path):
     assert json.loads((run / "config.json").read_text())["g_channels"] == 8
     generator = dcgan.load_generator(run)
     assert dcgan.generate(generator, 2).shape == (2, 3, 32, 32)
+
+
+def test_a_run_that_records_a_retired_preset_name_still_resumes(image_folder, tmp_path, capsys):
+    """Runs record every setting; a preset name that selects nothing now ("modern") is their label only."""
+    from dcgan.checkpoint import load_checkpoint, save_checkpoint
+
+    run = dcgan.train(dcgan.TrainConfig(dataset="folder", data_root=str(image_folder), g_channels=8, d_channels=8,
+                                        batch_size=16, kimg=0.032, outdir=str(tmp_path), threads=1))
+    state = load_checkpoint(run / "checkpoint-last.pt")
+    state["config"]["preset"] = "modern"
+    save_checkpoint(state, run / "checkpoint-last.pt")
+    assert main(["train", "--resume", str(run), "--kimg", "0.064"]) == 0
+    resumed = load_checkpoint(run / "checkpoint-last.pt")
+    assert resumed["config"]["preset"] == "modern" and resumed["config"]["g_channels"] == 8
+    assert resumed["step"] == 4
+    assert main(["train", "--preset", "modern", "--dry-run"]) == 2
+    assert "--preset must be one of cpu-v1, classic, default" in capsys.readouterr().err
