@@ -64,7 +64,7 @@ def main() -> None:
                         run(inputs)
                     seconds = time.perf_counter() - start
                 results[(engine, batch)].append(max(1, args.images // batch) * batch / seconds)
-    print(f"| engine | batch 1 (images/s) | batch 64 (images/s) |\n|---|---|---|")
+    print("| engine | batch 1 (images/s) | batch 64 (images/s) |\n|---|---|---|")
     for engine in engines:
         cells = []
         for batch in (1, 64):

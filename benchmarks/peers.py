@@ -333,7 +333,7 @@ def main() -> None:
     if not args.score_only:
         for name in trainable:  # one at a time: each timed run alone on the machine
             train_entry(name, args, args.out / name)
-    args.reference_name = f"test images" + (f" of {', '.join(args.classes)}" if args.classes else "")
+    args.reference_name = "test images" + (f" of {', '.join(args.classes)}" if args.classes else "")
     results = score_entries(trainable, args)
     if "lightweight-gan" in names:
         results["lightweight-gan"] = {"note": LIGHTWEIGHT_GAN_RESULT}

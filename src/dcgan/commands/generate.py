@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dcgan.api import generate
     from dcgan.sampling import resolve_classes, save_grid, save_images
-    from dcgan.training.distributed import pick_device
+    from dcgan.devices import pick_device
 
     if not 1 <= args.num <= MAX_IMAGES:
         raise UserError(f"--num must be between 1 and {MAX_IMAGES:,}, not {args.num}")

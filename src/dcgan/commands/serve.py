@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dcgan.server import create_app, serve
-    from dcgan.training.distributed import pick_device
+    from dcgan.devices import pick_device
 
     from dcgan.pretrained import trained_models
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from dcgan.devices import pick_device
+
 
 # While rank 0 writes a snapshot or finishes scoring a metric (every rank makes a share of the
 # samples, rank 0 alone computes the scores), the others wait in the next collective; with Inception
@@ -60,33 +62,6 @@ def init_process(device_name: str) -> tuple[ProcessInfo, torch.device]:
         device = torch.device("cpu")
         dist.init_process_group("gloo", timeout=COLLECTIVE_TIMEOUT)
     return info, device
-
-
-def pick_device(name: str) -> torch.device:
-    from dcgan.errors import UserError
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device must be auto, cpu, cuda, cuda:N or mps, not {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but CUDA is not available on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError("--device mps was asked for, but MPS is not available on this machine")
-    return device
-
-
-def all_reduce_mean(tensor: torch.Tensor, info: ProcessInfo) -> torch.Tensor:
-    if info.distributed:
-        dist.all_reduce(tensor)
-        tensor /= info.world_size
-    return tensor
 
 
 def all_agree(ok: bool, info: ProcessInfo, device: torch.device) -> bool:
@@ -135,3 +110,18 @@ def shutdown(info: ProcessInfo) -> None:
     if info.distributed and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def all_reduce_grads(module: torch.nn.Module, process: ProcessInfo) -> None:
+    """Average gradients over processes (stylegan2-ada's way: it also works with R1's double backward)."""
+    if not process.distributed:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if grads:
+        flat = torch.cat([g.flatten() for g in grads])
+        dist.all_reduce(flat)
+        flat /= process.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
@@ -22,6 +21,7 @@ from dcgan.augment import Augmenter
 from dcgan.checkpoint import load_checkpoint, save_checkpoint, save_generator
 from dcgan.config import TrainConfig
 from dcgan.data import BatchStream, ImageData, load_dataset
+from dcgan.devices import physical_cores
 from dcgan.errors import UserError
 from dcgan.files import remove_stale_temp_files, save_image, write_json, write_text
 from dcgan.losses import GANLoss
@@ -295,7 +295,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                 opt_D.zero_grad(set_to_none=True)
                 for name, value in loss.discriminator_step(real, fake, d_step, scaler, real_labels, fake_labels).items():
                     log.report(name, value)
-                _all_reduce_grads(D, process)
+                distributed.all_reduce_grads(D, process)
                 if log_now and k == config.n_dis - 1:
                     scaler.unscale_(opt_D)  # the norm of the true gradients, not the loss-scaled ones
                     log.report("grad_norm_d", _grad_norm(D))
@@ -309,7 +309,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
             for name, value in loss.generator_step(fake, scaler, real=real, fake_labels=fake_labels,
                                                    real_labels=real_labels).items():
                 log.report(name, value)
-            _all_reduce_grads(G, process)
+            distributed.all_reduce_grads(G, process)
             if log_now:
                 scaler.unscale_(opt_G)
                 log.report("grad_norm_g", _grad_norm(G))
@@ -419,24 +419,6 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     return run_dir if process.is_main else None
 
 
-def physical_cores() -> int:
-    """Physical CPU cores (hyper-threads share one core's arithmetic units), from /proc/cpuinfo on
-    Linux; the logical count elsewhere."""
-    try:
-        pairs, physical_id = set(), "0"
-        for line in open("/proc/cpuinfo"):
-            key, _, value = line.partition(":")
-            if key.strip() == "physical id":
-                physical_id = value.strip()
-            elif key.strip() == "core id":
-                pairs.add((physical_id, value.strip()))
-        if pairs:
-            return len(pairs)
-    except OSError:
-        pass
-    return os.cpu_count() or 1
-
-
 def fixed_grid_inputs(grid_size: int, z_dim: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
     """The fixed noise of the run's sample grids: (latents, labels or None, images per row).
     Unconditional: `grid_size` seeds in a square. Conditional: one row per class (10 classes spread
@@ -509,16 +491,3 @@ def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])) if grads else torch.zeros(())
 
 
-def _all_reduce_grads(module: torch.nn.Module, process: distributed.ProcessInfo) -> None:
-    """Average gradients over processes (stylegan2-ada's way: it also works with R1's double backward)."""
-    if not process.distributed:
-        return
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if grads:
-        flat = torch.cat([g.flatten() for g in grads])
-        dist.all_reduce(flat)
-        flat /= process.world_size
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
