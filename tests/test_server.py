@@ -167,11 +167,11 @@ def test_a_torn_run_file_shows_a_broken_run_not_a_500(model_files, tmp_path):
 def test_runs_page_reads_a_run_again_only_when_it_changed(model_files, runs_dir, monkeypatch):
     import os
 
-    import dcgan.server
+    import dcgan.server.runs
 
     reads = []
-    original = dcgan.server._csv_tail
-    monkeypatch.setattr(dcgan.server, "_csv_tail", lambda path: reads.append(path) or original(path))
+    original = dcgan.server.runs.csv_tail
+    monkeypatch.setattr(dcgan.server.runs, "csv_tail", lambda path: reads.append(path) or original(path))
     client = create_app(model_files, str(runs_dir)).test_client()
     assert client.get("/runs").status_code == 200
     first = len(reads)
@@ -186,13 +186,13 @@ def test_runs_page_reads_a_run_again_only_when_it_changed(model_files, runs_dir,
 
 
 def test_csv_tail_reads_the_last_rows_of_a_long_file(tmp_path):
-    from dcgan.server import CSV_TAIL_BYTES, _csv_tail
+    from dcgan.server.runs import CSV_TAIL_BYTES, csv_tail
 
     path = tmp_path / "metrics.csv"
     lines = ["step,loss_d"] + [f"{step},{step / 10}" for step in range(1, 40_000)]
     path.write_text("\n".join(lines) + "\n")
     assert path.stat().st_size > 4 * CSV_TAIL_BYTES
-    rows = _csv_tail(path)
+    rows = csv_tail(path)
     assert rows[-1] == {"step": "39999", "loss_d": "3999.9"}
     assert [int(r["step"]) for r in rows] == list(range(int(rows[0]["step"]), 40_000))  # whole rows only
 
@@ -200,17 +200,17 @@ def test_csv_tail_reads_the_last_rows_of_a_long_file(tmp_path):
 def test_a_burst_past_the_queue_gets_503_and_healthz_still_answers(model_files, monkeypatch):
     import threading
 
-    import dcgan.server
+    import dcgan.server.state
 
     release, started = threading.Event(), threading.Event()
-    original = dcgan.server.generate_images
+    original = dcgan.server.state.generate_images
 
     def slow(*args, **kwargs):
         started.set()
         release.wait(10)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(dcgan.server, "generate_images", slow)
+    monkeypatch.setattr(dcgan.server.state, "generate_images", slow)
     app = create_app(model_files, max_waiting=0)
     statuses = []
     worker = threading.Thread(target=lambda: statuses.append(app.test_client().get("/api/generate?seed=1").status_code))
