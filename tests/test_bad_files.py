@@ -315,3 +315,16 @@ def test_checkpoint_with_pickled_objects(tmp_path):
     with pytest.raises(UserError, match="holds Python objects besides tensors") as info:
         load_checkpoint(path)
     assert_one_line(info.value, path)
+
+
+def test_a_generator_of_another_model_family_is_one_line(tmp_path, capsys):
+    """The family recorded in a generator file picks the class that builds it; an unknown one is refused."""
+    from dcgan.checkpoint import load_generator, save_generator
+    from dcgan.models import build_generator
+
+    kwargs = dict(z_dim=8, img_resolution=32, img_channels=3, base_channels=8, norm="batch", num_classes=0)
+    save_generator(build_generator(**kwargs), kwargs, tmp_path / "ok.safetensors")
+    assert load_generator(tmp_path / "ok.safetensors")[0].z_dim == 8
+    save_generator(build_generator(**kwargs), kwargs, tmp_path / "other.safetensors", family="stylegan3")
+    with pytest.raises(UserError, match="model family 'stylegan3'; this version of dcgan builds dcgan"):
+        load_generator(tmp_path / "other.safetensors")

@@ -18,7 +18,7 @@ import torch.nn as nn
 from dcgan import __version__
 from dcgan.errors import UserError
 from dcgan.files import atomic_write
-from dcgan.models import build_generator
+from dcgan.models import MODEL_FAMILIES, build_generator
 
 FORMAT = "dcgan-checkpoint-v1"
 
@@ -128,7 +128,7 @@ def load_state_checked(module: nn.Module, state_dict: dict, what: str) -> None:
 
 
 def save_generator(generator: nn.Module, kwargs: dict, path: Path, extra: dict | None = None,
-                   dtype: torch.dtype | None = None) -> None:
+                   dtype: torch.dtype | None = None, family: str = "dcgan") -> None:
     """The generator's weights and buffers (floating ones as `dtype` if given: float16 halves a
     shipped file) with its constructor arguments in the metadata; it loads into float32."""
     from safetensors.torch import save_file
@@ -136,7 +136,7 @@ def save_generator(generator: nn.Module, kwargs: dict, path: Path, extra: dict |
     tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
-    metadata = {"format": "dcgan-generator-v1", "family": "dcgan", "version": __version__,
+    metadata = {"format": "dcgan-generator-v1", "family": family, "version": __version__,
                 "generator_kwargs": json.dumps(kwargs), **{k: json.dumps(v) for k, v in (extra or {}).items()}}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
@@ -201,6 +201,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", use_ema
             raise UserError(f"{path} is not a dcgan generator (no 'dcgan-generator-v1' metadata); "
                             f"expected {GENERATOR_EXPECTED}")
         kwargs = _generator_kwargs(path, metadata)
+        family = metadata.get("family", "dcgan")
         state_dict = tensors
         standing = False
     else:
@@ -208,13 +209,17 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", use_ema
         kwargs = state.get("generator_kwargs")
         if not isinstance(kwargs, dict):
             raise UserError(f"{path} holds no generator_kwargs mapping; expected {CHECKPOINT_EXPECTED}")
+        family = state.get("family", "dcgan")
         key = "G_ema" if use_ema and state.get("G_ema") is not None else "G"
         if key not in state:
             raise UserError(f"{path} holds no generator weights ({key}); expected {CHECKPOINT_EXPECTED}")
         state_dict = state[key]
         standing = key == "G_ema"  # generator files hold the EMA weights with standing statistics
+    if family not in MODEL_FAMILIES:
+        raise UserError(f"{path} holds a generator of the model family {str(family)[:40]!r}; this version of "
+                        f"dcgan builds {', '.join(MODEL_FAMILIES)}")
     try:
-        generator = build_generator(**kwargs)
+        generator = build_generator(family, **kwargs)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:  # arguments of another version or family
         raise UserError(f"{path}: the generator arguments {json.dumps(kwargs)[:160]} do not build a generator "
                         f"({reason(error)})") from None

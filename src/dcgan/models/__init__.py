@@ -1,5 +1,8 @@
-"""Model families by name. Each family supplies a generator and a discriminator class that take
-explicit keyword arguments only; `build_generator`/`build_discriminator` are the factory."""
+"""Model families by name: the one registry that training, `dcgan summary`, the generator loader
+(and so generate, evaluate, serve and export) share. Each family supplies a generator and a
+discriminator class that take explicit keyword arguments only; `build_generator` /
+`build_discriminator` are the factory. Every generator file records its family, and a file of a
+family this registry lacks is refused on load in one line."""
 
 from __future__ import annotations
 
