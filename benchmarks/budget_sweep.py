@@ -130,7 +130,8 @@ def score_run(run_dir: Path, extractor, reference, num_gen: int, test_source: Re
         scores = compute_scores(["fid", "kid"], generated, reference, extractor.kind)
         result[f"fid_fast_{label}"], result[f"kid_fast_{label}"] = scores["fid_fast"], scores["kid_fast"]
     if config.get("conditional"):  # the generator of the last pass: EMA where there is one
-        per = per_class_scores(generator, extractor, test_source, ["fid"], num_per_class=num_gen // generator.num_classes,
+        per = per_class_scores(generator, extractor, test_source, ["fid"],
+                               num_per_class=num_gen // generator.num_classes,
                                progress=False)
         result["class_accuracy"] = per["class_accuracy"]
         result["intra_fid_fast"] = statistics.mean(entry["fid_fast"] for entry in per["per_class"].values())
@@ -156,7 +157,8 @@ def write_table(results: dict, args) -> str:
     lines = [f"Budget {budget}, seeds {args.seeds}, {args.num_gen:,} samples per score against "
              f"{args.reference_name}; FID-fast / KID-fast on held-out images (lower is better); "
              f"mean (per seed).", "",
-             "| config | kimg | img/s | FID-fast EMA | FID-fast raw | KID-fast EMA | tracked best / last |" + extra_header,
+             "| config | kimg | img/s | FID-fast EMA | FID-fast raw | KID-fast EMA | tracked best / last |"
+             + extra_header,
              "|---|---|---|---|---|---|---|" + ("---|---|" if conditional else "")]
     for name, runs in results.items():
         tracked = [f"{r['tracked_best']:.2f} / {r['tracked_last']:.2f}" for r in runs if "tracked_best" in r]
@@ -211,7 +213,8 @@ def main() -> None:
                                fast_extractor=args.fast_extractor or None,
                                resolution=test_data.resolution, channels=test_data.channels)
     reference = reference_features(extractor, probe, test_data, progress=False)
-    args.reference_name = f"the {len(test_data):,} test images" + (f" of {', '.join(args.classes)}" if args.classes else "")
+    of_classes = f" of {', '.join(args.classes)}" if args.classes else ""
+    args.reference_name = f"the {len(test_data):,} test images{of_classes}"
     (args.out / "grids").mkdir(exist_ok=True)
 
     def train_and_score(job) -> dict:

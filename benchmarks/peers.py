@@ -241,7 +241,8 @@ def train_entry(name: str, args, out: Path) -> None:
                    ",".join(args.classes), "--minutes", str(args.minutes), "--seed", str(args.seed), "--out", str(out)]
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(command[1:])}", flush=True)
     with open(out / "train.log", "a") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if result.returncode != 0:
         raise SystemExit(f"{name} failed; see {out / 'train.log'}")
 

@@ -104,7 +104,8 @@ def run_scenario(url: str, num: int, clients: int, seconds: float) -> dict:
         thread.join()
     wall = time.time() - begin
     latencies.sort()
-    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
+    def p(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
     return {"num": num, "requests": len(latencies), "rps": len(latencies) / wall,
             "images_per_s": len(latencies) * num / wall, "p50_ms": p(0.50), "p99_ms": p(0.99),
             "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"), "errors": errors,
@@ -113,7 +114,8 @@ def run_scenario(url: str, num: int, clients: int, seconds: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="run folder or generator file (default: the default preset, random weights)")
+    parser.add_argument("--checkpoint",
+                        help="run folder or generator file (default: the default preset, random weights)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15)
     args = parser.parse_args()

@@ -23,7 +23,8 @@ from dcgan.models import build_discriminator, build_generator, discriminator_kwa
 from dcgan.training.precision import Precision, cpu_has_native_bf16
 
 
-def images_per_second(config, *, precision: str, channels_last: bool, fused: bool, steps: int, warmup: int = 3) -> float:
+def images_per_second(config, *, precision: str, channels_last: bool, fused: bool, steps: int,
+                      warmup: int = 3) -> float:
     torch.manual_seed(0)
     G = build_generator(**generator_kwargs(config, 32, 3))
     D = build_discriminator(**discriminator_kwargs(config, 32, 3))

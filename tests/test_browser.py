@@ -137,7 +137,8 @@ def test_pages_as_a_person_sees_them(shipped_server_url):
         assert page.eval_on_selector("img", "e => e.naturalWidth") == 32
         # The model card.
         page.goto(f"{shipped_server_url}/models/cifar10-cars")
-        assert "held-out FID-fast\t0.12\n" in page.inner_text("#card") and page.eval_on_selector("#card-samples", "e => e.naturalWidth") > 200
+        assert "held-out FID-fast\t0.12\n" in page.inner_text("#card")
+        assert page.eval_on_selector("#card-samples", "e => e.naturalWidth") > 200
         page.screenshot(path=str(ARTIFACTS / "model-card.png"), full_page=True)
         # The runs page: plots at a readable size, not thumbnails.
         page.goto(f"{shipped_server_url}/runs")

@@ -125,7 +125,8 @@ def test_onnx_export_matches_pytorch_within_one_level(tmp_path, source, batch, c
         assert json.loads(metadata["dcgan.generator_kwargs"])["class_names"] == ["a", "b", "c"]
     # What `dcgan generate` makes from the same seeds.
     if source == "shipped":
-        assert torch.equal(ImageGenerator(generator)(*example_inputs(generator, 4)), generate_images(generator, range(4)))
+        exported = ImageGenerator(generator)(*example_inputs(generator, 4))
+        assert torch.equal(exported, generate_images(generator, range(4)))
 
 
 def test_torchscript_export_matches_pytorch(tmp_path, conditional_generator_file):
@@ -152,7 +153,8 @@ def test_export_without_onnx_names_the_extra(tmp_path, monkeypatch, capsys):
 
 def test_torchscript_takes_any_batch_so_a_fixed_one_is_refused(tmp_path, capsys):
     out = tmp_path / "g.pt"
-    assert main(["export", "--model", "cifar10-cars", "--format", "torchscript", "--out", str(out), "--batch", "4"]) == 2
+    command = ["export", "--model", "cifar10-cars", "--format", "torchscript", "--out", str(out), "--batch", "4"]
+    assert main(command) == 2
     assert "TorchScript file takes any batch" in capsys.readouterr().err and not out.exists()
 
 
@@ -170,6 +172,7 @@ def test_the_conditional_shipped_model_makes_the_class_asked_for(tmp_path):
     horses = generate_images(generator, range(4), classes=model.card["classes"].index("horse"))
     ships = generate_images(generator, range(4), classes=model.card["classes"].index("ship"))
     assert not torch.equal(horses, ships)  # the same seeds, another class: other images
-    assert main(["generate", "--model", "cifar10", "--class", "horse,ship", "--num", "2", "--outdir", str(tmp_path)]) == 0
+    command = ["generate", "--model", "cifar10", "--class", "horse,ship", "--num", "2", "--outdir", str(tmp_path)]
+    assert main(command) == 0
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["seed000000-horse.png", "seed000000-ship.png",
                                                               "seed000001-horse.png", "seed000001-ship.png"]

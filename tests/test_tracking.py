@@ -148,4 +148,5 @@ def test_torchrun_processes_share_each_evaluation_and_score_as_one_process(tmp_p
     source = RealSource("folder", str(cifar_root / "train"), "train", ["automobile"])
     reference = reference_features(extractor, source, source.load(32, 3), progress=False)
     again = generated_features(generator, extractor, 101, progress=False)
-    assert frechet_distance(again.mu, again.sigma, reference.mu, reference.sigma) == pytest.approx(rows[-1][1], rel=1e-4)
+    again_fid = frechet_distance(again.mu, again.sigma, reference.mu, reference.sigma)
+    assert again_fid == pytest.approx(rows[-1][1], rel=1e-4)

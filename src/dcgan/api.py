@@ -75,7 +75,8 @@ def evaluate(subject: Generator | str | Path | torch.Tensor, reference: str | Pa
     """Score a generator (or a shipped name / run folder / file naming one), or a uint8 (N, C, H, W)
     tensor of images, against `reference`: a dataset split ("cifar10-test"), an image folder or a
     .npz statistics file, as `dcgan evaluate --ref` takes it (a missing torchvision dataset and
-    Inception's weights are downloaded unless `download=False`, as the CLI's `--offline`). `metrics`: fid, kid, is, pr, dc;
+    Inception's weights are downloaded unless `download=False`, as the CLI's `--offline`).
+    `metrics`: fid, kid, is, pr, dc;
     `features`: inception (the standard network) or fast (FID-fast and friends). Returns the
     scores and their protocol record (`.scores`, `.record`)."""
     from dcgan.metrics import METRICS

@@ -91,7 +91,8 @@ class TrainConfig:
     beta1: float = setting(0.5, "Adam beta1 of both optimizers")
     beta2: float = setting(0.99, "Adam beta2 of both optimizers")
     n_dis: int = setting(1, "D steps per G step")
-    lr_decay: str = setting("auto", "none, linear or cosine to 0 over the run's length (--kimg, --epochs or --minutes); "
+    lr_decay: str = setting("auto", "none, linear or cosine to 0 over the run's length (--kimg, --epochs or "
+                                    "--minutes); "
                                     "auto: linear from --lr-decay-start if the run is long (>= 600 kimg), else none")
     lr_decay_start: float = setting(0.5, "fraction of the run's length at which --lr-decay begins (0.5: constant "
                                          "for the first half, then to 0 over the second); 0: the whole run")
@@ -155,7 +156,8 @@ class TrainConfig:
         require(self.label_smoothing == 0 or self.loss == "bce",
                 f"--label-smoothing works with --loss bce only (it has no meaning for {self.loss})")
         require(self.loss != "wgan-gp" or self.d_norm == "none",
-                "--loss wgan-gp needs a critic without BatchNorm (its gradient penalty is per image): add --d-norm none")
+                "--loss wgan-gp needs a critic without BatchNorm (its gradient penalty is per image): "
+                "add --d-norm none")
         require(self.r1_gamma >= 0, f"--r1-gamma must be >= 0, not {self.r1_gamma}")
         require(self.r2_gamma >= 0, f"--r2-gamma must be >= 0, not {self.r2_gamma}")
         require(self.r1_interval >= 1, f"--r1-interval must be >= 1, not {self.r1_interval}")

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"{'name':<14} {'data':<44} {'classes':>7} {'res':>3} {'size':>8} {'FID':>6} {'FID-fast':>8} {'class acc':>9}  status"
+    header = (f"{'name':<14} {'data':<44} {'classes':>7} {'res':>3} {'size':>8} {'FID':>6} {'FID-fast':>8} "
+              f"{'class acc':>9}  status")
     print(header)
     for row in rows:
         size = f"{row['size_bytes'] / 1e6:.1f} MB" if row["size_bytes"] else "-"

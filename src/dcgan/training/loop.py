@@ -293,7 +293,8 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                 with torch.set_grad_enabled(k == config.n_dis - 1), precision.autocast():
                     fake = G_train(z, fake_labels)
                 opt_D.zero_grad(set_to_none=True)
-                for name, value in loss.discriminator_step(real, fake, d_step, scaler, real_labels, fake_labels).items():
+                d_losses = loss.discriminator_step(real, fake, d_step, scaler, real_labels, fake_labels)
+                for name, value in d_losses.items():
                     log.report(name, value)
                 distributed.all_reduce_grads(D, process)
                 if log_now and k == config.n_dis - 1:

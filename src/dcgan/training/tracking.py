@@ -5,12 +5,13 @@ differ only through the weights) against the statistics of the training images, 
 and cached; a conditional generator draws each image's class from its seed (uniform over the
 classes). `--metric fid-fast,is-fast` also scores the Inception Score of the same images (the
 fast extractor's classifier logits), and `pr-fast` their precision and recall, logged beside the
-FID; the FID alone picks the best checkpoint. Under torchrun every process builds a tracker and, at each evaluation (rank 0 decides
-when), makes and extracts the features of its share of the seeds (rank r: seeds r, r + W, ...);
-rank 0 gathers them in seed order and scores them, so the scores are those of one process and no
-rank idles in a collective while rank 0 works alone. It draws no random numbers from torch's
-global generator, so tracking a metric does not change the training run. It tells the loop whether
-a score is the best so far; the loop then writes checkpoint-best.pt and generator-best.safetensors.
+FID; the FID alone picks the best checkpoint. Under torchrun every process builds a tracker and,
+at each evaluation (rank 0 decides when), makes and extracts the features of its share of the
+seeds (rank r: seeds r, r + W, ...); rank 0 gathers them in seed order and scores them, so the
+scores are those of one process and no rank idles in a collective while rank 0 works alone. It
+draws no random numbers from torch's global generator, so tracking a metric does not change the
+training run. It tells the loop whether a score is the best so far; the loop then writes
+checkpoint-best.pt and generator-best.safetensors.
 """
 
 from __future__ import annotations
