@@ -42,6 +42,7 @@ from dcgan.metrics.evaluate import generated_features, load_extractor
 from dcgan.metrics.reference import RealSource, reference_features
 from dcgan.metrics.conditional import per_class_scores
 from dcgan.sampling import generate_images, is_conditional, save_grid
+from held_out import write_results
 
 
 def read_sweep(path: Path) -> list[dict]:
@@ -239,11 +240,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     for (config, _), scored in zip(jobs, scores):
         results.setdefault(config["name"], []).append(scored)
-    (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                      "configs": configs, "results": results}, indent=2))
-    table = write_table(results, args)
-    (args.out / "results.md").write_text(table)
-    print(table)
+    write_results(args.out, args, write_table(results, args), configs=configs, results=results)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,14 @@ fast extractor). The report gives, over all checkpoints and within each run:
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from scipy.stats import spearmanr
+
+from held_out import HeldOut, write_results
 
 
 def train_recipe(preset: str, kimg: float, snapshot_kimg: float, args, outdir: Path) -> None:
@@ -51,28 +52,17 @@ def checkpoints(outdir: Path) -> list[Path]:
 
 def score_checkpoints(runs: dict[str, list[Path]], args) -> list[dict]:
     from dcgan.checkpoint import load_generator
-    from dcgan.metrics import compute_scores
-    from dcgan.metrics.evaluate import load_extractor
-    from dcgan.metrics.features import extract_features, image_batches
-    from dcgan.metrics.reference import RealSource, reference_features
     from dcgan.sampling import generate_images
 
-    test = RealSource("folder", str(Path(args.data_root) / "test"), "train", args.classes)
-    test_data = test.load()
-    extractors = {"inception": load_extractor("inception", allow_download=False),
-                  "fast": load_extractor("fast", source=RealSource("folder", str(Path(args.data_root) / "train")),
-                                         resolution=test_data.resolution, channels=test_data.channels)}
-    references = {kind: reference_features(extractor, test, test_data) for kind, extractor in extractors.items()}
+    held_out = HeldOut(args.data_root, args.classes)
     rows = []
     for recipe, paths in runs.items():
         for path in paths:
             generator, _ = load_generator(path)
             images = generate_images(generator, range(args.num_gen))  # once, for both extractors
             row = {"recipe": recipe, "checkpoint": path.name, "kimg": float(path.stem.removeprefix("checkpoint-kimg"))}
-            for kind, extractor in extractors.items():
-                features = extract_features(extractor, image_batches(images, 64), args.num_gen, keep_logits=False,
-                                            desc=f"{recipe} {path.stem} {kind}")
-                row.update(compute_scores(["fid", "kid"], features, references[kind], kind))
+            row.update(held_out.score(images, {"inception": ["fid", "kid"], "fast": ["fid", "kid"]},
+                                      f"{recipe} {path.stem}"))
             print({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
             rows.append(row)
     return rows
@@ -129,11 +119,7 @@ def main() -> None:
             train_recipe(preset, float(kimg), float(snapshot), args, outdir)
         runs[preset] = checkpoints(outdir)
     rows = score_checkpoints(runs, args)
-    (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                      "rows": rows}, indent=2))
-    text = report(rows, args)
-    (args.out / "results.md").write_text(text)
-    print(text)
+    write_results(args.out, args, report(rows, args), rows=rows)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from held_out import HeldOut, write_results
+
 ENTRIES = ["dcgan-default", "dcgan-classic", "mimicry-sngan", "mimicry-dcgan", "examples-dcgan", "lightweight-gan"]
 LIGHTWEIGHT_GAN_RESULT = ("does not start without CUDA: `lightweight_gan/lightweight_gan.py` asserts "
                           "`torch.cuda.is_available()` when it is imported (lucidrains/lightweight-gan efbec45)")
@@ -256,37 +258,24 @@ def trained_summary(name: str, out: Path) -> dict:
 
 
 def score_entries(names: list[str], args) -> dict:
-    from dcgan.metrics import compute_scores
-    from dcgan.metrics.evaluate import load_extractor
-    from dcgan.metrics.features import extract_features, image_batches
-    from dcgan.metrics.reference import RealSource, reference_features
     from dcgan.sampling import save_grid
 
-    test = RealSource("folder", str(Path(args.data_root) / "test"), "train", args.classes)
-    test_data = test.load()
-    extractors = {"inception": load_extractor("inception", allow_download=False),
-                  "fast": load_extractor("fast", source=RealSource("folder", str(Path(args.data_root) / "train")),
-                                         resolution=test_data.resolution, channels=test_data.channels)}
-    references = {kind: reference_features(extractor, test, test_data) for kind, extractor in extractors.items()}
+    held_out = HeldOut(args.data_root, args.classes)
     results = {}
     for name in names:
         out = args.out / name
-        sample = sampler(name, out, test_data.resolution)
+        sample = sampler(name, out, held_out.data.resolution)
         save_grid(sample(range(64)), args.out / "grids" / f"{name}.png", nrow=8)
         result = {**trained_summary(name, out)}
         images = torch.cat([sample(range(start, min(start + 64, args.num_gen)))  # once, for both extractors
                             for start in range(0, args.num_gen, 64)])
-        for kind, extractor in extractors.items():
-            generated = extract_features(extractor, image_batches(images, 64), args.num_gen, keep_logits=False,
-                                         desc=f"{name} {kind}")
-            metrics = ["fid", "kid", "pr"] if kind == "inception" else ["fid", "kid"]
-            result.update(compute_scores(metrics, generated, references[kind], kind))
+        result.update(held_out.score(images, {"inception": ["fid", "kid", "pr"], "fast": ["fid", "kid"]}, name))
         print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, flush=True)
         results[name] = result
     return results
 
 
-def write_results(results: dict, args) -> str:
+def results_table(results: dict, args) -> str:
     default_fid = results.get("dcgan-default", {}).get("fid")
     lines = [f"{args.minutes:g} minutes of training each, alone on the machine ({args.cpu}); {args.num_gen:,} "
              f"samples against the {args.reference_name}. Inception: the 2015-12-05 FID network; precision / "
@@ -338,11 +327,7 @@ def main() -> None:
     results = score_entries(trainable, args)
     if "lightweight-gan" in names:
         results["lightweight-gan"] = {"note": LIGHTWEIGHT_GAN_RESULT}
-    (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                      "results": results}, indent=2))
-    table = write_results(results, args)
-    (args.out / "results.md").write_text(table)
-    print(table)
+    write_results(args.out, args, results_table(results, args), results=results)
 
 
 if __name__ == "__main__":
