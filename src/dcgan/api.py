@@ -79,13 +79,10 @@ def evaluate(subject: Generator | str | Path | torch.Tensor, reference: str | Pa
     `metrics`: fid, kid, is, pr, dc;
     `features`: inception (the standard network) or fast (FID-fast and friends). Returns the
     scores and their protocol record (`.scores`, `.record`)."""
-    from dcgan.metrics import METRICS
+    from dcgan.metrics import metric_names
     from dcgan.metrics.evaluate import evaluate as run_evaluation
 
-    metrics = list(dict.fromkeys(metrics))
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or not metrics:
-        raise UserError(f"metrics take {', '.join(METRICS)}; got {metrics}")
+    metrics = metric_names(metrics, "metrics")
     if features not in ("inception", "fast"):
         raise UserError(f"features must be inception or fast, not {features!r}")
     if isinstance(subject, (str, Path)):

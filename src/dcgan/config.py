@@ -257,8 +257,7 @@ RECORDED_ONLY_PRESETS = ("modern",)
 def preset_values(name: str) -> dict[str, Any]:
     """Every TrainConfig field's value under preset `name` (an alias resolves first)."""
     name = PRESET_ALIASES.get(name, name)
-    defaults = {f.name: getattr(TrainConfig(), f.name) for f in dataclasses.fields(TrainConfig)}
-    return {**defaults, **PRESETS[name], "preset": name}
+    return {**TrainConfig().to_dict(), **PRESETS[name], "preset": name}
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -70,13 +70,9 @@ def register(subparsers) -> None:
 
 
 def parse_metrics(text: str) -> list[str]:
-    from dcgan.metrics import METRICS
+    from dcgan.metrics import metric_names
 
-    names = [m.strip().lower() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METRICS]
-    if unknown or not names:
-        raise UserError(f"--metrics takes {', '.join(METRICS)}; got {text!r}")
-    return list(dict.fromkeys(names))
+    return metric_names(text.split(","), "--metrics")
 
 
 def check_arguments(args: argparse.Namespace) -> None:

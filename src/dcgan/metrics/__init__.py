@@ -79,6 +79,18 @@ SCORE_TITLES = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision"
                 "density": "density", "coverage": "coverage"}
 
 
+def metric_names(names, what: str = "--metrics") -> list[str]:
+    """Metric names (any case, blanks and repeats dropped), checked: an unknown one, or none, is a
+    one-line UserError saying what `what` takes."""
+    from dcgan.errors import UserError
+
+    given = [str(m).strip().lower() for m in names if str(m).strip()]
+    unknown = [m for m in given if m not in METRICS]
+    if unknown or not given:
+        raise UserError(f"{what} takes {', '.join(METRICS)}; got {', '.join(map(str, names))!r}")
+    return list(dict.fromkeys(given))
+
+
 def score_key(name: str, extractor_kind: str) -> str:
     """`fid` for Inception features, `fid_fast` for the fast extractor's (`kid_std`: `kid_fast_std`)."""
     if extractor_kind == "inception":
