@@ -1,5 +1,5 @@
 """Shared fixtures. The real-data tests use the CIFAR-10 image-folder archive in ../shared/data
-(or $DCGAN_CIFAR10_ARCHIVE), unpacked once per session. Without it they are skipped, except
+(or $DCGAN_CIFAR10_ARCHIVE), unpacked once per test run. Without it they are skipped, except
 under CI, where the archive must be there."""
 
 from __future__ import annotations

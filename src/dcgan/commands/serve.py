@@ -55,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.torch_threads or min(4, os.cpu_count() or 1))
     app = create_app(args.checkpoint, args.runs, shipped=shipped, max_images=args.max_images,
                      device=str(pick_device(args.device)), max_waiting=max(0, args.threads - 2))
-    print(f"serving {', '.join(app.config['MODELS'])} on http://{args.host}:{args.port}/", flush=True)
+    print(f"serving {', '.join(app.extensions['dcgan'].models)} on http://{args.host}:{args.port}/", flush=True)
     serve(app, args.host, args.port, threads=args.threads)
     return 0

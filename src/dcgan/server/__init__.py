@@ -59,7 +59,6 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, shipped: 
         app.logger.exception("internal error")
         return jsonify(error="internal error"), 500
 
-    app.config["MODELS"] = app.extensions["dcgan"].models
     return app
 
 
