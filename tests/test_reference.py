@@ -11,14 +11,21 @@ from dcgan.metrics.reference import (RealSource, load_stats, parse_reference, re
                                      stats_dir)
 
 
-class CountingExtractor:
-    """Wraps an extractor and counts the images it is given."""
+class Interrupted(Exception):
+    pass
 
-    def __init__(self, inner):
-        self.inner, self.images = inner, 0
+
+class CountingExtractor:
+    """Wraps an extractor and counts the images it is given; with `dies_after`, it raises once it has
+    seen that many (a process killed in the middle of an extraction)."""
+
+    def __init__(self, inner, dies_after: int | None = None):
+        self.inner, self.images, self.dies_after = inner, 0, dies_after
         self.kind, self.label, self.feature_dim = inner.kind, inner.label, inner.feature_dim
 
     def __call__(self, images):
+        if self.dies_after is not None and self.images >= self.dies_after:
+            raise Interrupted
         self.images += len(images)
         return self.inner(images)
 
@@ -100,6 +107,40 @@ def test_damaged_cache_entries_are_rebuilt(extractor, cars, cifar_root, monkeypa
     reference_features(extractor, cars_source(cifar_root), cars, progress=False)
     assert extractor.images == 10000
     assert load_stats(path).count == 5000
+
+
+def test_a_killed_extraction_goes_on_from_its_saved_chunks(extractor, cars, cifar_root, monkeypatch, tmp_path):
+    from dcgan.metrics import reference
+
+    monkeypatch.setenv("DCGAN_CACHE", str(tmp_path))
+    monkeypatch.setattr(reference, "CHUNK", 1000)
+    from dcgan.data import ImageData
+
+    inner = extractor.inner
+    cars = ImageData(cars.images[:2500], cars.labels[:2500], cars.class_names)
+    dying = CountingExtractor(inner, dies_after=1500)  # killed in the middle of the second chunk
+    with pytest.raises(Interrupted):
+        reference_features(dying, cars_source(cifar_root), cars, progress=False)
+    (partial,) = stats_dir().glob("*.partial")
+    assert sorted(p.name for p in partial.iterdir()) == ["000000000-000001000.npy"]
+
+    resumed = reference_features(extractor, cars_source(cifar_root), cars, progress=False)
+    assert extractor.images == 1500  # the saved chunk was read, not extracted again
+    assert not partial.exists() and len(list(stats_dir().iterdir())) == 1
+    monkeypatch.setenv("DCGAN_CACHE", str(tmp_path / "fresh"))
+    whole = reference_features(CountingExtractor(inner), cars_source(cifar_root), cars, progress=False)
+    np.testing.assert_array_equal(resumed.features, whole.features)
+
+    # A damaged chunk is extracted again, never trusted.
+    monkeypatch.setenv("DCGAN_CACHE", str(tmp_path / "damaged"))
+    partial = stats_dir() / partial.name
+    partial.mkdir(parents=True)
+    (partial / "000000000-000001000.npy").write_bytes(b"garbage")
+    np.save(partial / "000001000-000002000.npy", np.zeros((7, 256), np.float32))
+    extractor.images = 0
+    again = reference_features(extractor, cars_source(cifar_root), cars, progress=False)
+    assert extractor.images == 2500
+    np.testing.assert_array_equal(again.features, whole.features)
 
 
 def test_pytorch_fid_statistics_files_load(tmp_path):

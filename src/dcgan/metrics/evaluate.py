@@ -274,8 +274,14 @@ def evaluate(scored, reference: RealSource | Path, *, metrics: list[str], featur
         scored_name = f"{len(scored):,} images"
     else:
         data = reference_set.metadata.get("data", {})
-        sample = real_sample(scored.load(data.get("resolution", 0), data.get("channels", 0)), num_gen, seed)
-        scored_features = real_features(extractor, sample, batch_size=batch_size, progress=progress)
+        whole = scored.load(data.get("resolution", 0), data.get("channels", 0))
+        if num_gen == len(whole):  # the whole set: its features are cached (and resumable) like a reference's
+            sample = whole
+            scored_features = reference_features(extractor, scored, whole, batch_size=batch_size,
+                                                 use_cache=use_cache, progress=progress)
+        else:
+            sample = real_sample(whole, num_gen, seed)
+            scored_features = real_features(extractor, sample, batch_size=batch_size, progress=progress)
         scored_info = {"kind": "real", **scored.describe(), "name": scored.name, "num_images": len(sample),
                        "sample_seed": seed}
         scored_name = f"{num_gen:,} of {scored.name}"

@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from dcgan.checkpoint import atomic_write, describe_file, reason
 from dcgan.config import DATASETS
 from dcgan.data import ImageData, cache_dir, load_dataset
 from dcgan.errors import UserError
-from dcgan.metrics.features import FeatureExtractor, FeatureSet, extract_features, image_batches
+from dcgan.metrics.features import FeatureExtractor, FeatureSet, image_batches
 
 STATS_FORMAT = "dcgan-stats-v1"
+CHUNK = 2048  # images of features saved at a time while a large set is extracted
 
 
 @dataclass
@@ -96,12 +99,58 @@ def reference_features(extractor: FeatureExtractor, source: RealSource, data: Im
             return load_stats(path, metadata)
         except UserError:  # Damaged or foreign: recompute, never trust it.
             pass
-    result = extract_features(extractor, image_batches(data.images, batch_size), len(data), keep_logits=False,
-                              desc=f"{extractor.label} features of {source.name}", progress=progress)
-    result.metadata = metadata
+    partial = stats_dir() / f"{key}.partial" if use_cache else None
+    features = chunked_features(extractor, data, partial, batch_size=batch_size,
+                                desc=f"{extractor.label} features of {source.name}", progress=progress)
+    result = FeatureSet.from_features(features, metadata=metadata)
     if use_cache:
         save_stats(path, result)
+        shutil.rmtree(partial, ignore_errors=True)
     return result
+
+
+def chunked_features(extractor: FeatureExtractor, data: ImageData, partial: Path | None, *, batch_size: int,
+                     desc: str, progress: bool) -> np.ndarray:
+    """(N, D) features of `data`; with a `partial` folder, each chunk of CHUNK images is saved there as
+    it is done, and a chunk already there is read instead: a killed extraction of a large set goes on
+    where it stopped (the folder's name is the hash of the data and the weights, so it cannot mix sets)."""
+    features = np.empty((len(data), extractor.feature_dim), np.float32)
+    with tqdm(total=len(data), desc=desc, unit="img", disable=not progress, leave=False, dynamic_ncols=True) as bar:
+        for start in range(0, len(data), CHUNK):
+            stop = min(start + CHUNK, len(data))
+            chunk_path = partial / f"{start:09d}-{stop:09d}.npy" if partial is not None else None
+            chunk = read_chunk(chunk_path, (stop - start, extractor.feature_dim))
+            if chunk is None:
+                chunk = np.empty((stop - start, extractor.feature_dim), np.float32)
+                for offset, batch in zip(range(0, stop - start, batch_size),
+                                         image_batches(data.images[start:stop], batch_size)):
+                    chunk[offset:offset + len(batch)] = extractor(batch)[0].numpy()
+                    bar.update(len(batch))
+                if chunk_path is not None:
+                    save_chunk(chunk_path, chunk)
+            else:
+                bar.update(stop - start)
+            features[start:stop] = chunk
+    return features
+
+
+def save_chunk(path: Path, chunk: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # np.save would add `.npy` to the temporary name
+            np.save(handle, chunk)
+
+    atomic_write(path, write)
+
+
+def read_chunk(path: Path | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """A saved chunk of features, or None if there is none or it is damaged (then it is recomputed)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        chunk = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return chunk if chunk.shape == shape and chunk.dtype == np.float32 else None
 
 
 def save_stats(path: Path, stats: FeatureSet) -> None:
