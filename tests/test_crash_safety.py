@@ -135,3 +135,52 @@ def test_torchrun_refuses_devices_it_would_silently_ignore(monkeypatch, device, 
     monkeypatch.setenv("LOCAL_RANK", "0")
     with pytest.raises(UserError, match=message):
         init_process(device)
+
+
+def test_a_run_folder_has_one_writer_and_a_killed_one_leaves_no_lock(tmp_path, few_cars):  # noqa: F811
+    import subprocess
+    import sys
+
+    from dcgan.files import RunFolderLock
+
+    config = dict(lr_decay="none", snapshot_kimg=0.08)
+    run = train(small_config(tmp_path, kimg=KIMG / 2, **config), data=few_cars, show_progress=False)
+    state = load_checkpoint(run / "checkpoint-last.pt")
+    leftover = run / ".checkpoint-last.pt.tmp4242"  # a live writer's temporary file
+    leftover.write_bytes(b"being written")
+    csv_before = (run / "metrics.csv").read_bytes()
+
+    # Another process trains in the folder: a resume is refused, naming it, and touches nothing.
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from dcgan.files import RunFolderLock; "
+                               "lock = RunFolderLock(sys.argv[1]); print('locked', flush=True); time.sleep(60)",
+                               str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UserError, match=f"is being trained by process {holder.pid} on "):
+            train(small_config(tmp_path, kimg=KIMG, **config), data=few_cars, run_dir=run, resume_state=state,
+                  show_progress=False)
+        assert leftover.exists() and (run / "metrics.csv").read_bytes() == csv_before
+    finally:
+        holder.kill()  # SIGKILL: the OS releases its lock
+        holder.wait()
+    train(small_config(tmp_path, kimg=KIMG, **config), data=few_cars, run_dir=run, resume_state=state,
+          show_progress=False)
+    assert not leftover.exists()
+    RunFolderLock(run).release()  # the finished run let go of it too
+
+
+def test_the_progress_gif_keeps_a_bounded_number_of_frames(tmp_path):
+    from PIL import Image
+
+    from dcgan.training.report import save_progress_gif
+
+    for index in range(12):
+        Image.new("RGB", (4, 4), (index * 20, 0, 0)).save(tmp_path / f"fakes-kimg{index:09.2f}.png")
+    save_progress_gif(tmp_path, tmp_path / "progress.gif", max_frames=5)
+    with Image.open(tmp_path / "progress.gif") as gif:
+        assert gif.n_frames == 5
+        gif.seek(0)
+        first = gif.convert("RGB").getpixel((0, 0))
+        gif.seek(4)
+        last = gif.convert("RGB").getpixel((0, 0))
+    assert first[0] == 0 and abs(last[0] - 220) <= 4  # the first and the last grid are kept

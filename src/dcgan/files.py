@@ -5,6 +5,11 @@ fsyncs it, renames it over `path` and fsyncs the folder, so the rename itself su
 A full disk or another OS error is one line that says the previous file is intact. A process
 killed mid-write leaves its temporary file behind: `remove_stale_temp_files` clears those from a
 run folder when a run resumes (one process writes a run folder, so any leftover is stale).
+
+`RunFolderLock` makes that true: the process that trains in a run folder holds an exclusive
+`flock` on its `.lock` file for the run's life; the OS releases it when the process ends, however
+it ends, so a killed run can be resumed at once, and a second writer is refused with one line
+naming the process that holds it. (On Windows, which has no flock, the folder is not locked.)
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Callable
 
@@ -67,6 +73,45 @@ def save_image(image, path: str | Path, **options) -> None:
     path = Path(path)
     format = {".png": "PNG", ".gif": "GIF", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
     atomic_write(path, lambda tmp: image.save(tmp, format=format, **options))
+
+
+class RunFolderLock:
+    """An exclusive lock on `folder/.lock`, taken on creation; `release()` or `with` gives it back."""
+
+    NAME = ".lock"
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / self.NAME
+        self.handle = None
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            return
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise UserError(f"{self.path.parent} is being trained by {holder}; wait for it to end or stop it "
+                            f"(a run folder has one writer)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing the descriptor releases the flock
+            self.handle = None
+
+    def __enter__(self) -> "RunFolderLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def remove_stale_temp_files(folder: str | Path) -> list[Path]:

@@ -32,6 +32,16 @@ def update_ema(ema: nn.Module, model: nn.Module, beta: float) -> None:
         ema_buffer.copy_(buffer)
 
 
+def step_ema(ema: nn.Module | None, model: nn.Module, batch_size: int, ema_kimg: float, cur_nimg: int,
+             rampup: float = 0.0) -> float:
+    """The EMA update after a step of `batch_size` images (all processes'); returns its beta (0 without EMA)."""
+    if ema is None:
+        return 0.0
+    beta = ema_beta(batch_size, ema_kimg, cur_nimg, rampup)
+    update_ema(ema, model, beta)
+    return beta
+
+
 @torch.no_grad()
 def standing_statistics(generator: nn.Module, *, batches: int = 32, batch_size: int = 128, seed: int = 0) -> nn.Module:
     """A copy of `generator` whose BatchNorm running statistics are recomputed for its own weights.

@@ -1,44 +1,45 @@
-"""The training loop: one function, read top to bottom.
+"""The training loop, read top to bottom: `train` sets up, steps, snapshots and ends.
 
 `train(config)` starts a run; `train(config, resume_state=..., run_dir=...)` continues one from
 its checkpoint exactly (models, EMA, optimizers, scaler, RNG and data order), so N steps, a
 restart and N more steps give the same weights as 2N steps in one go.
+
+What `train` calls is here, each with explicit arguments: `train_step` (D, then G),
+`take_snapshot`, `checkpoint_state`, `evaluate_metric` and `finish_run`, over a `Run` that holds
+what stays fixed once set up. What is built before the first step is in `setup.py`, the run's
+budget and rates in `schedule.py`, the stop decision all processes share in `stopping.py`, and
+what is saved for exact resume in `state.py`.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
+import dataclasses
 import math
-import os
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from dcgan.augment import Augmenter
-from dcgan.checkpoint import load_checkpoint, save_checkpoint, save_generator
+from dcgan.checkpoint import save_checkpoint, save_generator
 from dcgan.config import TrainConfig
-from dcgan.data import BatchStream, ImageData, load_dataset
-from dcgan.devices import physical_cores
+from dcgan.data import BatchStream, ImageData
 from dcgan.errors import UserError
-from dcgan.files import remove_stale_temp_files, save_image, write_json, write_text
-from dcgan.losses import GANLoss
-from dcgan.models import build_discriminator, build_generator, discriminator_kwargs, generator_kwargs
-from dcgan.sampling import generate_from_latents, latents_from_seeds, make_grid, save_gif, to_pil
+from dcgan.sampling import generate_from_latents, latents_from_seeds, make_grid, to_pil
+from dcgan.files import save_image, write_json
 from dcgan.training import distributed
-from dcgan.training.ema import ema_beta, standing_statistics, update_ema
+from dcgan.training.distributed import ProcessInfo
+from dcgan.training.ema import standing_statistics, step_ema
 from dcgan.training.precision import resolve_precision
-from dcgan.training.report import RunLog, plot_metrics
-from dcgan.training.schedule import auto_decision, describe_decision, lr_factor, run_fraction
-from dcgan.training.tracking import MetricTracker
-from dcgan.training.run_dir import count_parameters, environment_info, model_summary, new_run_dir
+from dcgan.training.report import EpochLines, RunLog, Throughput, plot_metrics, save_progress_gif, write_real_vs_fake
+from dcgan.training.run_dir import keep_snapshot
+from dcgan.training.schedule import Budget, Rates, RunClock, describe_decision, scheduled_rates
+from dcgan.training.setup import (Networks, build_networks, build_tracker, configure_device, move_to_device,
+                                  prepare_run_dir, training_data)
 from dcgan.training.state import Progress, TrainingState, restore_rng
 from dcgan.training.stopping import StopSignals, gather_rng_states, stop_vote
-
-
-MIN_SNAPSHOT_NIMG = 20_000
+from dcgan.training.tracking import MetricTracker
 
 
 class TrainingDiverged(UserError):
@@ -54,370 +55,321 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
         resume_state: a checkpoint dict from `load_checkpoint`, to continue exactly.
         data: already-loaded images (tests, benchmarks); loaded from `config` if None.
     """
+    # Set up: process and device, data, networks (same initial weights on every rank).
     process, device = distributed.init_process(config.device)
-    if device.type == "cpu":
-        torch.set_num_threads(config.threads or max(1, physical_cores() // process.world_size))
-    torch.manual_seed(config.seed)  # Same initial weights on every rank.
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-
-    # Load data.
-    if data is None:
-        data = load_dataset(config.dataset, config.data_root, split=config.split, classes=config.classes,
-                            resolution=config.resolution, channels=config.channels, download=config.download)
-    class_names: list[str] = []  # what a conditional model learns to generate, by label 0..K-1
-    if config.conditional:
-        data = data.with_present_classes()
-        class_names = data.class_names
-        if len(class_names) < 2:
-            raise UserError(f"--conditional needs at least two classes; the data holds one ({class_names[0]})")
-    num_classes = len(class_names)
-    resolution, channels = data.resolution, data.channels
+    configure_device(config, process, device)
+    torch.manual_seed(config.seed)
+    data, class_names = training_data(config, data)
     stream = BatchStream(data, config.batch_size, seed=config.seed, device=device, hflip=config.hflip,
                          rank=process.rank, world_size=process.world_size)
-
-    # Build networks, optimizers and the loss.
-    g_kwargs = generator_kwargs(config, resolution, channels, class_names)
-    d_kwargs = discriminator_kwargs(config, resolution, channels, num_classes)
-    G = build_generator(**g_kwargs)
-    D = build_discriminator(**d_kwargs)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    G.to(memory_format=memory_format), D.to(memory_format=memory_format)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if config.ema_kimg > 0 else None
-    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
-    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
     precision = resolve_precision(config.precision, device, config.amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
-    augmenter = Augmenter(config.augment_policy, p=config.augment_p, target=config.ada_target,
-                          speed_kimg=config.ada_kimg)
-    G_train, D_compiled = (torch.compile(G), torch.compile(D)) if config.compile else (G, None)
-    loss = GANLoss(generator=G_train, discriminator=D, compiled_discriminator=D_compiled, loss=config.loss,
-                   label_smoothing=config.label_smoothing, r1_gamma=config.r1_gamma, r2_gamma=config.r2_gamma,
-                   r1_interval=config.r1_interval, gp_weight=config.gp_weight, lecam_weight=config.lecam_weight,
-                   augment=augmenter, precision=precision, conditioning=config.conditional,
-                   ac_weight=config.ac_weight)
+    nets = build_networks(config, data, class_names, precision, device)
     if process.is_main and show_progress:
         print(f"precision: {precision.reason}", flush=True)
 
-    # Restore the state of the run we resume (training/state.py: what is saved, what is restored).
-    training_state = TrainingState(G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, scaler=scaler,
-                                   augmenter=augmenter, loss=loss, stream=stream)
-    progress_so_far = training_state.load_state_dict(resume_state) if resume_state is not None else Progress()
-    step, d_step, cur_nimg = progress_so_far.step, progress_so_far.d_step, progress_so_far.cur_nimg
-    elapsed_before, summary = progress_so_far.seconds, progress_so_far.summary
-    G.to(device), D.to(device)
-    if G_ema is not None:
-        G_ema.to(device)
-    for state in (opt_G.state, opt_D.state):  # Optimizer moments follow the parameters' device.
-        for moments in state.values():
-            for key, value in moments.items():
-                if torch.is_tensor(value) and key != "step":
-                    moments[key] = value.to(device)
-    # Every rank draws its own noise; restore each rank's exact generator state when resuming.
+    # Restore a resumed run's state (state.py: what is saved, what is restored); every rank then
+    # draws its own noise, from its exact generator state when resuming.
+    training_state = nets.training_state(stream)
+    progress = training_state.load_state_dict(resume_state) if resume_state is not None else Progress()
+    move_to_device(nets, device)
     torch.manual_seed(config.seed * 7919 + process.rank + 1)
     if resume_state is not None:
         restore_rng(resume_state, process.rank, device)
 
-    # Metric tracking: the extractor and the training data's statistics, before any file is written.
-    # Rank 0 first (it may train the fast extractor or download Inception), then the others, which
-    # generate and score their share of the samples at each evaluation.
-    tracker = None
-    if config.metric:
-        problem = None
-        with torch.random.fork_rng(devices=[]):  # Building networks draws random numbers: not from the run's.
-            if process.is_main:
-                try:
-                    tracker = MetricTracker(config, data, device, summary, process, progress=show_progress)
-                except UserError as error:
-                    problem = error
-            if not distributed.all_agree(problem is None, process, device):
-                raise problem or UserError("rank 0 could not set up --metric (its message says why)")
-            if not process.is_main:
-                tracker = MetricTracker(config, data, device, summary, process, progress=False)
-        if process.is_main and run_dir is not None and (run_dir / "checkpoint-best.pt").is_file():
-            best_on_disk = load_checkpoint(run_dir / "checkpoint-best.pt")["summary"].get("best")
-            if best_on_disk and (tracker.best is None or best_on_disk["value"] < tracker.best["value"]):
-                tracker.best = summary["best"] = best_on_disk  # Killed after a best, before the last save.
-
+    # Metric tracking, then the run folder, locked for this process (rank 0 writes files).
+    tracker = build_tracker(config, data, device, progress.summary, process, run_dir, show_progress)
+    lock = contextlib.nullcontext()
     if process.is_main:
-        if run_dir is None:
-            run_dir = new_run_dir(config.outdir, config.dataset, config.preset)
-        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(run_dir)  # left by a process killed mid-write
-        write_json(run_dir / "config.json", config.to_dict())
-        if resume_state is None:
-            write_json(run_dir / "environment.json", environment_info(device))
-            write_text(run_dir / "model_summary.txt", model_summary(G, D, config.z_dim, resolution, channels))
-            write_json(run_dir / "model.json", {
-                "generator_kwargs": g_kwargs, "discriminator_kwargs": d_kwargs,
-                "generator_parameters": count_parameters(G), "discriminator_parameters": count_parameters(D),
-                "dataset_images": len(data), "class_names": data.class_names})
-    log = RunLog(run_dir if process.is_main else None, config.log, config.to_dict(),
-                 resume_step=step if resume_state is not None else None)
+        run_dir, lock = prepare_run_dir(config, run_dir, resumed=resume_state is not None, nets=nets, data=data,
+                                        device=device)
+    run = Run(config, nets, training_state, stream, run_dir, class_names, data,
+              *fixed_grid_inputs(config.grid_size, config.z_dim, len(class_names)), process, device)
 
-    # Decide when the run ends and when to take snapshots.
-    total_nimg = math.inf
-    if config.kimg:
-        total_nimg = min(total_nimg, config.kimg * 1000)
-    if config.epochs:
-        total_nimg = min(total_nimg, config.epochs * len(data))
-    deadline = config.minutes * 60 if config.minutes else math.inf
+    # The budget, the snapshot schedule and the clocks.
+    budget = Budget.from_config(config, len(data), stream.batches_per_epoch * config.batch_size * process.world_size)
+    next_snapshot = budget.next_snapshot(progress.cur_nimg)
     images_per_step = config.batch_size * process.world_size * config.n_dis
-    epoch_nimg = stream.batches_per_epoch * config.batch_size * process.world_size
-    if config.snapshot_kimg:
-        snapshot_nimg = config.snapshot_kimg * 1000
-    else:  # Whole epochs, at least MIN_SNAPSHOT_NIMG apart, so tiny datasets don't snapshot constantly.
-        snapshot_nimg = epoch_nimg * math.ceil(MIN_SNAPSHOT_NIMG / epoch_nimg)
-    next_snapshot = (cur_nimg // snapshot_nimg + 1) * snapshot_nimg
-    fixed_z, fixed_labels, grid_columns = fixed_grid_inputs(config.grid_size, config.z_dim, num_classes)
-
-    standing: dict[int, torch.nn.Module] = {}  # step -> the EMA generator with standing statistics
-
-    def output_generator() -> torch.nn.Module:
-        """What grids, metrics and generator files use: the EMA generator with its own BatchNorm
-        statistics (standing statistics, computed once per step however many of them need it), or
-        the raw generator without EMA."""
-        if G_ema is None:
-            return G
-        if step not in standing:
-            standing.clear()
-            standing[step] = standing_statistics(G_ema)
-        return standing[step]
-
-    def checkpoint_state(rng_ranks: dict | None = None) -> dict:
-        """The run's description and its whole training state; `rng_ranks` holds every rank's
-        generator states (see take_snapshot)."""
-        progress_now = Progress(step, d_step, cur_nimg, elapsed_before + time.time() - start_time, summary)
-        return {"config": config.to_dict(), "generator_kwargs": g_kwargs, "discriminator_kwargs": d_kwargs,
-                **training_state.state_dict(progress_now, rng_ranks)}
-
-    def take_snapshot() -> None:
-        """Sample grid, progress GIF, plots, checkpoint-last.pt and generator.safetensors."""
-        if not all(bool(torch.isfinite(p).all()) for p in list(G.parameters()) + list(D.parameters())):
-            raise TrainingDiverged(f"training diverged before step {step} (non-finite weights); "
-                                   f"{run_dir / 'checkpoint-last.pt'} holds the last good state")
-        rng_ranks = {"cpu": gather_rng_states(torch.get_rng_state(), device, process.distributed)}
-        if device.type == "cuda":
-            rng_ranks["cuda"] = gather_rng_states(torch.cuda.get_rng_state(device), device, process.distributed)
-        if not process.is_main:
-            return
-        sampler = output_generator()
-        grid = generate_from_latents(sampler, fixed_z, labels=fixed_labels)
-        save_image(to_pil(make_grid(grid, nrow=grid_columns)),
-                   run_dir / "samples" / f"fakes-kimg{cur_nimg / 1000:09.2f}.png")
-        frames = [_read_image(p) for p in sorted((run_dir / "samples").glob("fakes*.png"))]
-        save_gif([frame for frame in frames if frame is not None], run_dir / "progress.gif")
-        plot_metrics(run_dir / "metrics.csv", run_dir)
-        summary.update(step=step, kimg=round(cur_nimg / 1000, 3), epoch=round(cur_nimg / len(data), 3))
-        save_checkpoint(checkpoint_state(rng_ranks), run_dir / "checkpoint-last.pt")
-        if config.keep_snapshots:
-            keep_snapshot(run_dir, cur_nimg, config.keep_snapshots)
-        save_generator(sampler, g_kwargs, run_dir / "generator.safetensors", extra=generator_metadata())
-
-    def generator_metadata() -> dict:
-        return {"step": step, "kimg": cur_nimg / 1000, "dataset": config.dataset, "classes": config.classes,
-                "class_names": class_names, "conditional": config.conditional}
-
-    def evaluate_metric() -> None:
-        """Score the EMA generator (every process makes a share of the samples); a best score
-        writes checkpoint-best.pt and generator-best.safetensors."""
-        sampler = output_generator()
-        scores = tracker.evaluate(sampler, cur_nimg)
-        if not process.is_main:
-            return
-        value = scores[tracker.column]
-        epoch = cur_nimg / len(data)
-        log.write_row(step=step, kimg=round(cur_nimg / 1000, 4), epoch=round(epoch, 4),
-                      seconds=round(elapsed_before + time.time() - start_time, 2), **scores)
-        note = ""
-        if tracker.is_best(value):
-            summary["best"] = tracker.record_best(value, step, cur_nimg, epoch)
-            save_checkpoint(checkpoint_state(), run_dir / "checkpoint-best.pt")
-            save_generator(sampler, g_kwargs, run_dir / "generator-best.safetensors",
-                           extra={**generator_metadata(), tracker.column: value})
-            note = " (best)"
-        elif tracker.best is not None:
-            note = f" (best {tracker.best['value']:.3f} at {tracker.best['kimg']:g} kimg)"
-        summary["metric_seconds"] = round(tracker.seconds_spent, 2)
-        plot_metrics(run_dir / "metrics.csv", run_dir)
-        also = "".join(f", {key.replace('_', '-').upper().replace('-FAST', '-fast')} {score:.3f}"
-                       for key, score in scores.items() if key != tracker.column)
-        progress.write(f"{tracker.title} {value:.3f}{also} at {cur_nimg / 1000:.1f} kimg{note}")
-
-    # Train.
-    progress = tqdm(total=None if math.isinf(total_nimg) else int(total_nimg), initial=cur_nimg,
-                    unit="img", unit_scale=True, dynamic_ncols=True, disable=not (show_progress and process.is_main))
-    start_time = time.time()
-    agreed_seconds = elapsed_before  # rank 0's clock as of the last step (torchrun)
-    tick_time, tick_nimg = start_time, cur_nimg
+    output_generator = OutputGenerator(nets.G, nets.G_ema)
+    bar = tqdm(total=None if math.isinf(budget.total_nimg) else int(budget.total_nimg), initial=progress.cur_nimg,
+               unit="img", unit_scale=True, dynamic_ncols=True, disable=not (show_progress and process.is_main))
+    clock = RunClock(progress.seconds)
+    agreed_seconds = progress.seconds  # rank 0's clock as of the last step (torchrun)
+    throughput = Throughput(progress.cur_nimg)
     if tracker is not None:
-        tracker.start(cur_nimg)
-    epoch_rows: list[dict] = []
-    current_epoch = stream.epoch
+        tracker.start(progress.cur_nimg)
+    epoch_lines = EpochLines(stream.epoch)
     stop_reason = "length reached"
-    signals = StopSignals().__enter__()  # left in `finally` below
-    try:
-        while cur_nimg < total_nimg:
-            log_now = (step + 1) % config.log_every == 0
-            loss_problem = ""  # rank 0: the non-finite losses of this step's row, if any
 
-            # Learning rates (constant, or decayed) and instance noise (annealed) over the run's length
-            # (under torchrun by rank 0's clock, so that every process takes the same rates).
-            if config.lr_decay != "none" or config.instance_noise:
-                seconds = agreed_seconds if process.distributed else elapsed_before + time.time() - start_time
-                done = run_fraction(cur_nimg, total_nimg, seconds, deadline)
-                schedule = config.lr_decay
-                if schedule == "auto":  # decided once, at the decay's start, and kept in the summary
-                    if "lr_decay_auto" not in summary and done >= config.lr_decay_start:
-                        summary["lr_decay_auto"] = auto_decision(cur_nimg, done)
+    # Train, with the run's log open.
+    resume_step = progress.step if resume_state is not None else None
+    with (lock, StopSignals() as signals, bar,
+          RunLog(run_dir if process.is_main else None, config.log, config.to_dict(), resume_step) as log):
+        try:
+            while progress.cur_nimg < budget.total_nimg:
+                log_now = (progress.step + 1) % config.log_every == 0
+
+                # Learning rates and instance noise over the run's length (under torchrun by rank 0's
+                # clock, so that every process takes the same rates).
+                if config.lr_decay != "none" or config.instance_noise:
+                    seconds = agreed_seconds if process.distributed else clock.seconds()
+                    rates = scheduled_rates(config, budget.fraction(progress.cur_nimg, seconds), progress.cur_nimg,
+                                            progress.summary.get("lr_decay_auto"))
+                    if rates.new:  # --lr-decay auto decides once; the summary keeps it for a resume
+                        progress.summary["lr_decay_auto"] = rates.decision
                         if process.is_main and show_progress:
-                            progress.write(describe_decision(summary["lr_decay_auto"]))
-                    schedule = summary.get("lr_decay_auto", {}).get("schedule", "none")
-                factor = lr_factor(schedule, done, config.lr_decay_start)
-                opt_G.param_groups[0]["lr"], opt_D.param_groups[0]["lr"] = config.lr_g * factor, config.lr_d * factor
-                loss.instance_noise = config.instance_noise * (1.0 - done)
-                if log_now and config.instance_noise:
-                    log.report("instance_noise", loss.instance_noise)
+                            bar.write(describe_decision(rates.decision))
+                    set_rates(nets, config, rates, log if log_now and config.instance_noise else None)
 
-            # Discriminator phase: n_dis batches; G's last batch of fakes is kept for the G phase.
-            D.requires_grad_(True)
-            for k in range(config.n_dis):
-                real, real_labels = next(stream)
-                z = torch.randn(real.shape[0], config.z_dim, device=device)
-                fake_labels = None  # conditional: classes drawn uniformly
-                if num_classes:
-                    fake_labels = torch.randint(num_classes, (real.shape[0],), device=device)
-                else:
-                    real_labels = None
-                with torch.set_grad_enabled(k == config.n_dis - 1), precision.autocast():
-                    fake = G_train(z, fake_labels)
-                opt_D.zero_grad(set_to_none=True)
-                d_losses = loss.discriminator_step(real, fake, d_step, scaler, real_labels, fake_labels)
-                for name, value in d_losses.items():
-                    log.report(name, value)
-                distributed.all_reduce_grads(D, process)
-                if log_now and k == config.n_dis - 1:
-                    scaler.unscale_(opt_D)  # the norm of the true gradients, not the loss-scaled ones
-                    log.report("grad_norm_d", _grad_norm(D))
-                scaler.step(opt_D)
-                scaler.update()  # after every optimizer step: GradScaler allows one step per update
-                d_step += 1
+                # One step: D on n_dis batches, then G; then the EMA.
+                progress.d_step = train_step(run, log, progress.d_step, log_now)
+                progress.step += 1
+                progress.cur_nimg += images_per_step
+                bar.update(images_per_step)
+                beta = step_ema(nets.G_ema, nets.G, config.batch_size * process.world_size, config.ema_kimg,
+                                progress.cur_nimg, config.ema_rampup)
 
-            # Generator phase.
-            D.requires_grad_(False)
-            opt_G.zero_grad(set_to_none=True)
-            for name, value in loss.generator_step(fake, scaler, real=real, fake_labels=fake_labels,
-                                                   real_labels=real_labels).items():
-                log.report(name, value)
-            distributed.all_reduce_grads(G, process)
-            if log_now:
-                scaler.unscale_(opt_G)
-                log.report("grad_norm_g", _grad_norm(G))
-            scaler.step(opt_G)
-            scaler.update()
-            step += 1
-            cur_nimg += images_per_step
-            progress.update(images_per_step)
+                # Log statistics every --log-every steps, and one line per epoch.
+                loss_problem = ""  # rank 0: the non-finite losses of this step's row, if any
+                if log_now:
+                    row = log.flush(**position(progress, len(data), clock.seconds()), ema_beta=beta,
+                                    lr_g=nets.opt_G.param_groups[0]["lr"], lr_d=nets.opt_D.param_groups[0]["lr"],
+                                    images_per_s=throughput.read(progress.cur_nimg))
+                    if process.is_main:
+                        loss_problem = non_finite_losses(row)
+                        epoch_lines.add(row)
+                        bar.set_postfix_str(step_line(row), refresh=False)
+                if line := epoch_lines.end_of_epoch(stream.epoch, progress.cur_nimg):
+                    bar.write(line)
 
-            # Update EMA.
-            beta = 0.0
-            if G_ema is not None:
-                beta = ema_beta(config.batch_size * process.world_size, config.ema_kimg, cur_nimg, config.ema_rampup)
-                update_ema(G_ema, G, beta)
+                # Decide, all processes together, whether to stop (time, divergence, SIGTERM or Ctrl-C)
+                # and whether to score the generator now: rank 0's clock and losses, anyone's signal.
+                seconds = clock.seconds()
+                final = progress.cur_nimg >= budget.total_nimg or seconds >= budget.deadline
+                metric_due = tracker is not None and process.is_main and tracker.due(progress.cur_nimg, final=final)
+                decision = stop_vote(seconds >= budget.deadline, bool(loss_problem), signals.received is not None,
+                                     metric_due, seconds=seconds, distributed=process.distributed,
+                                     is_main=process.is_main, device=device)
+                agreed_seconds = decision.seconds
+                if decision.diverged:
+                    raise TrainingDiverged(f"training diverged at step {progress.step} "
+                                           f"({loss_problem or 'a non-finite loss'}); {last_good(run_dir)}")
+                if decision.signalled:
+                    take_snapshot(run, progress, clock.seconds(), output_generator)
+                    stop_reason = f"stopped by {signals.received or 'a signal to another process'}"
+                    break
 
-            # Log statistics.
-            if log_now:
-                now = time.time()
-                row = log.flush(step=step, kimg=round(cur_nimg / 1000, 4), epoch=round(cur_nimg / len(data), 4),
-                                seconds=round(elapsed_before + now - start_time, 2),
-                                lr_g=opt_G.param_groups[0]["lr"], lr_d=opt_D.param_groups[0]["lr"],
-                                ema_beta=beta, images_per_s=(cur_nimg - tick_nimg) / max(now - tick_time, 1e-9))
-                tick_time, tick_nimg = now, cur_nimg
-                if process.is_main:
-                    if not (math.isfinite(row["loss_d"]) and math.isfinite(row["loss_g"])):
-                        loss_problem = f"L_D={row['loss_d']}, L_G={row['loss_g']}"
-                    epoch_rows.append(row)
-                    progress.set_postfix_str(
-                        f"L_D={row['loss_d']:.3f} L_G={row['loss_g']:.3f} D(x)={row['d_real']:.2f} "
-                        f"D(G(z))={row['d_fake']:.2f}/{row['d_fake_g']:.2f} {row['images_per_s']:.0f} img/s",
-                        refresh=False)
+                # Evaluate the tracked metric; save a snapshot.
+                if decision.evaluate:
+                    evaluate_metric(run, tracker, output_generator(progress.step), progress, clock.seconds(), log,
+                                    bar)
+                if progress.cur_nimg >= next_snapshot or progress.cur_nimg >= budget.total_nimg or decision.out_of_time:
+                    take_snapshot(run, progress, clock.seconds(), output_generator)
+                    next_snapshot = budget.next_snapshot(progress.cur_nimg)
+                if decision.out_of_time:
+                    stop_reason = f"time budget of {config.minutes:g} minutes reached"
+                    break
+        except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of this step
+            stop_reason = "interrupted"
+            bar.write(f"interrupted at step {progress.step}; resume from {run_dir}")
 
-            # One line per epoch.
-            if stream.epoch != current_epoch:
-                if process.is_main and epoch_rows:
-                    mean = {k: sum(r[k] for r in epoch_rows) / len(epoch_rows)
-                            for k in ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_g", "images_per_s")}
-                    progress.write(f"epoch {current_epoch + 1}: L_D {mean['loss_d']:.3f}  L_G {mean['loss_g']:.3f}  "
-                                   f"D(x) {mean['d_real']:.2f}  D(G(z)) {mean['d_fake']:.2f} / {mean['d_fake_g']:.2f}  "
-                                   f"{mean['images_per_s']:.0f} img/s  ({cur_nimg / 1000:.1f} kimg)")
-                current_epoch, epoch_rows = stream.epoch, []
-
-            # Decide, all processes together, whether to stop (time, divergence, SIGTERM or Ctrl-C)
-            # and whether to score the generator now: rank 0's clock and losses, anyone's signal.
-            own_seconds = elapsed_before + time.time() - start_time
-            own_out_of_time = own_seconds >= deadline
-            metric_due = (tracker is not None and process.is_main
-                          and tracker.due(cur_nimg, final=cur_nimg >= total_nimg or own_out_of_time))
-            out_of_time, diverged, signalled, evaluate_now, agreed_seconds = stop_vote(
-                own_out_of_time, bool(loss_problem), signals.received is not None, metric_due,
-                seconds=own_seconds, distributed=process.distributed, is_main=process.is_main, device=device)
-            if diverged:
-                raise TrainingDiverged(f"training diverged at step {step} ({loss_problem or 'a non-finite loss'}); "
-                                       f"{run_dir / 'checkpoint-last.pt'} holds the last good state")
-            if signalled:
-                take_snapshot()
-                stop_reason = f"stopped by {signals.received or 'a signal to another process'}"
-                break
-
-            # Evaluate metrics.
-            if evaluate_now:
-                evaluate_metric()
-
-            # Save snapshot.
-            if cur_nimg >= next_snapshot or cur_nimg >= total_nimg or out_of_time:
-                take_snapshot()
-                next_snapshot = (cur_nimg // snapshot_nimg + 1) * snapshot_nimg
-            if out_of_time:
-                stop_reason = f"time budget of {config.minutes:g} minutes reached"
-                break
-    except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of this step
-        stop_reason = "interrupted"
-        progress.write(f"interrupted at step {step}; resume from {run_dir}")
-    finally:
-        signals.__exit__()
-        progress.close()
-        log.close()
-    if stop_reason.startswith("stopped by") and process.is_main:
-        progress.write(f"{stop_reason} at step {step}: checkpoint-last.pt saved; resume with "
-                       f"dcgan train --resume {run_dir}")
-
-    # Write the final artifacts; under torchrun, check that every process ends with the same weights.
-    seconds = elapsed_before + time.time() - start_time
-    identical = distributed.weights_identical([G, D], process) if stop_reason != "interrupted" else None
-    if process.is_main and process.distributed and identical is not None:
-        summary["processes"] = {"count": process.world_size, "weights_identical": identical}
-        if not identical:
-            progress.write("warning: the processes ended with different weights (a non-deterministic all-reduce "
-                           "or a rank that skipped a step); checkpoint-last.pt holds rank 0's")
-    if process.is_main and stop_reason != "interrupted":
-        write_real_vs_fake(data, generate_from_latents(output_generator(), fixed_z, labels=fixed_labels),
-                           run_dir / "real_vs_fake.png", nrow=grid_columns, labels=fixed_labels)
-        summary.update(step=step, kimg=round(cur_nimg / 1000, 3), epoch=round(cur_nimg / len(data), 3),
-                       seconds=round(seconds, 1), stop_reason=stop_reason)
-        if tracker is not None:
-            summary.update(metric_fraction=round(tracker.seconds_spent / max(seconds, 1e-9), 4),
-                           metric_protocol=tracker.describe())
-        write_json(run_dir / "summary.json", summary)
-        print(f"done: {step} steps, {cur_nimg / 1000:.1f} kimg in {seconds / 60:.1f} min ({stop_reason}); "
-              f"run folder {run_dir}")
-        if tracker is not None and tracker.best is not None:
-            best = tracker.best
-            print(f"best {tracker.title} {best['value']:.3f} at step {best['step']} ({best['kimg']:g} kimg, "
-                  f"epoch {best['epoch']:g}): checkpoint-best.pt; {tracker.seconds_spent / max(seconds, 1e-9):.1%} "
-                  f"of the time went to evaluation")
+        # The end: final pictures and summary.json; under torchrun, check that every process ends
+        # with the same weights.
+        finish_run(run, progress, clock.seconds(), stop_reason, tracker, output_generator)
     distributed.shutdown(process)
     return run_dir if process.is_main else None
+
+
+@dataclass(frozen=True)
+class Run:
+    """What stays fixed over a run once it is set up."""
+
+    config: TrainConfig
+    nets: Networks
+    training_state: TrainingState
+    stream: BatchStream
+    run_dir: Path | None  # None on ranks other than 0
+    class_names: list[str]  # a conditional run's classes, by label; [] otherwise
+    data: ImageData  # the training images
+    grid_z: torch.Tensor  # the fixed latents of the sample grids
+    grid_labels: torch.Tensor | None
+    grid_columns: int
+    process: ProcessInfo
+    device: torch.device
+
+
+class OutputGenerator:
+    """What grids, metrics and generator files use: the EMA generator with its own BatchNorm
+    statistics (standing statistics, computed once per step however many of them need it), or the
+    raw generator without EMA."""
+
+    def __init__(self, G: torch.nn.Module, G_ema: torch.nn.Module | None):
+        self.G, self.G_ema = G, G_ema
+        self.step: int | None = None
+        self.generator: torch.nn.Module | None = None
+
+    def __call__(self, step: int) -> torch.nn.Module:
+        if self.G_ema is None:
+            return self.G
+        if step != self.step:
+            self.step, self.generator = step, standing_statistics(self.G_ema)
+        return self.generator
+
+
+def set_rates(nets: Networks, config: TrainConfig, rates: Rates, log: RunLog | None) -> None:
+    """Both learning rates and the instance noise at this step; `log` reports the noise level."""
+    nets.opt_G.param_groups[0]["lr"] = config.lr_g * rates.lr_factor
+    nets.opt_D.param_groups[0]["lr"] = config.lr_d * rates.lr_factor
+    nets.loss.instance_noise = rates.instance_noise
+    if log is not None:
+        log.report("instance_noise", rates.instance_noise)
+
+
+def train_step(run: Run, log: RunLog, d_step: int, log_now: bool) -> int:
+    """`n_dis` discriminator steps, then one generator step on the last batch of fakes; returns the
+    discriminator's step count. Losses (and, when `log_now`, gradient norms) go to `log`."""
+    nets, config, device = run.nets, run.config, run.device
+    num_classes = len(run.class_names)
+
+    # Discriminator phase: n_dis batches; G's last batch of fakes is kept for the G phase.
+    nets.D.requires_grad_(True)
+    for k in range(config.n_dis):
+        real, real_labels = next(run.stream)
+        z = torch.randn(real.shape[0], config.z_dim, device=device)
+        fake_labels = None  # conditional: classes drawn uniformly
+        if num_classes:
+            fake_labels = torch.randint(num_classes, (real.shape[0],), device=device)
+        else:
+            real_labels = None
+        with torch.set_grad_enabled(k == config.n_dis - 1), nets.precision.autocast():
+            fake = nets.G_train(z, fake_labels)
+        nets.opt_D.zero_grad(set_to_none=True)
+        for name, value in nets.loss.discriminator_step(real, fake, d_step, nets.scaler, real_labels,
+                                                        fake_labels).items():
+            log.report(name, value)
+        distributed.all_reduce_grads(nets.D, run.process)
+        if log_now and k == config.n_dis - 1:
+            nets.scaler.unscale_(nets.opt_D)  # the norm of the true gradients, not the loss-scaled ones
+            log.report("grad_norm_d", grad_norm(nets.D))
+        nets.scaler.step(nets.opt_D)
+        nets.scaler.update()  # after every optimizer step: GradScaler allows one step per update
+        d_step += 1
+
+    # Generator phase.
+    nets.D.requires_grad_(False)
+    nets.opt_G.zero_grad(set_to_none=True)
+    for name, value in nets.loss.generator_step(fake, nets.scaler, real=real, fake_labels=fake_labels,
+                                                real_labels=real_labels).items():
+        log.report(name, value)
+    distributed.all_reduce_grads(nets.G, run.process)
+    if log_now:
+        nets.scaler.unscale_(nets.opt_G)
+        log.report("grad_norm_g", grad_norm(nets.G))
+    nets.scaler.step(nets.opt_G)
+    nets.scaler.update()
+    return d_step
+
+
+def checkpoint_state(run: Run, progress: Progress, seconds: float, rng_ranks: dict | None = None) -> dict:
+    """The run's description and its whole training state after `seconds` of training; `rng_ranks`
+    holds every rank's generator states (see take_snapshot)."""
+    return {"config": run.config.to_dict(), "generator_kwargs": run.nets.g_kwargs,
+            "discriminator_kwargs": run.nets.d_kwargs,
+            **run.training_state.state_dict(dataclasses.replace(progress, seconds=seconds), rng_ranks)}
+
+
+def generator_metadata(run: Run, progress: Progress) -> dict:
+    """What a generator file records about the run it came from."""
+    return {"step": progress.step, "kimg": progress.cur_nimg / 1000, "dataset": run.config.dataset,
+            "classes": run.config.classes, "class_names": run.class_names, "conditional": run.config.conditional}
+
+
+def take_snapshot(run: Run, progress: Progress, seconds: float, output_generator: OutputGenerator) -> None:
+    """Sample grid, progress GIF, plots, checkpoint-last.pt and generator.safetensors (rank 0; every
+    rank gives its generator states, a collective)."""
+    nets = run.nets
+    if not all(bool(torch.isfinite(p).all()) for p in list(nets.G.parameters()) + list(nets.D.parameters())):
+        raise TrainingDiverged(f"training diverged before step {progress.step} (non-finite weights); "
+                               f"{last_good(run.run_dir)}")
+    rng_ranks = {"cpu": gather_rng_states(torch.get_rng_state(), run.device, run.process.distributed)}
+    if run.device.type == "cuda":
+        rng_ranks["cuda"] = gather_rng_states(torch.cuda.get_rng_state(run.device), run.device,
+                                              run.process.distributed)
+    if not run.process.is_main:
+        return
+    run_dir, sampler = run.run_dir, output_generator(progress.step)
+    grid = generate_from_latents(sampler, run.grid_z, labels=run.grid_labels)
+    save_image(to_pil(make_grid(grid, nrow=run.grid_columns)),
+               run_dir / "samples" / f"fakes-kimg{progress.cur_nimg / 1000:09.2f}.png")
+    save_progress_gif(run_dir / "samples", run_dir / "progress.gif")
+    plot_metrics(run_dir / "metrics.csv", run_dir)
+    progress.summary.update(step=progress.step, kimg=round(progress.cur_nimg / 1000, 3),
+                            epoch=round(progress.cur_nimg / len(run.data), 3))
+    save_checkpoint(checkpoint_state(run, progress, seconds, rng_ranks), run_dir / "checkpoint-last.pt")
+    if run.config.keep_snapshots:
+        keep_snapshot(run_dir, progress.cur_nimg, run.config.keep_snapshots)
+    save_generator(sampler, nets.g_kwargs, run_dir / "generator.safetensors", extra=generator_metadata(run, progress))
+
+
+def evaluate_metric(run: Run, tracker: MetricTracker, sampler: torch.nn.Module, progress: Progress, seconds: float,
+                    log: RunLog, bar: tqdm) -> None:
+    """Score `sampler` (every process makes a share of the samples); rank 0 logs the scores, and a
+    best score writes checkpoint-best.pt and generator-best.safetensors."""
+    scores = tracker.evaluate(sampler, progress.cur_nimg)
+    if not run.process.is_main:
+        return
+    value, epoch = scores[tracker.column], progress.cur_nimg / len(run.data)
+    log.write_row(**position(progress, len(run.data), seconds), **scores)
+    note = ""
+    if tracker.is_best(value):
+        progress.summary["best"] = tracker.record_best(value, progress.step, progress.cur_nimg, epoch)
+        save_checkpoint(checkpoint_state(run, progress, seconds), run.run_dir / "checkpoint-best.pt")
+        save_generator(sampler, run.nets.g_kwargs, run.run_dir / "generator-best.safetensors",
+                       extra={**generator_metadata(run, progress), tracker.column: value})
+        note = " (best)"
+    elif tracker.best is not None:
+        note = f" (best {tracker.best['value']:.3f} at {tracker.best['kimg']:g} kimg)"
+    progress.summary["metric_seconds"] = round(tracker.seconds_spent, 2)
+    plot_metrics(run.run_dir / "metrics.csv", run.run_dir)
+    also = "".join(f", {key.replace('_', '-').upper().replace('-FAST', '-fast')} {score:.3f}"
+                   for key, score in scores.items() if key != tracker.column)
+    bar.write(f"{tracker.title} {value:.3f}{also} at {progress.cur_nimg / 1000:.1f} kimg{note}")
+
+
+def finish_run(run: Run, progress: Progress, seconds: float, stop_reason: str, tracker: MetricTracker | None,
+               output_generator: OutputGenerator) -> None:
+    """real_vs_fake.png and summary.json, and the closing lines (rank 0); under torchrun, whether
+    every process ended with the same weights."""
+    process, run_dir, summary = run.process, run.run_dir, progress.summary
+    if stop_reason == "interrupted":
+        return
+    if stop_reason.startswith("stopped by") and process.is_main:
+        tqdm.write(f"{stop_reason} at step {progress.step}: checkpoint-last.pt saved; resume with "
+                   f"dcgan train --resume {run_dir}")
+    identical = distributed.weights_identical([run.nets.G, run.nets.D], process)
+    if not process.is_main:
+        return
+    if process.distributed:
+        summary["processes"] = {"count": process.world_size, "weights_identical": identical}
+        if not identical:
+            tqdm.write("warning: the processes ended with different weights (a non-deterministic all-reduce "
+                       "or a rank that skipped a step); checkpoint-last.pt holds rank 0's")
+    fakes = generate_from_latents(output_generator(progress.step), run.grid_z, labels=run.grid_labels)
+    write_real_vs_fake(run.data, fakes, run_dir / "real_vs_fake.png", nrow=run.grid_columns,
+                       labels=run.grid_labels)
+    summary.update(step=progress.step, kimg=round(progress.cur_nimg / 1000, 3),
+                   epoch=round(progress.cur_nimg / len(run.data), 3), seconds=round(seconds, 1),
+                   stop_reason=stop_reason)
+    if tracker is not None:
+        summary.update(metric_fraction=round(tracker.seconds_spent / max(seconds, 1e-9), 4),
+                       metric_protocol=tracker.describe())
+    write_json(run_dir / "summary.json", summary)
+    print(f"done: {progress.step} steps, {progress.cur_nimg / 1000:.1f} kimg in {seconds / 60:.1f} min "
+          f"({stop_reason}); run folder {run_dir}")
+    if tracker is not None and tracker.best is not None:
+        best = tracker.best
+        print(f"best {tracker.title} {best['value']:.3f} at step {best['step']} ({best['kimg']:g} kimg, "
+              f"epoch {best['epoch']:g}): checkpoint-best.pt; {tracker.seconds_spent / max(seconds, 1e-9):.1%} "
+              f"of the time went to evaluation")
 
 
 def fixed_grid_inputs(grid_size: int, z_dim: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
@@ -432,63 +384,31 @@ def fixed_grid_inputs(grid_size: int, z_dim: int, num_classes: int) -> tuple[tor
     return z, rows.repeat_interleave(columns), columns
 
 
-def keep_snapshot(run_dir: Path, cur_nimg: int, keep: int) -> None:
-    """checkpoint-last.pt also as checkpoint-kimgNNNNNN.pt (a hard link where the file system has
-    them, else a copy), and only the newest `keep` of those kept."""
-    import shutil
-
-    from dcgan.files import atomic_write
-
-    path = run_dir / f"checkpoint-kimg{cur_nimg // 1000:06d}.pt"
-    path.unlink(missing_ok=True)
-    try:
-        os.link(run_dir / "checkpoint-last.pt", path)
-    except OSError:
-        atomic_write(path, lambda tmp: shutil.copyfile(run_dir / "checkpoint-last.pt", tmp))
-    for old in sorted(run_dir.glob("checkpoint-kimg*.pt"))[:-keep]:
-        old.unlink(missing_ok=True)
+def position(progress: Progress, dataset_size: int, seconds: float) -> dict:
+    """Where a run is, as a row of metrics.csv begins."""
+    return {"step": progress.step, "kimg": round(progress.cur_nimg / 1000, 4),
+            "epoch": round(progress.cur_nimg / dataset_size, 4), "seconds": round(seconds, 2)}
 
 
-def write_real_vs_fake(data: ImageData, fakes: torch.Tensor, path: Path, nrow: int | None = None,
-                       labels: torch.Tensor | None = None) -> None:
-    """Real images (a fixed random pick; of the same class as each fake where `labels` are given)
-    and fixed-noise fakes, side by side, labelled."""
-    count = min(fakes.shape[0], len(data))
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
-    if labels is None:
-        pick = order[:count]
-    else:  # the k-th fake of class c beside the k-th image of class c in the fixed order
-        by_class = {int(c): order[data.labels[order] == c] for c in labels.unique()}
-        seen: dict[int, int] = {}
-        pick = []
-        for c in labels[:count].tolist():
-            members = by_class[c]
-            pick.append(members[seen.get(c, 0) % len(members)])
-            seen[c] = seen.get(c, 0) + 1
-        pick = torch.stack(pick)
-    real = to_pil(make_grid(data.images[pick], nrow=nrow))
-    fake = to_pil(make_grid(fakes[:count], nrow=nrow))
-    label_height, gap = 16, 8
-    canvas = Image.new(real.mode, (real.width + gap + fake.width, real.height + label_height), "white")
-    canvas.paste(real, (0, label_height))
-    canvas.paste(fake, (real.width + gap, label_height))
-    draw = ImageDraw.Draw(canvas)
-    draw.text((2, 2), "real", fill="black")
-    draw.text((real.width + gap + 2, 2), "generated", fill="black")
-    save_image(canvas, path)
+def last_good(run_dir: Path | None) -> str:
+    """Where the last good state is, for a divergence message (ranks other than 0 have no run folder)."""
+    where = run_dir / "checkpoint-last.pt" if run_dir is not None else "rank 0's checkpoint-last.pt"
+    return f"{where} holds the last good state"
 
 
-def _read_image(path: Path) -> Image.Image | None:
-    """A snapshot grid, or None for one torn by a process of an older version killed mid-write."""
-    try:
-        with Image.open(path) as image:
-            return image.copy()
-    except Exception:  # Pillow raises OSError, SyntaxError, EOFError, zlib.error on torn files
-        return None
+def non_finite_losses(row: dict) -> str:
+    """'L_D=nan, L_G=...' when a logged loss is not finite; '' otherwise."""
+    if math.isfinite(row["loss_d"]) and math.isfinite(row["loss_g"]):
+        return ""
+    return f"L_D={row['loss_d']}, L_G={row['loss_g']}"
 
 
-def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
+def step_line(row: dict) -> str:
+    """The progress bar's summary of the last logged row."""
+    return (f"L_D={row['loss_d']:.3f} L_G={row['loss_g']:.3f} D(x)={row['d_real']:.2f} "
+            f"D(G(z))={row['d_fake']:.2f}/{row['d_fake_g']:.2f} {row['images_per_s']:.0f} img/s")
+
+
+def grad_norm(module: torch.nn.Module) -> torch.Tensor:
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     return torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])) if grads else torch.zeros(())
-
-

@@ -1,8 +1,12 @@
-"""One `report(name, value)` call per statistic; `flush` writes one row to every sink.
+"""What a run reports: statistics, plots and pictures.
 
-Sinks: `metrics.csv` in the run folder (always), TensorBoard and Weights & Biases (optional).
-Values may be tensors: they are summed on their device and read back only at `flush`, so
-reporting costs no device synchronization per step.
+`RunLog`: one `report(name, value)` call per statistic; `flush` writes one row to every sink:
+`metrics.csv` in the run folder (always), TensorBoard and Weights & Biases (optional). Values may
+be tensors: they are summed on their device and read back only at `flush`, so reporting costs no
+device synchronization per step. `EpochLines` turns the rows into one printed line per epoch.
+
+Plots of metrics.csv (`plot_metrics`) and pictures of the samples (`save_progress_gif`,
+`write_real_vs_fake`) are drawn here with matplotlib and Pillow.
 """
 
 from __future__ import annotations
@@ -10,13 +14,17 @@ from __future__ import annotations
 import csv
 import math
 import os
+import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw
 
+from dcgan.data import ImageData
 from dcgan.errors import UserError
-from dcgan.files import atomic_write
+from dcgan.files import atomic_write, save_image
+from dcgan.sampling import make_grid, save_gif, to_pil
 
 COLUMNS = ["step", "kimg", "epoch", "seconds", "loss_d", "loss_g", "d_real", "d_fake", "r1", "gp",
            "grad_norm_g", "grad_norm_d", "lr_g", "lr_d", "ema_beta", "images_per_s", "fid", "fid_fast",
@@ -95,6 +103,12 @@ class RunLog:
             self.wandb.log({k: v for k, v in row.items() if k != "step"}, step=step)
         return row
 
+    def __enter__(self) -> "RunLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.run_dir is None:
             return
@@ -103,6 +117,44 @@ class RunLog:
             self.tensorboard.close()
         if self.wandb is not None:
             self.wandb.finish()
+
+
+class Throughput:
+    """Images per second between readings, on the monotonic clock."""
+
+    def __init__(self, nimg: int):
+        self.time, self.nimg = time.monotonic(), nimg
+
+    def read(self, nimg: int) -> float:
+        now = time.monotonic()
+        rate = (nimg - self.nimg) / max(now - self.time, 1e-9)
+        self.time, self.nimg = now, nimg
+        return rate
+
+
+class EpochLines:
+    """One printed line per epoch: the means of the rows logged during the epoch that just ended."""
+
+    SHOWN = ("loss_d", "loss_g", "d_real", "d_fake", "d_fake_g", "images_per_s")
+
+    def __init__(self, epoch: int):
+        self.epoch, self.rows = epoch, []
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+
+    def end_of_epoch(self, epoch: int, cur_nimg: int) -> str | None:
+        """The line of the epoch that ended, once `epoch` has moved on (None otherwise, or without rows)."""
+        if epoch == self.epoch:
+            return None
+        line = None
+        if self.rows:
+            mean = {k: sum(r[k] for r in self.rows) / len(self.rows) for k in self.SHOWN}
+            line = (f"epoch {self.epoch + 1}: L_D {mean['loss_d']:.3f}  L_G {mean['loss_g']:.3f}  "
+                    f"D(x) {mean['d_real']:.2f}  D(G(z)) {mean['d_fake']:.2f} / {mean['d_fake_g']:.2f}  "
+                    f"{mean['images_per_s']:.0f} img/s  ({cur_nimg / 1000:.1f} kimg)")
+        self.epoch, self.rows = epoch, []
+        return line
 
 
 def _format(value) -> str:
@@ -212,3 +264,59 @@ def plot_metrics(csv_path: Path, out_dir: Path, window: int = 25) -> None:
 
 def atomic_savefig(fig, path: Path) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Pictures of the samples.
+
+MAX_GIF_FRAMES = 100
+
+
+def save_progress_gif(samples_dir: Path, path: Path, max_frames: int = MAX_GIF_FRAMES) -> None:
+    """progress.gif from the run's sample grids: every grid, or `max_frames` of them evenly spaced
+    (the first and the last included), so a snapshot's cost does not grow with the run's length."""
+    grids = sorted(samples_dir.glob("fakes*.png"))
+    if len(grids) > max_frames:
+        picks = sorted({round(i * (len(grids) - 1) / (max_frames - 1)) for i in range(max_frames)})
+        grids = [grids[i] for i in picks]
+    frames = [frame for frame in map(_read_image, grids) if frame is not None]
+    if frames:
+        save_gif(frames, path)
+
+
+def write_real_vs_fake(data: ImageData, fakes: torch.Tensor, path: Path, nrow: int | None = None,
+                       labels: torch.Tensor | None = None) -> None:
+    """Real images (a fixed random pick; of the same class as each fake where `labels` are given)
+    and fixed-noise fakes, side by side, labelled."""
+    count = min(fakes.shape[0], len(data))
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    if labels is None:
+        pick = order[:count]
+    else:  # the k-th fake of class c beside the k-th image of class c in the fixed order
+        by_class = {int(c): order[data.labels[order] == c] for c in labels.unique()}
+        seen: dict[int, int] = {}
+        pick = []
+        for c in labels[:count].tolist():
+            members = by_class[c]
+            pick.append(members[seen.get(c, 0) % len(members)])
+            seen[c] = seen.get(c, 0) + 1
+        pick = torch.stack(pick)
+    real = to_pil(make_grid(data.images[pick], nrow=nrow))
+    fake = to_pil(make_grid(fakes[:count], nrow=nrow))
+    label_height, gap = 16, 8
+    canvas = Image.new(real.mode, (real.width + gap + fake.width, real.height + label_height), "white")
+    canvas.paste(real, (0, label_height))
+    canvas.paste(fake, (real.width + gap, label_height))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((2, 2), "real", fill="black")
+    draw.text((real.width + gap + 2, 2), "generated", fill="black")
+    save_image(canvas, path)
+
+
+def _read_image(path: Path) -> Image.Image | None:
+    """A snapshot grid, or None for one torn by a process of an older version killed mid-write."""
+    try:
+        with Image.open(path) as image:
+            return image.copy()
+    except Exception:  # Pillow raises OSError, SyntaxError, EOFError, zlib.error on torn files
+        return None

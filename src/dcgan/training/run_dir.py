@@ -1,16 +1,20 @@
-"""The self-describing run folder: numbered, with config, environment and model summary."""
+"""The self-describing run folder: numbered, with config, environment and model summary, and the
+numbered snapshots it keeps."""
 
 from __future__ import annotations
 
 import copy
+import os
 import platform
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 
 from dcgan import __version__
+from dcgan.files import atomic_write
 
 
 def new_run_dir(outdir: str | Path, dataset: str, preset: str) -> Path:
@@ -65,3 +69,16 @@ def model_summary(generator, discriminator, z_dim: int, resolution: int, channel
                            col_names=("output_size", "num_params"), depth=4, **options))
         parts.append(f"{name}: {count_parameters(module):,} parameters\n{text}\n")
     return "\n".join(parts)
+
+
+def keep_snapshot(run_dir: Path, cur_nimg: int, keep: int) -> None:
+    """checkpoint-last.pt also as checkpoint-kimgNNNNNN.pt (a hard link where the file system has
+    them, else a copy), and only the newest `keep` of those kept."""
+    path = run_dir / f"checkpoint-kimg{cur_nimg // 1000:06d}.pt"
+    path.unlink(missing_ok=True)
+    try:
+        os.link(run_dir / "checkpoint-last.pt", path)
+    except OSError:
+        atomic_write(path, lambda tmp: shutil.copyfile(run_dir / "checkpoint-last.pt", tmp))
+    for old in sorted(run_dir.glob("checkpoint-kimg*.pt"))[:-keep]:
+        old.unlink(missing_ok=True)

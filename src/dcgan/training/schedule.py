@@ -18,8 +18,73 @@ giving what a falling rate gives.
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass
 
 AUTO_DECAY_MIN_KIMG = 600.0
+MIN_SNAPSHOT_NIMG = 20_000
+
+
+class RunClock:
+    """Training seconds of a run: those of the processes before a resume plus this one's, on the
+    monotonic clock (a suspended laptop or an NTP step neither ends a run nor jumps its schedule)."""
+
+    def __init__(self, seconds_before: float = 0.0):
+        self.seconds_before = seconds_before
+        self.started = time.monotonic()
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.monotonic() - self.started
+
+
+@dataclass
+class Budget:
+    """When a run ends (`--kimg`, `--epochs`, `--minutes`: the first reached) and how often it snapshots."""
+
+    total_nimg: float  # math.inf without --kimg or --epochs
+    deadline: float  # seconds; math.inf without --minutes
+    snapshot_nimg: int
+
+    @classmethod
+    def from_config(cls, config, dataset_size: int, epoch_nimg: int) -> "Budget":
+        """The budget of `config` (a TrainConfig). `epoch_nimg`: images in one epoch of all
+        processes' batches. Without --snapshot-kimg, snapshots come every few whole epochs, at least
+        MIN_SNAPSHOT_NIMG images apart, so tiny datasets do not snapshot constantly."""
+        total_nimg = min(config.kimg * 1000 if config.kimg else math.inf,
+                         config.epochs * dataset_size if config.epochs else math.inf)
+        if config.snapshot_kimg:
+            snapshot_nimg = config.snapshot_kimg * 1000
+        else:
+            snapshot_nimg = epoch_nimg * math.ceil(MIN_SNAPSHOT_NIMG / epoch_nimg)
+        return cls(total_nimg, config.minutes * 60 if config.minutes else math.inf, snapshot_nimg)
+
+    def fraction(self, cur_nimg: int, seconds: float) -> float:
+        return run_fraction(cur_nimg, self.total_nimg, seconds, self.deadline)
+
+    def next_snapshot(self, cur_nimg: int) -> int:
+        return (cur_nimg // self.snapshot_nimg + 1) * self.snapshot_nimg
+
+
+@dataclass
+class Rates:
+    """The learning-rate multiplier and instance-noise level at one step, and `--lr-decay auto`'s
+    decision if it has been taken (`new`: at this step)."""
+
+    lr_factor: float
+    instance_noise: float
+    decision: dict | None = None
+    new: bool = False
+
+
+def scheduled_rates(config, done: float, cur_nimg: int, decision: dict | None) -> Rates:
+    """The rates of `config` (a TrainConfig) after a fraction `done` of the run; `decision` is
+    `--lr-decay auto`'s earlier decision, if one was taken."""
+    schedule, start, new = config.lr_decay, config.lr_decay_start, False
+    if schedule == "auto":  # decided once, at the decay's start, and kept in the run's summary
+        if decision is None and done >= start:
+            decision, new = auto_decision(cur_nimg, done), True
+        schedule = decision["schedule"] if decision else "none"
+    return Rates(lr_factor(schedule, done, start), config.instance_noise * (1.0 - done), decision, new)
 
 
 def run_fraction(cur_nimg: int, total_nimg: float, seconds: float, deadline: float) -> float:

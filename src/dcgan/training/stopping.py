@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -44,18 +45,26 @@ class StopSignals:
         self._previous.clear()
 
 
+class StopDecision(NamedTuple):
+    """What all processes agreed on after a step."""
+
+    out_of_time: bool  # the --minutes budget is spent
+    diverged: bool  # a non-finite loss
+    signalled: bool  # SIGTERM or a first Ctrl-C reached some process
+    evaluate: bool  # a tracked metric is due
+    seconds: float  # rank 0's training seconds, which key every process's schedule
+
+
 def stop_vote(out_of_time: bool, diverged: bool, signalled: bool, evaluate: bool = False, *, seconds: float = 0.0,
-              distributed: bool, is_main: bool, device: torch.device) -> tuple[bool, bool, bool, bool, float]:
-    """(out_of_time, diverged, signalled, evaluate, seconds) as all processes agree: rank 0's clock
-    (`seconds` into the run, which also keys the learning-rate schedule), losses and metric schedule,
-    anyone's signal."""
+              distributed: bool, is_main: bool, device: torch.device) -> StopDecision:
+    """One decision for all processes: rank 0's clock, losses and metric schedule, anyone's signal."""
     if not distributed:
-        return out_of_time, diverged, signalled, evaluate, seconds
+        return StopDecision(out_of_time, diverged, signalled, evaluate, seconds)
     votes = torch.tensor([float(out_of_time and is_main), float(diverged and is_main), float(signalled),
                           float(evaluate and is_main), seconds if is_main else 0.0], dtype=torch.float64,
                          device=device)
     dist.all_reduce(votes, op=dist.ReduceOp.MAX)
-    return bool(votes[0]), bool(votes[1]), bool(votes[2]), bool(votes[3]), float(votes[4])
+    return StopDecision(bool(votes[0]), bool(votes[1]), bool(votes[2]), bool(votes[3]), float(votes[4]))
 
 
 def gather_rng_states(state: torch.Tensor, device: torch.device, distributed: bool) -> list[torch.Tensor]:

@@ -57,11 +57,11 @@ class MetricTracker:
         self.seconds_spent = float(summary.get("metric_seconds", 0.0))
         self.warned = False
         self.next_nimg = 0
-        self.last_time = time.time()
+        self.last_time = time.monotonic()
 
     def start(self, cur_nimg: int) -> None:
         """Call when the loop starts (or resumes): the schedule counts from here."""
-        self.last_time = time.time()
+        self.last_time = time.monotonic()
         self.schedule_next(cur_nimg)
 
     def schedule_next(self, cur_nimg: int) -> None:
@@ -74,13 +74,13 @@ class MetricTracker:
             return True
         if self.unit == "kimg":
             return cur_nimg >= self.next_nimg
-        return time.time() - self.last_time >= self.every
+        return time.monotonic() - self.last_time >= self.every
 
     def evaluate(self, generator: torch.nn.Module, cur_nimg: int) -> dict[str, float] | None:
         """Score `generator` now: FID (or FID-fast) of `metric_samples` images against the training
         data, and their IS where tracked: {column: value}, the FID under `self.column`. Under
         torchrun every process calls it (a collective); ranks other than 0 get None."""
-        start = time.time()
+        start = time.monotonic()
         seeds = range(self.process.rank, self.samples, self.process.world_size)
         part = extract_features(self.extractor, generated_batches(generator, seeds, 64), len(seeds), progress=False)
         features = gather_rows(part.features, self.process)
@@ -91,14 +91,14 @@ class MetricTracker:
         scores = compute_scores(self.metrics, generated, self.reference, self.kind,
                                 MetricOptions(is_splits=min(10, self.samples)))
         scores = {key: value for key, value in scores.items() if not key.endswith("_std")}
-        seconds = time.time() - start
+        seconds = time.monotonic() - start
         self.seconds_spent += seconds
         self.schedule_next(cur_nimg)
         if self.unit == "seconds" and seconds > WARN_FRACTION * self.every and not self.warned:
             self.warned = True
             print(f"note: one {self.title} evaluation took {seconds:.0f} s, {seconds / self.every:.0%} of the "
                   f"--metric-every interval; pass a longer --metric-every or fewer --metric-samples", flush=True)
-        self.last_time = time.time()
+        self.last_time = time.monotonic()
         return scores
 
     def is_best(self, value: float) -> bool:
