@@ -1,12 +1,15 @@
 """Fault injection: a run killed with SIGKILL again and again, resumed each time, ends bit-identical.
 
 Starts a small seeded CPU run (`dcgan train`, a synthetic image folder, a snapshot every few
-steps so checkpoint and image writes are frequent), kills it with SIGKILL at random moments, half
-of them the instant a temporary file shows up in the run folder (a checkpoint, grid, GIF, plot or
-JSON being written), and resumes it with `dcgan train --resume` each time. After every kill it
-checks that `checkpoint-last.pt` loads, that every sample grid decodes and that the CSV parses; at
-the end, against an uninterrupted run of the same length: no temporary file left, the same grids,
-CSV steps logged once each in order, and every weight, optimizer moment and RNG state identical.
+steps so checkpoint and image writes are frequent), kills it with SIGKILL, in turn: at a random
+moment of training, the instant a temporary file shows up in the run folder (a checkpoint, grid,
+GIF, plot or JSON being written), and during a resume's start-up (before its first step); it
+resumes it with `dcgan train --resume` each time. Every few kills, while the run trains, a second
+`dcgan train --resume` of the same folder is started: it must be refused (one writer per run
+folder) and leave the run alone. After every kill it checks that `checkpoint-last.pt` loads, that
+every sample grid decodes and that the CSV parses; at the end, against an uninterrupted run of
+the same length: no temporary file left, the same grids, CSV steps logged once each in order, and
+every weight, optimizer moment and RNG state identical.
 
     python benchmarks/crash_resume.py [--kills 20 --kimg 2 --seed 0]
 
@@ -131,6 +134,7 @@ def main() -> int:
     straight_seconds = time.time() - started
 
     problems, kills, during_writes, restarts_from_scratch = [], 0, 0, 0
+    during_startup = second_writers_refused = 0
     killed_parent = root / "killed"
     run: Path | None = None
     while True:
@@ -142,18 +146,33 @@ def main() -> int:
                 restarts_from_scratch += 1
             command = train_command(data, killed_parent, args.kimg, args.seed)
         stale = set(temp_files(run)) if run is not None else set()
+        launched = time.time()
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if kills >= args.kills:
             _, stderr = process.communicate()
             if process.returncode != 0:
                 problems.append(f"the last resume failed: {stderr.strip().splitlines()[-1:]}")
             break
-        wait_until_training(process, killed_parent, run)
-        if kills % 2 == 0:
-            time.sleep(rng.uniform(0.0, 3.0))  # a random moment, mostly mid-step
+        mode = kills % 3
+        if mode == 2 and run is not None:  # during the resume's start-up: imports, loading, the lock
+            time.sleep(rng.uniform(0.0, 2.0))
             process.send_signal(signal.SIGKILL)
+            process.wait()
+            during_startup += (run / "metrics.csv").stat().st_mtime < launched  # its log not yet opened
         else:
-            during_writes += kill_when_writing(process, killed_parent, rng.uniform(3.0, 12.0), stale)
+            wait_until_training(process, killed_parent, run)
+            if run is not None and kills % 4 == 1 and process.poll() is None:
+                second = subprocess.run([sys.executable, "-m", "dcgan", "train", "--resume", str(run), "--threads",
+                                         "1"], env=env, capture_output=True, text=True, timeout=300)
+                if second.returncode != 0 and "is being trained by process" in second.stderr:
+                    second_writers_refused += 1
+                elif process.poll() is None:
+                    problems.append(f"a second writer was not refused: {second.stderr.strip().splitlines()[-1:]}")
+            if mode == 0:
+                time.sleep(rng.uniform(0.0, 3.0))  # a random moment, mostly mid-step
+                process.send_signal(signal.SIGKILL)
+            else:
+                during_writes += kill_when_writing(process, killed_parent, rng.uniform(3.0, 12.0), stale)
         process.wait()
         kills += 1
         run = next((p for p in killed_parent.iterdir() if p.is_dir()), None) if killed_parent.exists() else None
@@ -179,8 +198,9 @@ def main() -> int:
         different = [k for k in a if k not in b or not torch.equal(a[k], b[k])]
         if a.keys() != b.keys() or different:
             problems.append(f"final state differs from the uninterrupted run: {different[:5]}")
-    print(f"\n{kills} SIGKILLs ({during_writes} while a file was being written, {restarts_from_scratch} before "
-          f"the first checkpoint), {args.kimg:g} kimg; uninterrupted run {straight_seconds:.0f} s, "
+    print(f"\n{kills} SIGKILLs ({during_writes} while a file was being written, {during_startup} during a "
+          f"resume's start-up, {restarts_from_scratch} before the first checkpoint), {second_writers_refused} second "
+          f"writers refused, {args.kimg:g} kimg; uninterrupted run {straight_seconds:.0f} s, "
           f"all {time.time() - started:.0f} s")
     for problem in problems:
         print("FAIL", problem)

@@ -1,14 +1,15 @@
-"""Load test of `dcgan serve` on loopback: requests/s, p50/p99 latency, 503s and errors.
+"""Load test of `dcgan serve` on loopback: answered, 503s, errors, p50/p99 latency per client count.
 
-Past its short generation queue the server answers 503 with Retry-After at once (counted apart
-from errors; the client then waits as Retry-After says), and `/healthz` must keep answering under
-the load: its worst latency is reported.
+Past its generation queue the server answers 503 with Retry-After at once (counted apart from
+errors; the client then waits as Retry-After says), and `/healthz` must keep answering under the
+load: its median and worst latency are reported.
 
-Starts the real server (waitress) in a subprocess, then several client threads send
-`/api/generate` requests with random seeds for a bounded time, first for one image per
-request, then for 16. Traffic goes only to 127.0.0.1 and stops by itself.
+Starts the real server (waitress, its default threads) in a subprocess, then for each client count
+(`--clients 1,2,4,8,16`) that many client threads send `/api/generate` requests for one image with
+random seeds for a bounded time; then the largest count asks for 16 images a request, a sustained
+overload. Traffic goes only to 127.0.0.1 and stops by itself.
 
-    python benchmarks/serve_load.py --checkpoint runs/00000-folder-cpu-v1 [--clients 8 --seconds 15]
+    python benchmarks/serve_load.py --checkpoint runs/00000-folder-cpu-v1 [--clients 1,2,4,8,16 --seconds 15]
 """
 
 from __future__ import annotations
@@ -109,14 +110,16 @@ def run_scenario(url: str, num: int, clients: int, seconds: float) -> dict:
     return {"num": num, "requests": len(latencies), "rps": len(latencies) / wall,
             "images_per_s": len(latencies) * num / wall, "p50_ms": p(0.50), "p99_ms": p(0.99),
             "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"), "errors": errors,
-            "busy": busy, "healthz_max_ms": max(health_ms, default=float("nan")), "error_kinds": error_kinds}
+            "busy": busy, "healthz_max_ms": max(health_ms, default=float("nan")),
+            "healthz_p50_ms": statistics.median(health_ms) if health_ms else float("nan"), "error_kinds": error_kinds,
+            "clients": clients}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint",
                         help="run folder or generator file (default: the default preset, random weights)")
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", default="1,2,4,8,16", help="comma-separated client counts")
     parser.add_argument("--seconds", type=float, default=15)
     args = parser.parse_args()
 
@@ -138,14 +141,15 @@ def main() -> None:
                                    "--port", str(port)], stdout=server_log, stderr=subprocess.STDOUT)
         try:
             wait_until_up(url)
-            print(f"{args.clients} concurrent clients, {args.seconds:g} s per scenario, server on {url}")
-            print(f"{'images/request':>14} {'requests':>9} {'req/s':>8} {'images/s':>9} {'p50 ms':>8} "
-                  f"{'p99 ms':>8} {'503s':>6} {'errors':>7} {'healthz max ms':>15}")
-            for num in (1, 16):
-                r = run_scenario(url, num, args.clients, args.seconds)
-                print(f"{r['num']:>14} {r['requests']:>9} {r['rps']:>8.1f} {r['images_per_s']:>9.1f} "
-                      f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['busy']:>6} {r['errors']:>7} "
-                      f"{r['healthz_max_ms']:>15.1f}")
+            counts = [int(count) for count in args.clients.split(",")]
+            print(f"client counts {counts}, {args.seconds:g} s per scenario, server on {url}")
+            print(f"{'clients':>7} {'images/req':>10} {'answered':>9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+                  f"{'503s':>5} {'errors':>6} {'healthz p50/max ms':>19}")
+            for clients, num in [(count, 1) for count in counts] + [(max(counts), 16)]:
+                r = run_scenario(url, num, clients, args.seconds)
+                print(f"{clients:>7} {num:>10} {r['requests']:>9} {r['rps']:>7.1f} {r['p50_ms']:>7.1f} "
+                      f"{r['p99_ms']:>7.1f} {r['busy']:>5} {r['errors']:>6} "
+                      f"{r['healthz_p50_ms']:>9.1f}/{r['healthz_max_ms']:<9.1f}")
                 for kind, count in r["error_kinds"].items():
                     print(f"  {count} x {kind}")
         finally:

@@ -159,6 +159,14 @@ def test_generator_file(tmp_path, kind):
     ({"generator_kwargs": json.dumps({**KWARGS, "wings": 2})}, "do not build a generator"),
     ({"generator_kwargs": json.dumps({**KWARGS, "family": "unicorn"})}, "do not build a generator"),
     ({"generator_kwargs": json.dumps({**KWARGS, "base_channels": 16})}, "has shape"),
+    # Sizes that would allocate until the process dies are refused before anything is built ...
+    ({"generator_kwargs": json.dumps({**KWARGS, "num_classes": 400_000_000})}, "num_classes=400000000 is not a whole"),
+    ({"generator_kwargs": json.dumps({**KWARGS, "base_channels": 10 ** 9})}, "base_channels=1000000000 is not"),
+    ({"generator_kwargs": json.dumps({**KWARGS, "z_dim": -3})}, "z_dim=-3 is not a whole number"),
+    ({"generator_kwargs": json.dumps({**KWARGS, "z_dim": "100"})}, "z_dim=100 is not a whole number"),
+    # ... and sizes within bounds that the file's tensors do not have, before they are allocated.
+    ({"generator_kwargs": json.dumps({**KWARGS, "num_classes": 90_000})}, "the checkpoint has no embed.weight"),
+    ({"generator_kwargs": json.dumps({**KWARGS, "base_channels": 4000})}, "has shape"),
     ({"format": None}, "not a dcgan generator"),
 ])
 def test_generator_file_metadata(tmp_path, changes, fragment):
@@ -328,3 +336,20 @@ def test_a_generator_of_another_model_family_is_one_line(tmp_path, capsys):
     save_generator(build_generator(**kwargs), kwargs, tmp_path / "other.safetensors", family="stylegan3")
     with pytest.raises(UserError, match="model family 'stylegan3'; this version of dcgan builds dcgan"):
         load_generator(tmp_path / "other.safetensors")
+
+
+def test_a_damaged_cached_fast_extractor_is_trained_again(tmp_path, monkeypatch, capsys):
+    from dcgan.metrics.fast import FastExtractor, ensure_fast_extractor
+
+    monkeypatch.setenv("DCGAN_CACHE", str(tmp_path / "cache"))
+    for name in ("cats", "dogs"):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for index in range(10):
+            noise = np.random.default_rng(index + 10 * (name == "dogs")).integers(0, 256, (16, 16, 3), np.uint8)
+            Image.fromarray(noise).save(tmp_path / "images" / name / f"{index}.png")
+    path = tmp_path / "fast.safetensors"
+    path.write_bytes(b"half a file")  # a copy killed mid-way
+    built = ensure_fast_extractor("folder", str(tmp_path / "images"), resolution=16, channels=3, epochs=1,
+                                  progress=False, out=path)
+    assert built == path and FastExtractor(path).class_names == ["cats", "dogs"]
+    assert "the cached fast extractor is not usable" in capsys.readouterr().out

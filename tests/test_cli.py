@@ -133,6 +133,19 @@ def test_resume_with_another_architecture_names_both_shapes(cifar_root, tmp_path
     assert "4 steps" in stdout
 
 
+def test_resume_on_other_data_is_refused_unless_asked_for(cifar_root, tmp_path):
+    common = ["--dataset", "folder", "--data-root", cifar_root / "train", "--classes", "automobile",
+              "--g-channels", 8, "--d-channels", 8, "--batch-size", 16, "--outdir", tmp_path]
+    code, _, stderr = dcgan("train", *common, "--kimg", 0.032)
+    assert code == 0, stderr
+    run = tmp_path / "00000-folder-cpu-v1"
+    assert_one_line_error(dcgan("train", "--resume", run, "--classes", "truck", "--kimg", 0.064),
+                          "was trained on other data", "classes ['automobile'] -> ['truck']", "--allow-new-data")
+    code, stdout, stderr = dcgan("train", "--resume", run, "--classes", "truck", "--kimg", 0.064, "--allow-new-data")
+    assert code == 0, stderr
+    assert "on other data (classes ['automobile'] -> ['truck'])" in stdout and "4 steps" in stdout
+
+
 def test_serve_bad_input(generator_file, tmp_path):
     assert_one_line_error(dcgan("serve", "--model", "mnist"), "train it yourself: dcgan train --dataset mnist")
     assert_one_line_error(dcgan("serve", "--port", 99999), "--port must be between")  # no arguments: shipped models

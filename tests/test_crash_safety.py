@@ -184,3 +184,61 @@ def test_the_progress_gif_keeps_a_bounded_number_of_frames(tmp_path):
         gif.seek(4)
         last = gif.convert("RGB").getpixel((0, 0))
     assert first[0] == 0 and abs(last[0] - 220) <= 4  # the first and the last grid are kept
+
+
+WRITERS_ON_A_FULL_DISK = r"""
+import resource, signal, sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from dcgan.checkpoint import load_checkpoint, save_checkpoint
+from dcgan.errors import UserError
+from dcgan.files import atomic_write, save_image
+
+folder = Path(sys.argv[1])
+big = {"w": torch.randn(300_000)}  # 1.2 MB each way
+writers = {
+    "torch.save": (folder / "checkpoint-last.pt", lambda path, value: save_checkpoint(value, path)),
+    "safetensors": (folder / "generator.safetensors",
+                    lambda path, value: atomic_write(path, lambda tmp: save_file(value, str(tmp)))),
+    "numpy": (folder / "stats.npz", lambda path, value: atomic_write(
+        path, lambda tmp: np.savez(open(tmp, "wb"), w=value["w"].numpy()))),
+    "pillow": (folder / "grid.png", lambda path, value: save_image(square_image(value["w"]), path)),
+}
+
+
+def square_image(values):
+    side = int(values.numel() ** 0.5)
+    return Image.fromarray((values.numpy()[:side * side].reshape(side, side) * 50).astype("uint8"))
+
+for name, (path, write) in writers.items():
+    write(path, {"w": torch.zeros(4)})  # the last good file
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+for name, (path, write) in writers.items():
+    try:
+        write(path, big)
+        print(name, "| written")
+    except UserError as error:
+        print(name, "|", error)
+"""
+
+
+def test_a_write_that_does_not_fit_is_one_line_whatever_the_writer(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", WRITERS_ON_A_FULL_DISK, str(tmp_path)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(" | ", 1) for line in result.stdout.splitlines())
+    assert sorted(lines) == ["numpy", "pillow", "safetensors", "torch.save"]
+    for name, line in lines.items():
+        assert "File too large" in line and "is intact" in line and "\n" not in line, (name, line)
+    assert load_checkpoint(tmp_path / "checkpoint-last.pt")["w"].shape == (4,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-last.pt", "generator.safetensors",
+                                                          "grid.png", "stats.npz"]  # no temporary file left

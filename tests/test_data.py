@@ -127,3 +127,45 @@ def test_distributed_ranks_see_disjoint_data():
 def test_too_few_images_for_a_batch():
     with pytest.raises(UserError, match="fewer than one batch"):
         BatchStream(make_data(5), 8, seed=0, device=torch.device("cpu"))
+
+
+def test_folder_images_are_decoded_as_they_look(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    monkeypatch.setenv("DCGAN_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "images" / "things"
+    folder.mkdir(parents=True)
+    Image.new("L", (32, 32), 90).save(folder / "a-grey.png")  # sorts first: the folder is still colour
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(folder / "b-red.png")
+    Image.fromarray(np.full((32, 32), 40000, np.uint16)).save(folder / "c-16bit.png")
+    clear = np.zeros((32, 32, 4), np.uint8)  # black and fully transparent
+    Image.fromarray(clear, "RGBA").save(folder / "d-transparent.png")
+    halves = np.zeros((16, 32, 3), np.uint8)
+    halves[:, 16:] = 255  # left black, right white; EXIF says: turn 90 degrees clockwise to view
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(halves).save(folder / "e-rotated.jpg", exif=exif, quality=100)
+    (tmp_path / "images" / "nothing").mkdir()
+
+    data = load_dataset("folder", tmp_path / "images", classes=["things"], resolution=32)
+    assert data.channels == 3 and len(data) == 5
+    grey, red, sixteen, transparent, rotated = data.images
+    assert grey[:, 0, 0].tolist() == [90, 90, 90] and red[:, 0, 0].tolist() == [200, 30, 30]
+    assert sixteen[:, 0, 0].tolist() == [156, 156, 156]  # 40000 / 257, not clipped to 255
+    assert transparent.min() == 255  # composited on white
+    assert rotated[:, 2, 2].max() < 60 and rotated[:, 2, -3].max() < 60  # the black half is on top now
+    assert rotated[:, -3, 2].min() > 200 and rotated[:, -3, -3].min() > 200
+    said = capsys.readouterr().out
+    assert "1 turned upright by their EXIF orientation" in said and "1 16-bit, scaled to 8-bit" in said
+    assert "1 transparent, composited on white" in said
+
+    with pytest.raises(UserError, match="no images in the class folder.s. nothing under"):
+        load_dataset("folder", tmp_path / "images", classes=["nothing"])
+
+
+def test_class_indices_are_ascii_digits():
+    from dcgan.data import class_index
+
+    assert class_index("1", ["cat", "dog"]) == 1
+    with pytest.raises(UserError, match="unknown class '¹'"):
+        class_index("¹", ["cat", "dog"])  # str.isdigit() says yes, int() says no

@@ -238,3 +238,62 @@ def test_seeded_images_carry_an_etag_and_a_repeat_is_304(client):
 def test_runs_page_needs_runs_folder(model_files):
     response = create_app(model_files).test_client().get("/runs")
     assert response.status_code == 404 and "without --runs" in response.get_json()["error"]
+
+
+def test_only_the_hosts_it_was_started_for_are_answered(model_files):
+    from dcgan.server import allowed_host_names
+
+    client = create_app(model_files).test_client()
+    for host in ("localhost", "127.0.0.1:5000", "[::1]:5000", "LOCALHOST:80"):
+        assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
+    response = client.get("/healthz", headers={"Host": "attacker.example:5000"})  # DNS rebinding
+    assert response.status_code == 403 and "--allowed-hosts attacker.example" in response.get_json()["error"]
+    proxied = create_app(model_files, allowed_hosts=allowed_host_names("127.0.0.1", ["gan.example.org"]))
+    assert proxied.test_client().get("/healthz", headers={"Host": "gan.example.org"}).status_code == 200
+    assert "10.1.2.3" in allowed_host_names("10.1.2.3", [])
+
+
+def test_links_in_a_run_folder_read_nothing_outside_it(model_files, runs_dir, tmp_path):
+    import shutil
+
+    run = next(p for p in runs_dir.iterdir() if p.is_dir() and (p / "config.json").is_file())
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret.png").write_text("secret")
+    (outside / "config.json").write_text('{"dataset": "secret"}')
+    root = tmp_path / "runs"
+    shutil.copytree(run, root / run.name)
+    (root / run.name / "losses.png").unlink()
+    (root / run.name / "losses.png").symlink_to(outside / "secret.png")  # planted in a run folder
+    (root / "00099-linked").symlink_to(outside)  # a run folder that is a link out of --runs
+    client = create_app(model_files, str(root)).test_client()
+    assert client.get(f"/runs/{run.name}/losses.png").status_code == 404
+    assert client.get("/runs/00099-linked/config.json").status_code == 404
+    page = client.get("/runs").get_data(as_text=True)
+    assert run.name in page and "00099-linked" not in page and "secret" not in page
+    assert client.get(f"/runs/{run.name}/progress.gif").status_code == 200  # a real file still is
+
+
+def test_served_run_json_carries_no_paths_of_the_training_machine(client, runs_dir):
+    run = next(p.name for p in runs_dir.iterdir() if p.is_dir() and (p / "config.json").is_file())
+    config = client.get(f"/runs/{run}/config.json").get_json()
+    summary = client.get(f"/runs/{run}/summary.json").get_json()
+    assert config["batch_size"] == 16 and config["outdir"] == runs_dir.name
+    assert str(runs_dir.parent) not in json.dumps([config, summary]) and "/" not in config["fast_extractor"]
+
+
+def test_odd_queries_and_hostile_run_files_are_4xx_or_a_broken_row(model_files, tmp_path, client):
+    assert client.get('/api/generate?seed=1&x="').status_code == 200  # a quote in the ETag's query
+    raw = client.get("/api/generate", environ_overrides={"QUERY_STRING": "seed=1&x=\xff"})  # a byte, not UTF-8
+    assert raw.status_code == 400 and "not UTF-8" in raw.get_json()["error"]
+    assert client.get("/api/generate?seed=1&x=%FF").status_code == 200
+    assert client.get("/api/generate?seed=%20%35").status_code == 400  # int() would take ' 5'
+    assert client.get("/api/generate?seed=%D9%A3").status_code == 400  # and an Arabic-Indic 3
+    (tmp_path / "00000-odd").mkdir()
+    (tmp_path / "00000-odd" / "config.json").write_text('{"dataset": "folder", "batch_size": 16}')
+    (tmp_path / "00000-odd" / "summary.json").write_text('{"best": {"value": "abc", "metric": "fid"}}')
+    (tmp_path / "00001-list").mkdir()
+    (tmp_path / "00001-list" / "config.json").write_text('[1, 2]')
+    response = create_app(model_files, str(tmp_path)).test_client().get("/runs")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "00000-odd" in page and "00001-list" in page

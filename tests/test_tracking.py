@@ -150,3 +150,43 @@ def test_torchrun_processes_share_each_evaluation_and_score_as_one_process(tmp_p
     again = generated_features(generator, extractor, 101, progress=False)
     again_fid = frechet_distance(again.mu, again.sigma, reference.mu, reference.sigma)
     assert again_fid == pytest.approx(rows[-1][1], rel=1e-4)
+
+
+def test_resume_with_another_score_starts_a_new_best(tmp_path, few_cars, fast_extractor_file, capsys):
+    config = dict(metric="fid-fast", metric_every="0.064kimg", fast_extractor=str(fast_extractor_file))
+    half = train(small_config(tmp_path, kimg=0.32, metric_samples=100, **config), data=few_cars, show_progress=False)
+    old_best = json.loads((half / "summary.json").read_text())["best"]
+    state = load_checkpoint(half / "checkpoint-last.pt")
+    capsys.readouterr()
+    run = train(small_config(tmp_path, kimg=0.64, metric_samples=60, **config), data=few_cars, run_dir=half,
+                resume_state=state, show_progress=False)
+    assert "the best starts again" in capsys.readouterr().out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["previous_best"] == old_best and summary["best"]["samples"] == 60
+    new_rows = [(step, value) for step, value in metric_rows(run, "fid_fast") if step > 20]
+    best_step, best_value = min(new_rows, key=lambda row: row[1])
+    assert summary["best"]["step"] == best_step and summary["best"]["value"] == pytest.approx(best_value, rel=1e-5)
+    assert load_checkpoint(run / "checkpoint-best.pt")["step"] == best_step
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_wait_out_a_long_metric_set_up_without_a_collective_timeout(tmp_path, cifar_root,
+                                                                                   stand_in_inception_weights):
+    # Rank 0 computes Inception statistics of the training images (seconds per image here) while the
+    # others wait; with collectives timing out after 5 s, they must wait elsewhere.
+    import shutil
+
+    from test_train import torchrun
+
+    folder = tmp_path / "data" / "cars"
+    folder.mkdir(parents=True)
+    for path in sorted((cifar_root / "train" / "automobile").iterdir())[:64]:
+        shutil.copy(path, folder / path.name)
+    result = torchrun("--dataset", "folder", "--data-root", tmp_path / "data", "--g-channels", "8",
+                      "--d-channels", "8", "--batch-size", "16", "--kimg", "0.064", "--metric", "fid",
+                      "--inception-weights", stand_in_inception_weights, "--metric-samples", "8",
+                      "--outdir", tmp_path / "runs",
+                      env={"DCGAN_CACHE": str(tmp_path / "cache"), "DCGAN_COLLECTIVE_TIMEOUT_S": "5"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    assert metric_rows(run, "fid")  # the final evaluation, scored by both ranks

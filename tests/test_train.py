@@ -135,13 +135,15 @@ def test_wandb_logs_offline_without_login(tmp_path, few_cars, monkeypatch):
     assert offline_runs and list(offline_runs[0].glob("*.wandb"))
 
 
-def torchrun(*args, timeout=600):
+def torchrun(*args, timeout=600, env=None):
+    import os
     import subprocess
     import sys
 
     return subprocess.run(  # `torchrun` is `python -m torch.distributed.run`
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dcgan", "train",
-         *map(str, args), "--device", "cpu", "--threads", "1"], capture_output=True, text=True, timeout=timeout)
+         *map(str, args), "--device", "cpu", "--threads", "1"], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})})
 
 
 @pytest.mark.slow

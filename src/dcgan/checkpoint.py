@@ -25,7 +25,12 @@ FORMAT = "dcgan-checkpoint-v1"
 
 def save_checkpoint(state: dict, path: Path) -> None:
     state = {"format": FORMAT, "version": __version__, **state}
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # through Python's file: a failed write keeps its OSError
+            torch.save(state, handle)
+
+    atomic_write(path, write)
 
 
 CHECKPOINT_EXPECTED = "a dcgan checkpoint (.pt) written by `dcgan train`"
@@ -109,6 +114,13 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def load_state_checked(module: nn.Module, state_dict: dict, what: str) -> None:
     """load_state_dict, but a mismatch names the parameter and both shapes in one line."""
+    check_state_shapes(module, state_dict, what)
+    module.load_state_dict(state_dict)
+
+
+def check_state_shapes(module: nn.Module, state_dict: dict, what: str) -> None:
+    """That `state_dict` has exactly `module`'s tensors, each of its shape (`module` may live on the
+    meta device); else one line naming the first difference."""
     if not isinstance(state_dict, dict):
         raise UserError(f"{what}: the checkpoint holds a {type(state_dict).__name__} where a state dict belongs")
     own = module.state_dict()
@@ -124,7 +136,31 @@ def load_state_checked(module: nn.Module, state_dict: dict, what: str) -> None:
     if extra:
         raise UserError(f"{what}: the checkpoint has {extra[0]}, which the model lacks; "
                         f"it was saved from another architecture")
-    module.load_state_dict(state_dict)
+
+
+# The largest size a constructor argument read from a file may ask for: far past any model this
+# toolkit trains, far below what would exhaust memory before the tensors are compared.
+ARGUMENT_LIMITS = {"z_dim": 4096, "img_resolution": 1024, "img_channels": 4, "base_channels": 4096,
+                   "num_classes": 100_000, "depth": 64}
+
+
+def build_checked(build, kwargs: dict, state_dict: dict, *, path: Path, what: str) -> nn.Module:
+    """A module from constructor arguments read from a file, checked before anything is allocated:
+    each size argument an integer within ARGUMENT_LIMITS, then the module built on the meta device
+    (no memory) and its tensor shapes compared with the file's; only then built for real."""
+    for key, limit in ARGUMENT_LIMITS.items():
+        value = kwargs.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+            raise UserError(f"{path}: the {what} argument {key}={str(value)[:40]} is not a whole number from 0 to "
+                            f"{limit:,}; the file is damaged or was not written by dcgan")
+    try:
+        with torch.device("meta"):
+            skeleton = build(**kwargs)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # arguments of another version or family
+        raise UserError(f"{path} has damaged metadata: the {what} arguments {json.dumps(kwargs, default=str)[:160]} "
+                        f"do not build a {what} ({reason(error)})") from None
+    check_state_shapes(skeleton, state_dict, f"{what} from {path}")
+    return build(**kwargs)
 
 
 def save_generator(generator: nn.Module, kwargs: dict, path: Path, extra: dict | None = None,
@@ -218,11 +254,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", use_ema
     if family not in MODEL_FAMILIES:
         raise UserError(f"{path} holds a generator of the model family {str(family)[:40]!r}; this version of "
                         f"dcgan builds {', '.join(MODEL_FAMILIES)}")
-    try:
-        generator = build_generator(family, **kwargs)
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # arguments of another version or family
-        raise UserError(f"{path}: the generator arguments {json.dumps(kwargs)[:160]} do not build a generator "
-                        f"({reason(error)})") from None
+    generator = build_checked(lambda **a: build_generator(family, **a), kwargs, state_dict, path=path,
+                              what="generator")
     load_state_checked(generator, state_dict, f"generator from {path}")
     generator = generator.to(device).eval()
     if standing:

@@ -224,6 +224,21 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+DATA_FIELDS = ("dataset", "data_root", "split", "classes", "resolution", "channels")
+
+
+def data_changes(saved: dict, config: "TrainConfig") -> list[str]:
+    """What a resumed run would train on that differs from what it trained on: ['data_root a -> b']."""
+    def same(key: str, old, new) -> bool:
+        if key == "data_root":
+            return Path(str(old)).expanduser().resolve() == Path(str(new)).expanduser().resolve()
+        return old == new
+
+    new = config.to_dict()
+    return [f"{key} {saved.get(key)!r} -> {new[key]!r}" for key in DATA_FIELDS
+            if key in saved and not same(key, saved[key], new[key])]
+
+
 def parse_interval(text: str) -> tuple[str, float]:
     """'5min', '30s', '1h' -> ('seconds', 300.0); '50kimg' or '50-kimg' -> ('kimg', 50.0)."""
     value = str(text).strip().lower().replace(" ", "")

@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dcgan.errors import UserError
+from dcgan.files import atomic_write, write_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # raised whenever decoding changes, so that older cache entries are not reused
 
 
 @dataclass
@@ -112,25 +113,69 @@ def test_folder_beside(root: str | Path) -> Path | None:
     return None
 
 
+GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "F")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I")
+PROBE_SAMPLE = 256  # images of a folder read (headers only) to decide its resolution and channels
+
+
 def _probe(path: Path) -> tuple[int, int]:
     """(shorter side, channels) of an image, without decoding its pixels."""
     try:
         with Image.open(path) as image:
-            return min(image.size), 1 if image.mode in ("1", "L", "I", "I;16", "F") else 3
+            return min(image.size), 1 if image.mode in GREY_MODES else 3
     except Exception as error:  # Pillow raises OSError, SyntaxError, EOFError, zlib.error, ... by format
         raise _image_error(path, error) from None
 
 
-def _decode(path: Path, resolution: int, mode: str) -> np.ndarray:
+def _probe_folder(paths: list[Path]) -> tuple[int, int]:
+    """(median shorter side, channels) of a folder from up to PROBE_SAMPLE images spread over it:
+    colour if any of them is, so a grey first image does not make a colour folder grey."""
+    sample = paths[::max(1, len(paths) // PROBE_SAMPLE)][:PROBE_SAMPLE]
+    sizes, channels = zip(*map(_probe, sample))
+    return sorted(sizes)[len(sizes) // 2], max(channels)
+
+
+def _decode(path: Path, resolution: int, mode: str) -> tuple[np.ndarray, set[str]]:
+    """An image as (resolution, resolution, C) uint8, upright by its EXIF orientation, 16-bit
+    scaled (not clipped) to 8, transparency composited on white; and which of those it needed."""
+    done = set()
     try:
         with Image.open(path) as image:
+            if image.getexif().get(EXIF_ORIENTATION, 1) not in (1, None):
+                image, done = ImageOps.exif_transpose(image), done | {"rotated"}
+            if image.mode in SIXTEEN_BIT_MODES:
+                image, scaled = _to_8_bit(image)
+                done |= {"16-bit"} if scaled else set()
+            if image.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (image.mode == "P" and "transparency" in image.info):
+                image, done = _on_white(image), done | {"transparent"}
             image = image.convert(mode)
             if image.size != (resolution, resolution):
                 image = _center_crop_resize(image, resolution)
             array = np.asarray(image, dtype=np.uint8)
     except Exception as error:  # Pillow raises OSError, SyntaxError, EOFError, zlib.error, ... by format
         raise _image_error(path, error) from None
-    return array[:, :, None] if array.ndim == 2 else array
+    return (array[:, :, None] if array.ndim == 2 else array), done
+
+
+EXIF_ORIENTATION = 0x0112
+
+
+def _to_8_bit(image: Image.Image) -> tuple[Image.Image, bool]:
+    """A 16-bit (or 32-bit integer) grey image as 8-bit grey: 0-65535 scaled to 0-255 where its
+    values exceed 255 (Pillow's convert("L") would clip them to white); whether it was scaled."""
+    values = np.asarray(image, dtype=np.int64)
+    scaled = values.size > 0 and values.max() > 255
+    if scaled:
+        values = np.round(values.clip(0, 65535) / 257)
+    return Image.fromarray(values.clip(0, 255).astype(np.uint8), "L"), bool(scaled)
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """Transparent pixels composited on white (convert("RGB") would drop alpha, showing what the
+    transparent pixels happen to hold)."""
+    background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    background.alpha_composite(image.convert("RGBA"))
+    return background.convert("RGB")
 
 
 def _image_error(path: Path, error: Exception) -> UserError:
@@ -163,7 +208,10 @@ def _load_folder(root: Path, split: str, classes, resolution: int, channels: int
     root, class_names, files = _folder_files(root, split)
     keep = _class_indices(classes, class_names)
     files = [(p, label) for p, label in files if label in keep]
-    detected_size, detected_channels = _probe(files[0][0])
+    if not files:
+        raise UserError(f"no images in the class folder(s) {', '.join(class_names[i] for i in sorted(keep))} "
+                        f"under {root}")
+    detected_size, detected_channels = _probe_folder([p for p, _ in files])
     resolution = resolution or (64 if detected_size >= 64 else 32)
     channels = channels or detected_channels
     stats = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p, _ in files]
@@ -172,12 +220,25 @@ def _load_folder(root: Path, split: str, classes, resolution: int, channels: int
     def decode_all() -> ImageData:
         mode = "L" if channels == 1 else "RGB"
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            arrays = list(pool.map(lambda pl: _decode(pl[0], resolution, mode), files, chunksize=64))
-        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+            decoded = list(pool.map(lambda pl: _decode(pl[0], resolution, mode), files, chunksize=64))
+        say_what_was_done(root, [done for _, done in decoded], channels, detected_channels)
+        images = torch.from_numpy(np.stack([array for array, _ in decoded])).permute(0, 3, 1, 2).contiguous()
         labels = torch.tensor([label for _, label in files], dtype=torch.int64)
         return ImageData(images, labels, class_names)
 
     return _cached(key, decode_all, use_cache)
+
+
+def say_what_was_done(root: Path, done: list[set[str]], channels: int, detected_channels: int) -> None:
+    """One line on what decoding changed in a folder's images, if anything did."""
+    counts = {what: sum(what in d for d in done) for what in ("rotated", "16-bit", "transparent")}
+    words = {"rotated": "turned upright by their EXIF orientation", "16-bit": "16-bit, scaled to 8-bit",
+             "transparent": "transparent, composited on white"}
+    parts = [f"{count:,} {words[what]}" for what, count in counts.items() if count]
+    if channels == 1 and detected_channels == 3:
+        parts.append("colour images made grey (--channels 1)")
+    if parts:
+        print(f"{root}: {'; '.join(parts)}", flush=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -231,7 +292,8 @@ def _load_torchvision(name, root: Path, split, classes, resolution, channels, do
             paths = [Path(dataset.root) / dataset.base_folder / "img_align_celeba" / f for f in dataset.filename]
             mode = "L" if channels == 1 else "RGB"
             with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-                arrays = list(pool.map(lambda p: _decode(p, resolution, mode), paths, chunksize=64))
+                arrays = [array for array, _ in pool.map(lambda p: _decode(p, resolution, mode), paths,
+                                                         chunksize=64)]
             images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
             return ImageData(images, labels, class_names)
         class_names = list(dataset.classes)
@@ -272,7 +334,7 @@ def class_index(item, class_names: list[str], alternatives: str = "") -> int:
     item = str(item).strip()
     if item in class_names:
         return class_names.index(item)
-    if item.isdigit() and int(item) < len(class_names):
+    if item.isascii() and item.isdigit() and int(item) < len(class_names):  # not '²', which int() rejects
         return int(item)
     raise UserError(f"unknown class {item[:40]!r}; valid classes: {', '.join(class_names)} "
                     f"(or indices 0-{len(class_names) - 1}{alternatives})")
@@ -305,14 +367,13 @@ def _cached(key: str, build, use_cache: bool) -> ImageData:
         except Exception:  # A damaged cache entry (truncated, garbage, foreign) is rebuilt, never trusted.
             pass
     data = build()
-    if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({"images": data.images.contiguous(), "labels": data.labels.contiguous()}, str(tmp))
-        meta_tmp = path.with_suffix(f".jsontmp{os.getpid()}")
-        meta_tmp.write_text(json.dumps({"class_names": data.class_names}))
-        os.replace(meta_tmp, path.with_suffix(".json"))
-        os.replace(tmp, path)
+    if use_cache:  # the metadata first: the tensors' file is what marks the entry as present
+        tensors = {"images": data.images.contiguous(), "labels": data.labels.contiguous()}
+        try:
+            write_text(path.with_suffix(".json"), json.dumps({"class_names": data.class_names}))
+            atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+        except UserError as error:  # a full disk: train from memory, decode again next time
+            print(f"note: the decoded data is not cached: {error}", flush=True)
     return data
 
 

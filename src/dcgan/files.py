@@ -41,12 +41,48 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         _fsync_folder(path.parent)
-    except OSError as error:  # a full disk, a read-only folder: the old file is untouched
-        raise UserError(f"could not write {path} ({error.strerror or error}); "
+    except Exception as error:  # a full disk, a read-only folder: the old file is untouched
+        if not is_write_error(error):
+            raise
+        raise UserError(f"could not write {path} ({write_error_text(error)}); "
                         f"the previous {path.name}, if any, is intact") from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def is_write_error(error: BaseException) -> bool:
+    """An OS error, or a writer's own wrapping of one: torch.save raises RuntimeError ("iostream
+    error", "unexpected pos" in its zip writer), safetensors its SafetensorError (naming the OS
+    error), Pillow and numpy OSError."""
+    if os_error(error) is not None:
+        return True
+    text = str(error)
+    if isinstance(error, RuntimeError) and re.search(r"write|iostream|inline_container|StreamWriter", text, re.I):
+        return True
+    return type(error).__name__ == "SafetensorError" and re.search(r"I/O error|IoError|os error", text) is not None
+
+
+def os_error(error: BaseException) -> OSError | None:
+    """The OSError an exception is, or was raised while handling (torch.save hides it that way)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def write_error_text(error: BaseException) -> str:
+    """The OS's words for a write error: "No space left on device", "File too large"."""
+    if (cause := os_error(error)) is not None:
+        return cause.strerror or str(cause)
+    match = re.search(r'I/O error: (.+?) \(os error \d+\)|message: "([^"]+)"', str(error))  # safetensors' words
+    if match:
+        return match.group(1) or match.group(2)
+    text = str(error).strip()
+    return text.splitlines()[-1][:200] if text else type(error).__name__
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -174,7 +174,7 @@ def save_images(images: torch.Tensor, outdir: str | Path, seeds, class_names: li
     for i, (image, seed) in enumerate(zip(images, seeds)):
         suffix = f"-{class_names[i]}" if class_names else ""
         path = outdir / f"seed{int(seed):06d}{suffix}.png"
-        image_to_pil(image).save(path)
+        save_image(image_to_pil(image), path)
         paths.append(path)
     return paths
 

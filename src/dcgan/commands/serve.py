@@ -12,6 +12,9 @@ from dcgan.commands import add_generator_source
 from dcgan.errors import UserError
 
 
+RESERVED_THREADS = 2  # server threads no generating request may take: /healthz and the pages always answer
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("serve", help="serve a web gallery and HTTP API", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -19,8 +22,13 @@ def register(subparsers) -> None:
     parser.add_argument("--runs", metavar="DIR", help="show the training runs in this folder (e.g. runs/)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    parser.add_argument("--allowed-hosts", metavar="NAMES", default="",
+                        help="comma-separated host names requests may be addressed to besides --host and the "
+                             "loopback names (a proxy's public name; * for any)")
     parser.add_argument("--max-images", type=int, default=64, help="most images one request may ask for")
-    parser.add_argument("--threads", type=int, default=4, help="server worker threads (default 4)")
+    parser.add_argument("--threads", type=int, default=10,
+                        help="server worker threads (default 10): 2 are kept for /healthz and the pages, the "
+                             "others take requests that generate; past them a request gets 503 at once")
     parser.add_argument("--torch-threads", type=int, default=0,
                         help="torch CPU threads for generation (default: all cores, at most 4)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
@@ -33,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from dcgan.server import create_app, serve
+    from dcgan.server import allowed_host_names, create_app, serve
     from dcgan.devices import pick_device
 
     from dcgan.pretrained import trained_models
@@ -48,13 +56,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--port must be between 1 and 65535, not {args.port}")
     if not 1 <= args.max_images <= 1024:
         raise UserError(f"--max-images must be between 1 and 1024, not {args.max_images}")
-    if args.threads < 1 or args.torch_threads < 0:
-        raise UserError("--threads must be at least 1 and --torch-threads at least 0")
+    if args.threads < RESERVED_THREADS + 1 or args.torch_threads < 0:
+        raise UserError(f"--threads must be at least {RESERVED_THREADS + 1} ({RESERVED_THREADS} are kept for /healthz "
+                        f"and the pages) and --torch-threads at least 0")
     if args.runs and not Path(args.runs).is_dir():
         raise UserError(f"--runs folder {args.runs} does not exist")
     torch.set_num_threads(args.torch_threads or min(4, os.cpu_count() or 1))
     app = create_app(args.checkpoint, args.runs, shipped=shipped, max_images=args.max_images,
-                     device=str(pick_device(args.device)), max_waiting=max(0, args.threads - 2))
+                     device=str(pick_device(args.device)), max_waiting=args.threads - RESERVED_THREADS - 1,
+                     allowed_hosts=allowed_host_names(args.host, args.allowed_hosts.split(",")))
     print(f"serving {', '.join(app.extensions['dcgan'].models)} on http://{args.host}:{args.port}/", flush=True)
     serve(app, args.host, args.port, threads=args.threads)
     return 0

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dcgan.config import DEFAULT_EPOCHS, FIELDS, PRESETS, preset_values, read_config_file, resolve_config
+from dcgan.config import DEFAULT_EPOCHS, FIELDS, data_changes, PRESETS, preset_values, read_config_file, resolve_config
 from dcgan.errors import UserError
 
 
@@ -16,6 +16,8 @@ def register(subparsers) -> None:
                                    argument_default=argparse.SUPPRESS)
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings (flags override it)")
     parser.add_argument("--resume", metavar="RUN", help="continue a run folder (or its checkpoint-last.pt) exactly")
+    parser.add_argument("--allow-new-data", action="store_true",
+                        help="with --resume: continue on other data than the run's (fine-tuning); refused otherwise")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     recipes = {name: preset_values(name) for name in PRESETS}
     differing = {name for values in PRESETS.values() for name in values}
@@ -61,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
     elif not any(k in given or k in file_values for k in lengths):
         given["epochs"] = DEFAULT_EPOCHS  # The default length applies only when none is set.
     config = resolve_config(file_values=file_values, overrides=given, resuming=resume_state is not None)
+    if resume_state is not None and (changes := data_changes(resume_state["config"], config)):
+        if not getattr(args, "allow_new_data", False):
+            raise UserError(f"{run_dir} was trained on other data ({'; '.join(changes)}): pass --allow-new-data "
+                            f"to continue on the new data, or leave the data flags as the run had them")
+        print(f"continuing {run_dir.name} on other data ({'; '.join(changes)})", flush=True)
     if getattr(args, "dry_run", False):
         print(json.dumps(config.to_dict(), indent=2))
         return 0

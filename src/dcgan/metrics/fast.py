@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dcgan import __version__
-from dcgan.checkpoint import atomic_write, load_state_checked, read_safetensors, reason
+from dcgan.checkpoint import atomic_write, build_checked, load_state_checked, read_safetensors, reason
 from dcgan.data import ImageData, cache_dir, load_dataset, resize_uint8, test_folder_beside
 from dcgan.errors import UserError
 from dcgan.metrics.inception import file_sha256
@@ -129,6 +129,7 @@ def train_fast_classifier(train: ImageData, test: ImageData, *, epochs: float = 
         torch.manual_seed(seed)
         model = FastClassifier(img_channels=train.channels, num_classes=len(train.class_names))
     model.to(device).to(memory_format=torch.channels_last)
+    batch_size = min(batch_size, len(train))  # a folder smaller than a batch would give no batch at all
     steps = max(1, int(epochs * len(train) / batch_size))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.25)
@@ -215,11 +216,13 @@ class FastExtractor:
             self.report = json.loads(metadata["report"])
             float(self.report["test_accuracy"]), self.trained_on["dataset"], self.trained_on["root"]
             kwargs = json.loads(metadata["kwargs"])
-            self.model = FastClassifier(**kwargs)
+            if not isinstance(kwargs, dict):
+                raise TypeError(f"kwargs are a {type(kwargs).__name__}, not a mapping")
         except KeyError as error:
             raise UserError(f"{self.path} has no {error} in its metadata; expected {expected}") from None
         except (ValueError, TypeError, RuntimeError) as error:  # bad JSON, a non-number, foreign arguments
             raise UserError(f"{self.path} has damaged metadata ({reason(error)}); expected {expected}") from None
+        self.model = build_checked(FastClassifier, kwargs, tensors, path=self.path, what="fast extractor")
         self.weights_sha256 = file_sha256(self.path)
         self.device = torch.device(device)
         load_state_checked(self.model, tensors, f"fast extractor {self.path}")
@@ -264,7 +267,11 @@ def ensure_fast_extractor(dataset: str, data_root: str, *, resolution: int, chan
     """The cached extractor of a dataset; trained (minutes on a CPU) and saved if there is none yet."""
     path = Path(out) if out else default_path(dataset, data_root, resolution, channels, download)
     if path.is_file() and not retrain:
-        return path
+        try:
+            FastExtractor(path)
+            return path
+        except UserError as error:  # damaged (a killed copy, a bad disk): rebuilt like the other caches
+            print(f"the cached fast extractor is not usable ({error}); training it again", flush=True)
     train, test, test_name = labelled_splits(dataset, data_root, resolution=resolution, channels=channels,
                                              download=download, seed=seed)
     seconds = len(train) * epochs / 700  # about 700 training images/s on two CPU cores

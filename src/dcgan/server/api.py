@@ -7,8 +7,8 @@ import io
 from flask import Blueprint, jsonify, request, send_file
 
 from dcgan.sampling import MAX_SEED, image_to_pil, interpolate, make_grid, save_gif, to_pil
-from dcgan.server.state import (BadRequest, cacheable, class_arg, format_arg, int_arg, model_arg, not_modified,
-                                png_base64, png_bytes, random_seed, state)
+from dcgan.server.state import (BadRequest, cacheable, class_arg, format_arg, generating, int_arg, model_arg,
+                                not_modified, png_base64, png_bytes, random_seed, state)
 
 blueprint = Blueprint("api", __name__)
 
@@ -24,6 +24,7 @@ def api_models():
 
 
 @blueprint.get("/api/generate")
+@generating
 def api_generate():
     max_images = state().max_images
     model = model_arg()
@@ -47,6 +48,7 @@ def api_generate():
 
 
 @blueprint.get("/api/interpolate")
+@generating
 def api_interpolate():
     model = model_arg()
     seed_from = int_arg("from", None, 0, MAX_SEED)

@@ -8,12 +8,13 @@ from flask import Blueprint, render_template, send_from_directory
 
 from dcgan.pretrained import ShippedModel
 from dcgan.sampling import MAX_SEED
-from dcgan.server.state import BadRequest, class_arg, int_arg, model_arg, png_base64, random_seed, state
+from dcgan.server.state import BadRequest, class_arg, generating, int_arg, model_arg, png_base64, random_seed, state
 
 blueprint = Blueprint("pages", __name__)
 
 
 @blueprint.get("/")
+@generating
 def gallery():
     shared = state()
     model = model_arg()

@@ -4,8 +4,12 @@ and the parsing of request arguments into checked values (a bad one is a `BadReq
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
+import hashlib
 import io
 import random
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,23 +72,45 @@ def load_models(checkpoints: list[str], device: str = "cpu", shipped: list[str] 
 
 
 class GenerationQueue:
-    """One generation at a time, at most `max_waiting` more waiting; beyond that, `Busy` at once."""
+    """Requests that generate images: at most `max_waiting + 1` in the server at once (generating,
+    encoding or waiting; more get `Busy` at once, so threads stay free for /healthz and pages), one
+    generating at a time, each waiting at most `wait_s` for its turn (else `Busy`)."""
 
     class Busy(Exception):
         pass
 
-    def __init__(self, max_waiting: int):
-        self.slots = threading.BoundedSemaphore(max_waiting + 1)
+    def __init__(self, max_waiting: int, wait_s: float = 1.0):
+        self.admitted = threading.BoundedSemaphore(max_waiting + 1)
         self.lock = threading.Lock()
+        self.wait_s = wait_s
 
-    def run(self, work):
-        if not self.slots.acquire(blocking=False):
+    @contextlib.contextmanager
+    def admission(self):
+        """Held for a generating request's whole life, its encoding included."""
+        if not self.admitted.acquire(blocking=False):
             raise GenerationQueue.Busy
         try:
-            with self.lock:
-                return work()
+            yield
         finally:
-            self.slots.release()
+            self.admitted.release()
+
+    def run(self, work):
+        if not self.lock.acquire(timeout=self.wait_s):
+            raise GenerationQueue.Busy
+        try:
+            return work()
+        finally:
+            self.lock.release()
+
+
+def generating(view):
+    """A route that generates images: it is admitted by the queue for its whole request."""
+    @functools.wraps(view)
+    def admitted_view(*args, **kwargs):
+        with state().queue.admission():
+            return view(*args, **kwargs)
+
+    return admitted_view
 
 
 @dataclass
@@ -115,10 +141,9 @@ def int_arg(name: str, default: int | None, low: int, high: int) -> int:
         if default is None:
             raise BadRequest(f"missing parameter '{name}'")
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"'{name}' must be an integer, not {raw[:40]!r}") from None
+    if not re.fullmatch(r"-?[0-9]{1,12}", raw):  # int() would take ' 5', '1_000' and non-ASCII digits
+        raise BadRequest(f"'{name}' must be an integer, not {raw[:40]!r}")
+    value = int(raw)
     if not low <= value <= high:
         raise BadRequest(f"'{name}' must be between {low} and {high}, not {value}")
     return value
@@ -173,7 +198,8 @@ def image_etag(model: LoadedModel) -> str | None:
     """An explicit seed makes the image a pure function of the model and the URL: its ETag; else None."""
     if request.args.get("seed") in (None, ""):
         return None
-    return f"{model.name}-{id(model.generator):x}-{request.query_string.decode()}"
+    key = f"{model.name}\0{id(model.generator):x}\0".encode() + request.query_string  # any bytes: quotes, 0xFF
+    return hashlib.sha256(key).hexdigest()[:40]
 
 
 def not_modified(model: LoadedModel) -> Response | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,8 +22,8 @@ from dcgan.devices import pick_device
 
 # While rank 0 writes a snapshot or finishes scoring a metric (every rank makes a share of the
 # samples, rank 0 alone computes the scores), the others wait in the next collective; with Inception
-# on a slow machine that can outlast the default 10-minute timeout.
-COLLECTIVE_TIMEOUT = timedelta(minutes=60)
+# on a slow machine that can outlast the default 10-minute timeout. $DCGAN_COLLECTIVE_TIMEOUT_S sets it.
+COLLECTIVE_TIMEOUT = timedelta(seconds=float(os.environ.get("DCGAN_COLLECTIVE_TIMEOUT_S", 3600)))
 
 
 @dataclass
@@ -64,14 +65,27 @@ def init_process(device_name: str) -> tuple[ProcessInfo, torch.device]:
     return info, device
 
 
-def all_agree(ok: bool, info: ProcessInfo, device: torch.device) -> bool:
-    """Whether every process is `ok` (a barrier too): a setup step that fails on one rank then
-    fails on all of them, instead of leaving the others waiting in the next collective."""
+def announce(key: str, message: str, info: ProcessInfo) -> None:
+    """Rank 0 posts `message` ('' for success) under `key` in the process group's store."""
+    if info.distributed:
+        _default_store().set(f"dcgan/{key}", message.encode())
+
+
+def wait_for_announcement(key: str, info: ProcessInfo, poll_s: float = 1.0) -> str:
+    """Another rank waits for rank 0's `announce(key, ...)` by polling the store: not a collective,
+    so rank 0 may take hours (Inception statistics of a large set on a CPU) without a timeout."""
     if not info.distributed:
-        return ok
-    flag = torch.tensor([float(ok)], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item())
+        return ""
+    store, name = _default_store(), f"dcgan/{key}"
+    while not store.check([name]):
+        time.sleep(poll_s)
+    return store.get(name).decode()
+
+
+def _default_store():
+    from torch.distributed.distributed_c10d import _get_default_store
+
+    return _get_default_store()
 
 
 def gather_rows(part: np.ndarray | None, info: ProcessInfo) -> np.ndarray | None:
@@ -87,6 +101,15 @@ def gather_rows(part: np.ndarray | None, info: ProcessInfo) -> np.ndarray | None
     for rank, rows in enumerate(parts):
         whole[rank::info.world_size] = rows
     return whole
+
+
+def same_everywhere(value: str, info: ProcessInfo) -> list[str] | None:
+    """None if every process holds the same `value`, else every rank's value (gathered on all)."""
+    if not info.distributed:
+        return None
+    values = [None] * info.world_size
+    dist.all_gather_object(values, value)
+    return None if len(set(values)) == 1 else values
 
 
 def weights_identical(modules: list[torch.nn.Module], info: ProcessInfo) -> bool:

@@ -117,26 +117,49 @@ def move_to_device(nets: Networks, device: torch.device) -> None:
 def build_tracker(config: TrainConfig, data: ImageData, device: torch.device, summary: dict,
                   process: ProcessInfo, run_dir: Path | None, show_progress: bool) -> MetricTracker | None:
     """The `--metric` tracker, before any file is written. Rank 0 first (it may train the fast
-    extractor or find Inception's weights, and computes the training data's statistics), then the
-    others, which generate and score their share of the samples at each evaluation."""
+    extractor or find Inception's weights, and computes the training data's statistics, cached as
+    it goes), then the others, which generate and score their share of the samples at each
+    evaluation. They wait for rank 0 on the process group's store, not in a collective, so its
+    set-up may take hours without timing them out."""
     if not config.metric:
         return None
-    problem = tracker = None
+    tracker = None
     with torch.random.fork_rng(devices=[]):  # Building networks draws random numbers: not from the run's.
         if process.is_main:
             try:
                 tracker = MetricTracker(config, data, device, summary, process, progress=show_progress)
             except UserError as error:
-                problem = error
-        if not distributed.all_agree(problem is None, process, device):
-            raise problem or UserError("rank 0 could not set up --metric (its message says why)")
-        if not process.is_main:
+                distributed.announce("tracker", str(error), process)
+                raise
+            distributed.announce("tracker", "", process)
+        else:
+            problem = distributed.wait_for_announcement("tracker", process)
+            if problem:
+                raise UserError(f"rank 0 could not set up --metric: {problem}")
             tracker = MetricTracker(config, data, device, summary, process, progress=False)
+    differing = distributed.same_everywhere(tracker.extractor.identity()["weights_sha256"], process)
+    if differing is not None:  # each node finds (or trains) its own fast extractor or Inception file
+        raise UserError(f"the processes score with different {tracker.extractor.label} weights (sha256 "
+                        f"{', '.join(sorted({d[:12] for d in differing}))} across ranks): pass one file to all of "
+                        f"them (--fast-extractor FILE or --inception-weights FILE on a shared path)")
+    if tracker.previous_best is not None:
+        summary["previous_best"] = summary.pop("best")
+        print(f"the tracked score is not the one the run's best was measured with "
+              f"({describe_protocol(tracker.previous_best, tracker.protocol())}): the best starts again, and "
+              f"checkpoint-best.pt is replaced at the next evaluation", flush=True)
     if process.is_main and run_dir is not None and (run_dir / "checkpoint-best.pt").is_file():
         best_on_disk = load_checkpoint(run_dir / "checkpoint-best.pt")["summary"].get("best")
-        if best_on_disk and (tracker.best is None or best_on_disk["value"] < tracker.best["value"]):
+        if (best_on_disk and tracker.same_protocol(best_on_disk)
+                and (tracker.best is None or best_on_disk["value"] < tracker.best["value"])):
             tracker.best = summary["best"] = best_on_disk  # Killed after a best, before the last save.
     return tracker
+
+
+def describe_protocol(old: dict, new: dict) -> str:
+    """'samples 2000 -> 5000, metric fid_fast -> fid': what differs between two best records."""
+    changes = [f"{key.replace('_sha256', '')} {str(old.get(key))[:12]} -> {str(value)[:12]}"
+               for key, value in new.items() if old.get(key) != value]
+    return ", ".join(changes)
 
 
 def prepare_run_dir(config: TrainConfig, run_dir: Path | None, *, resumed: bool, nets: Networks, data: ImageData,

@@ -53,7 +53,11 @@ class MetricTracker:
         training_data = RealSource(config.dataset, config.data_root, config.split, config.classes, config.download)
         self.reference = reference_features(self.extractor, training_data, data, progress=progress) \
             if self.process.is_main else None
+        # A best of another score (metric, samples, extractor weights, reference data) means nothing here.
         self.best: dict | None = summary.get("best")
+        self.previous_best: dict | None = None
+        if self.best is not None and self.process.is_main and not self.same_protocol(self.best):
+            self.previous_best, self.best = self.best, None
         self.seconds_spent = float(summary.get("metric_seconds", 0.0))
         self.warned = False
         self.next_nimg = 0
@@ -106,10 +110,19 @@ class MetricTracker:
             return False
         return self.best is None or value < self.best["value"]  # FID: lower is better
 
+    def protocol(self) -> dict:
+        """What a best score is comparable by: the score, the samples, the extractor's weights and
+        the reference images (rank 0, which holds the reference)."""
+        return {"metric": self.column, "samples": self.samples, "feature_extractor": self.extractor.describe()["name"],
+                "weights_sha256": self.extractor.identity()["weights_sha256"],
+                "reference_images_sha256": self.reference.metadata["data"]["images_sha256"]}
+
+    def same_protocol(self, best: dict) -> bool:
+        return all(best.get(key) == value for key, value in self.protocol().items())
+
     def record_best(self, value: float, step: int, cur_nimg: int, epoch: float) -> dict:
-        self.best = {"metric": self.column, "value": value, "step": step, "kimg": round(cur_nimg / 1000, 3),
-                     "epoch": round(epoch, 3), "samples": self.samples,
-                     "feature_extractor": self.extractor.describe()["name"]}
+        self.best = {"value": value, "step": step, "kimg": round(cur_nimg / 1000, 3), "epoch": round(epoch, 3),
+                     **self.protocol()}
         return self.best
 
     def describe(self) -> dict:
