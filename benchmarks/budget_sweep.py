@@ -38,9 +38,9 @@ from dcgan.checkpoint import load_generator
 from dcgan.data import test_folder_beside
 from dcgan.errors import UserError
 from dcgan.metrics import compute_scores
+from dcgan.metrics.conditional import per_class_scores
 from dcgan.metrics.evaluate import generated_features, load_extractor
 from dcgan.metrics.reference import RealSource, reference_features
-from dcgan.metrics.conditional import per_class_scores
 from dcgan.sampling import generate_images, is_conditional, save_grid
 from held_out import write_results
 

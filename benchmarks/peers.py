@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-from collections import OrderedDict
 import json
 import os
 import signal
@@ -44,6 +43,7 @@ import subprocess
 import sys
 import time
 import types
+from collections import OrderedDict
 from pathlib import Path
 
 import torch

@@ -1,8 +1,14 @@
 import pytest
 import torch
 
-from dcgan.checkpoint import (atomic_write, load_checkpoint, load_generator, load_state_checked, save_checkpoint,
-                              save_generator)
+from dcgan.checkpoint import (
+    atomic_write,
+    load_checkpoint,
+    load_generator,
+    load_state_checked,
+    save_checkpoint,
+    save_generator,
+)
 from dcgan.errors import UserError
 from dcgan.models import build_generator
 

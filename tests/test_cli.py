@@ -1,9 +1,9 @@
 """The `dcgan` command as a user runs it: in a subprocess, checking exit codes and messages."""
 
 import os
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest

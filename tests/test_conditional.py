@@ -304,7 +304,7 @@ def test_evaluate_scores_each_class_and_the_class_accuracy(tmp_path, conditional
     record = json.loads(out.read_text())["evaluations"][0]
     scores = record["scores"]
     assert set(scores["per_class"]) == set(TWO_CLASSES)
-    for name, entry in scores["per_class"].items():
+    for entry in scores["per_class"].values():
         assert entry["num_images"] == 50 and entry["reference_images"] == 1000 and entry["fid_fast"] > 0
         assert 0 <= entry["accuracy"] <= 1
     # Class accuracy recounted here: the extractor's classifier on each class's generated images.

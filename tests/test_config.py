@@ -2,8 +2,7 @@ import json
 
 import pytest
 
-from dcgan.config import (CONDITIONINGS, DEFAULT_PRESET, G_OUTPUTS, LOSSES, PRESETS, TrainConfig,
-                          resolve_config)
+from dcgan.config import CONDITIONINGS, DEFAULT_PRESET, G_OUTPUTS, LOSSES, PRESETS, TrainConfig, resolve_config
 from dcgan.errors import UserError
 
 

@@ -6,8 +6,7 @@ from PIL import Image
 
 from conftest import cifar_subset
 from dcgan.errors import UserError
-from dcgan.metrics.fast import (FastExtractor, default_path, labelled_splits, save_fast_extractor,
-                                train_fast_classifier)
+from dcgan.metrics.fast import FastExtractor, default_path, labelled_splits, save_fast_extractor, train_fast_classifier
 
 
 @pytest.mark.slow

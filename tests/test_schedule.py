@@ -12,7 +12,6 @@ from dcgan.errors import UserError
 from dcgan.training import schedule
 from dcgan.training.loop import train
 from dcgan.training.schedule import auto_decision, lr_factor, run_fraction
-
 from test_train import few_cars, small_config  # noqa: F401  (a fixture and a helper shared with test_train)
 
 

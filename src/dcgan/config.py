@@ -130,7 +130,7 @@ class TrainConfig:
     compile: bool = setting(False, "torch.compile both networks (slow to start; pays on long runs)")
     threads: int = setting(0, "torch CPU threads; 0: one per physical core")
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         def require(ok: bool, message: str) -> None:
             if not ok:
                 raise UserError(message)
@@ -187,7 +187,7 @@ class TrainConfig:
         require(1 <= self.grid_size <= 256, f"--grid-size must be in 1..256, not {self.grid_size}")
         bad_sinks = [s for s in self.log if s not in LOG_SINKS]
         require(not bad_sinks, f"--log takes {', '.join(LOG_SINKS)}; unknown: {', '.join(bad_sinks)}")
-        self.tracked_metrics  # raises UserError for a bad --metric
+        _ = self.tracked_metrics  # raises UserError for a bad --metric
         parse_interval(self.metric_every)
         require(self.metric_samples >= 2, f"--metric-samples must be at least 2, not {self.metric_samples}")
         require(self.threads >= 0, f"--threads must be >= 0, not {self.threads}")
@@ -227,7 +227,7 @@ class TrainConfig:
 DATA_FIELDS = ("dataset", "data_root", "split", "classes", "resolution", "channels")
 
 
-def data_changes(saved: dict, config: "TrainConfig") -> list[str]:
+def data_changes(saved: dict, config: TrainConfig) -> list[str]:
     """What a resumed run would train on that differs from what it trained on: ['data_root a -> b']."""
     def same(key: str, old, new) -> bool:
         if key == "data_root":

@@ -46,7 +46,7 @@ class ImageData:
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def with_present_classes(self) -> "ImageData":
+    def with_present_classes(self) -> ImageData:
         """The same images, labels renumbered 0..K-1 over the classes present (a `--classes` subset
         in the dataset's order), and the names of those K classes: what a conditional model learns."""
         present = sorted(set(self.labels.tolist()))

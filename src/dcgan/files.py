@@ -18,8 +18,8 @@ import json
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from dcgan.errors import UserError
 
@@ -143,7 +143,7 @@ class RunFolderLock:
             self.handle.close()  # closing the descriptor releases the flock
             self.handle = None
 
-    def __enter__(self) -> "RunFolderLock":
+    def __enter__(self) -> RunFolderLock:
         return self
 
     def __exit__(self, *exc) -> None:

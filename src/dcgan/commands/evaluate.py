@@ -112,10 +112,10 @@ def format_per_class(scores: dict, metrics: list[str], extractor_kind: str) -> l
 
 def run(args: argparse.Namespace) -> int:
     from dcgan.checkpoint import load_generator, resolve_generator_path
+    from dcgan.devices import pick_device
     from dcgan.metrics import MetricOptions
     from dcgan.metrics.evaluate import append_record, choose_reference, evaluate, format_scores, second_real_set
     from dcgan.metrics.reference import RealSource, parse_reference
-    from dcgan.devices import pick_device
 
     check_arguments(args)
     download = args.download and not args.offline

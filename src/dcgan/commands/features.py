@@ -36,8 +36,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dcgan.metrics.fast import FastExtractor, default_path, ensure_fast_extractor
     from dcgan.devices import pick_device
+    from dcgan.metrics.fast import FastExtractor, default_path, ensure_fast_extractor
 
     if args.dataset not in DATASETS:
         raise UserError(f"--dataset must be one of {', '.join(DATASETS)}, not {args.dataset!r}")

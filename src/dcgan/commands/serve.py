@@ -11,7 +11,6 @@ import argparse
 from dcgan.commands import add_generator_source
 from dcgan.errors import UserError
 
-
 RESERVED_THREADS = 2  # server threads no generating request may take: /healthz and the pages always answer
 
 
@@ -41,10 +40,9 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from dcgan.server import allowed_host_names, create_app, serve
     from dcgan.devices import pick_device
-
     from dcgan.pretrained import trained_models
+    from dcgan.server import allowed_host_names, create_app, serve
 
     shipped = args.model
     if not args.checkpoint and not args.model:

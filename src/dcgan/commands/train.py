@@ -6,9 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from dcgan.config import DEFAULT_EPOCHS, FIELDS, data_changes, PRESETS, preset_values, read_config_file, resolve_config
+from dcgan.config import DEFAULT_EPOCHS, FIELDS, PRESETS, data_changes, preset_values, read_config_file, resolve_config
 from dcgan.errors import UserError
-
 
 
 def register(subparsers) -> None:

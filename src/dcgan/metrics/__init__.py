@@ -9,8 +9,8 @@ reference set. The extractor decides what a score is called: Inception scores ar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from dcgan.metrics.features import FeatureSet
 from dcgan.metrics.frechet import frechet_distance

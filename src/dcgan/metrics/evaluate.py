@@ -18,9 +18,10 @@ from dcgan import __version__
 from dcgan.data import ImageData
 from dcgan.errors import UserError
 from dcgan.metrics import METRICS, MetricOptions, score_key, score_names, score_title
-from dcgan.metrics.manifold import DC_NEIGHBOURS, PR_NEIGHBOURS
 from dcgan.metrics.features import FeatureExtractor, FeatureSet, extract_features, generated_batches, image_batches
+from dcgan.metrics.manifold import DC_NEIGHBOURS, PR_NEIGHBOURS
 from dcgan.metrics.reference import RealSource, load_stats, parse_reference, reference_features
+
 
 def load_extractor(kind: str, *, inception_weights: str | None = None, allow_download: bool = True,
                    fast_extractor: str | None = None, source: RealSource | None = None, resolution: int = 0,

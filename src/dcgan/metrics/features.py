@@ -8,8 +8,9 @@ and their mean and covariance (float64), the one helper FID, KID and IS all read
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -51,7 +52,7 @@ class FeatureSet:
 
     @classmethod
     def from_features(cls, features: np.ndarray, logits: np.ndarray | None = None,
-                      metadata: dict | None = None) -> "FeatureSet":
+                      metadata: dict | None = None) -> FeatureSet:
         mu, sigma = feature_statistics(features)
         return cls(mu, sigma, len(features), features, logits, dict(metadata or {}))
 

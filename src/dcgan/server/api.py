@@ -7,8 +7,20 @@ import io
 from flask import Blueprint, jsonify, request, send_file
 
 from dcgan.sampling import MAX_SEED, image_to_pil, interpolate, make_grid, save_gif, to_pil
-from dcgan.server.state import (BadRequest, cacheable, class_arg, format_arg, generating, int_arg, model_arg,
-                                not_modified, png_base64, png_bytes, random_seed, state)
+from dcgan.server.state import (
+    BadRequest,
+    cacheable,
+    class_arg,
+    format_arg,
+    generating,
+    int_arg,
+    model_arg,
+    not_modified,
+    png_base64,
+    png_bytes,
+    random_seed,
+    state,
+)
 
 blueprint = Blueprint("api", __name__)
 

@@ -19,7 +19,6 @@ import torch.distributed as dist
 
 from dcgan.devices import pick_device
 
-
 # While rank 0 writes a snapshot or finishes scoring a metric (every rank makes a share of the
 # samples, rank 0 alone computes the scores), the others wait in the next collective; with Inception
 # on a slow machine that can outlast the default 10-minute timeout. $DCGAN_COLLECTIVE_TIMEOUT_S sets it.

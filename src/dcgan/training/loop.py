@@ -26,8 +26,8 @@ from dcgan.checkpoint import save_checkpoint, save_generator
 from dcgan.config import TrainConfig
 from dcgan.data import BatchStream, ImageData
 from dcgan.errors import UserError
-from dcgan.sampling import generate_from_latents, latents_from_seeds, make_grid, to_pil
 from dcgan.files import save_image, write_json
+from dcgan.sampling import generate_from_latents, latents_from_seeds, make_grid, to_pil
 from dcgan.training import distributed
 from dcgan.training.distributed import ProcessInfo
 from dcgan.training.ema import standing_statistics, step_ema
@@ -35,8 +35,15 @@ from dcgan.training.precision import resolve_precision
 from dcgan.training.report import EpochLines, RunLog, Throughput, plot_metrics, save_progress_gif, write_real_vs_fake
 from dcgan.training.run_dir import keep_snapshot
 from dcgan.training.schedule import Budget, Rates, RunClock, describe_decision, scheduled_rates
-from dcgan.training.setup import (Networks, build_networks, build_tracker, configure_device, move_to_device,
-                                  prepare_run_dir, training_data)
+from dcgan.training.setup import (
+    Networks,
+    build_networks,
+    build_tracker,
+    configure_device,
+    move_to_device,
+    prepare_run_dir,
+    training_data,
+)
 from dcgan.training.state import Progress, TrainingState, restore_rng
 from dcgan.training.stopping import StopSignals, gather_rng_states, stop_vote
 from dcgan.training.tracking import MetricTracker

@@ -103,7 +103,7 @@ class RunLog:
             self.wandb.log({k: v for k, v in row.items() if k != "step"}, step=step)
         return row
 
-    def __enter__(self) -> "RunLog":
+    def __enter__(self) -> RunLog:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -46,7 +46,7 @@ class Budget:
     snapshot_nimg: int
 
     @classmethod
-    def from_config(cls, config, dataset_size: int, epoch_nimg: int) -> "Budget":
+    def from_config(cls, config, dataset_size: int, epoch_nimg: int) -> Budget:
         """The budget of `config` (a TrainConfig). `epoch_nimg`: images in one epoch of all
         processes' batches. Without --snapshot-kimg, snapshots come every few whole epochs, at least
         MIN_SNAPSHOT_NIMG images apart, so tiny datasets do not snapshot constantly."""

@@ -33,7 +33,7 @@ class StopSignals:
             raise KeyboardInterrupt  # the second Ctrl-C: stop now
         self.received = signal.Signals(signum).name
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():  # handlers only install there
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)
