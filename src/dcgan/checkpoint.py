@@ -177,6 +177,36 @@ def save_generator(generator: nn.Module, kwargs: dict, path: Path, extra: dict |
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
+DISCRIMINATOR_EXPECTED = "a dcgan discriminator.safetensors shipped beside a generator"
+
+
+def save_discriminator(discriminator: nn.Module, kwargs: dict, path: Path, dtype: torch.dtype | None = None) -> None:
+    """A discriminator's weights with its constructor arguments, as `save_generator` writes a generator:
+    what a shipped model carries so that it can be fine-tuned (`dcgan train --init-from NAME`)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in discriminator.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    metadata = {"format": "dcgan-discriminator-v1", "version": __version__, "discriminator_kwargs": json.dumps(kwargs)}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def read_discriminator(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(float32 state dict, constructor arguments) of a file `save_discriminator` wrote."""
+    tensors, metadata = read_safetensors(path, DISCRIMINATOR_EXPECTED)
+    if metadata.get("format") != "dcgan-discriminator-v1":
+        raise UserError(f"{path} is not a dcgan discriminator (no 'dcgan-discriminator-v1' metadata); "
+                        f"expected {DISCRIMINATOR_EXPECTED}")
+    try:
+        kwargs = json.loads(metadata["discriminator_kwargs"])
+    except (KeyError, ValueError):
+        raise UserError(f"{path} has no readable discriminator_kwargs; expected {DISCRIMINATOR_EXPECTED}") from None
+    if not isinstance(kwargs, dict):
+        raise UserError(f"{path}: discriminator_kwargs are not a mapping; expected {DISCRIMINATOR_EXPECTED}")
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, kwargs
+
+
 def read_safetensors(path: Path, expected: str = "a safetensors file"
                      ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of a safetensors file; an unreadable one is a one-line UserError ending in `expected`."""
@@ -195,6 +225,15 @@ def read_safetensors(path: Path, expected: str = "a safetensors file"
             what = "a zip archive (a PyTorch checkpoint?)"
         problem = "it is truncated or corrupt" if what == "a safetensors file" else f"it is {what}"
         raise UserError(f"{path} is not a readable safetensors file: {problem}; expected {expected}") from None
+
+
+def read_generator_file(path: Path) -> tuple[dict[str, torch.Tensor], dict, str]:
+    """(state dict, constructor arguments, model family) of a generator .safetensors file."""
+    tensors, metadata = read_safetensors(path, GENERATOR_EXPECTED)
+    if metadata.get("format") != "dcgan-generator-v1":
+        raise UserError(f"{path} is not a dcgan generator (no 'dcgan-generator-v1' metadata); "
+                        f"expected {GENERATOR_EXPECTED}")
+    return tensors, _generator_kwargs(path, metadata), metadata.get("family", "dcgan")
 
 
 def _generator_kwargs(path: Path, metadata: dict[str, str]) -> dict:
@@ -232,13 +271,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", use_ema
     """
     path = resolve_generator_path(path)
     if path.suffix == ".safetensors":
-        tensors, metadata = read_safetensors(path, GENERATOR_EXPECTED)
-        if metadata.get("format") != "dcgan-generator-v1":
-            raise UserError(f"{path} is not a dcgan generator (no 'dcgan-generator-v1' metadata); "
-                            f"expected {GENERATOR_EXPECTED}")
-        kwargs = _generator_kwargs(path, metadata)
-        family = metadata.get("family", "dcgan")
-        state_dict = tensors
+        state_dict, kwargs, family = read_generator_file(path)
         standing = False
     else:
         state = load_checkpoint(path)

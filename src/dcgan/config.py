@@ -102,6 +102,11 @@ class TrainConfig:
     epochs: float = setting(0.0, "train for this many passes over the data")
     kimg: float = setting(0.0, "train for this many thousand real images")
     minutes: float = setting(0.0, "train for this many minutes of wall clock (the run ends cleanly)")
+    # Fine-tuning: start from another model's weights.
+    init_from: str = setting("", "start G, its EMA and D from a shipped model's name, a run folder or a checkpoint "
+                                 "(fresh optimizers; same networks and resolution); empty: random weights")
+    freeze_d: int = setting(0, "keep D's first N blocks (convolutions with their norms) fixed, as FreezeD (Mo et al. "
+                               "2020) when fine-tuning; 0: train all of D")
     # Logging and snapshots.
     log_every: int = setting(20, "steps between CSV rows")
     snapshot_kimg: float = setting(0.0, "kimg between sample grids and checkpoints; "
@@ -191,6 +196,7 @@ class TrainConfig:
         parse_interval(self.metric_every)
         require(self.metric_samples >= 2, f"--metric-samples must be at least 2, not {self.metric_samples}")
         require(self.threads >= 0, f"--threads must be >= 0, not {self.threads}")
+        require(self.freeze_d >= 0, f"--freeze-d must be >= 0, not {self.freeze_d}")
         require(self.seed >= 0, f"--seed must be >= 0, not {self.seed}")
         return self
 

@@ -152,6 +152,16 @@ class Discriminator(nn.Module):
         self.classifier = wrap(nn.Conv2d(head_in, num_classes, 4, 1, 0)) if self.conditioning == "acgan" else None
         self.apply(init_dcgan_weights)
 
+    def blocks(self) -> list[list[nn.Module]]:
+        """The feature blocks from the input on: each convolution with the norm and activation after it
+        (what `--freeze-d N` keeps fixed, the first N of them)."""
+        blocks: list[list[nn.Module]] = []
+        for module in self.features:
+            if isinstance(module, nn.Conv2d):
+                blocks.append([])
+            blocks[-1].append(module)
+        return blocks
+
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None, return_classes: bool = False):
         """x: (B, C, res, res) in [-1, 1], c: (B,) labels (projection D) -> (B,) real/fake logits;
         with `return_classes` (AC-GAN D) also the (B, num_classes) class logits."""

@@ -31,6 +31,7 @@ from dcgan.sampling import generate_from_latents, latents_from_seeds, make_grid,
 from dcgan.training import distributed
 from dcgan.training.distributed import ProcessInfo
 from dcgan.training.ema import standing_statistics, step_ema
+from dcgan.training.init_from import initialize
 from dcgan.training.precision import resolve_precision
 from dcgan.training.report import EpochLines, RunLog, Throughput, plot_metrics, save_progress_gif, write_real_vs_fake
 from dcgan.training.run_dir import keep_snapshot
@@ -74,10 +75,13 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     if process.is_main and show_progress:
         print(f"precision: {precision.reason}", flush=True)
 
-    # Restore a resumed run's state (state.py: what is saved, what is restored); every rank then
-    # draws its own noise, from its exact generator state when resuming.
+    # Restore a resumed run's state (state.py: what is saved, what is restored), or start from
+    # another model's weights (--init-from); every rank then draws its own noise, from its exact
+    # generator state when resuming.
     training_state = nets.training_state(stream)
     progress = training_state.load_state_dict(resume_state) if resume_state is not None else Progress()
+    if resume_state is None and config.init_from:
+        progress.summary["init_from"] = initialize(nets, config.init_from)
     move_to_device(nets, device)
     torch.manual_seed(config.seed * 7919 + process.rank + 1)
     if resume_state is not None:
@@ -238,7 +242,8 @@ def train_step(run: Run, log: RunLog, d_step: int, log_now: bool) -> int:
     num_classes = len(run.class_names)
 
     # Discriminator phase: n_dis batches; G's last batch of fakes is kept for the G phase.
-    nets.D.requires_grad_(True)
+    for parameter in nets.d_trainable:  # all of D but the blocks --freeze-d keeps fixed
+        parameter.requires_grad_(True)
     for k in range(config.n_dis):
         real, real_labels = next(run.stream)
         z = torch.randn(real.shape[0], config.z_dim, device=device)

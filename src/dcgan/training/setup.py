@@ -63,6 +63,7 @@ class Networks:
     D: torch.nn.Module
     G_ema: torch.nn.Module | None
     G_train: torch.nn.Module  # G, or G compiled with --compile: what the step calls
+    d_trainable: list[torch.nn.Parameter]  # D's parameters but those --freeze-d keeps fixed
     opt_G: torch.optim.Optimizer
     opt_D: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
@@ -88,8 +89,9 @@ def build_networks(config: TrainConfig, data: ImageData, class_names: list[str],
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     G.to(memory_format=memory_format), D.to(memory_format=memory_format)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if config.ema_kimg > 0 else None
+    d_trainable = trainable_discriminator_parameters(D, config.freeze_d)
     opt_G = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
-    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
+    opt_D = torch.optim.Adam(d_trainable, lr=config.lr_d, betas=(config.beta1, config.beta2))
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
     augmenter = Augmenter(config.augment_policy, p=config.augment_p, target=config.ada_target,
                           speed_kimg=config.ada_kimg)
@@ -99,7 +101,22 @@ def build_networks(config: TrainConfig, data: ImageData, class_names: list[str],
                    r1_interval=config.r1_interval, gp_weight=config.gp_weight, lecam_weight=config.lecam_weight,
                    augment=augmenter, precision=precision, conditioning=config.conditional,
                    ac_weight=config.ac_weight)
-    return Networks(G, D, G_ema, G_train, opt_G, opt_D, scaler, augmenter, loss, precision, g_kwargs, d_kwargs)
+    return Networks(G, D, G_ema, G_train, d_trainable, opt_G, opt_D, scaler, augmenter, loss, precision, g_kwargs,
+                    d_kwargs)
+
+
+def trainable_discriminator_parameters(D: torch.nn.Module, freeze: int) -> list[torch.nn.Parameter]:
+    """D's parameters but those of its first `freeze` blocks, which are set not to need gradients."""
+    if not freeze:
+        return list(D.parameters())
+    blocks = D.blocks()
+    if freeze > len(blocks):
+        raise UserError(f"--freeze-d {freeze}: this discriminator has {len(blocks)} blocks")
+    frozen = {id(p) for block in blocks[:freeze] for module in block for p in module.parameters()}
+    for p in D.parameters():
+        if id(p) in frozen:
+            p.requires_grad_(False)
+    return [p for p in D.parameters() if id(p) not in frozen]
 
 
 def move_to_device(nets: Networks, device: torch.device) -> None:
