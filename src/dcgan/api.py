@@ -48,11 +48,13 @@ def load_generator(source: str | Path, *, device: str | torch.device = "cpu", em
 
 
 def generate(generator: Generator | str | Path, seeds: Iterable[int] | int = 16, *, label: str | int | None = None,
-             pil: bool = False, batch_size: int = 64) -> torch.Tensor | list[Image.Image]:
+             truncation: float | None = None, pil: bool = False,
+             batch_size: int = 64) -> torch.Tensor | list[Image.Image]:
     """Images of `seeds` (an int n: seeds 0..n-1) as a (N, C, H, W) uint8 tensor, or PIL images.
 
     Image i depends only on seeds[i] (and `label`, a class name or index of a conditional
     generator; without one, each image's class is drawn from its seed), as in `dcgan generate`.
+    `truncation` T redraws latent components beyond +-T (less variety, more typical images).
     """
     from dcgan.sampling import generate_images, image_to_pil, resolve_classes
 
@@ -62,8 +64,16 @@ def generate(generator: Generator | str | Path, seeds: Iterable[int] | int = 16,
     if any(not 0 <= int(s) < 2**63 for s in seeds):
         raise UserError("seeds must be integers in [0, 2**63)")
     classes = resolve_classes(generator, [label])[0] if label is not None else None
-    images = generate_images(generator, seeds, batch_size=batch_size, classes=classes)
+    check_truncation(truncation)
+    images = generate_images(generator, seeds, batch_size=batch_size, classes=classes, truncation=truncation)
     return [image_to_pil(image) for image in images] if pil else images
+
+
+def check_truncation(truncation: float | None) -> None:
+    from dcgan.sampling import MIN_TRUNCATION
+
+    if truncation is not None and not MIN_TRUNCATION <= truncation <= 100:
+        raise UserError(f"truncation must be between {MIN_TRUNCATION} and 100 (or none), not {truncation}")
 
 
 def evaluate(subject: Generator | str | Path | torch.Tensor, reference: str | Path | RealSource, *,

@@ -22,9 +22,27 @@ MAX_SEED = 2**63 - 1
 CLASS_SEED_OFFSET = 0x5DEECE66D  # a class is drawn from its own stream, not from the latent's first numbers
 
 
-def latents_from_seeds(seeds, z_dim: int) -> torch.Tensor:
-    """(len(seeds), z_dim) standard normal latents, one independent generator per seed."""
-    return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+MIN_TRUNCATION = 0.05  # below it, redrawing a component until it fits takes too many draws
+
+
+def latents_from_seeds(seeds, z_dim: int, truncation: float | None = None) -> torch.Tensor:
+    """(len(seeds), z_dim) standard normal latents, one independent generator per seed. With
+    `truncation` T, each component beyond +-T is drawn again from the seed's generator until it
+    falls within (BigGAN's truncation trick, Brock et al. 2019): a function of the seed alone, and
+    the components already within +-T are those of the untruncated latent."""
+    if truncation is not None and not truncation >= MIN_TRUNCATION:
+        raise ValueError(f"truncation must be at least {MIN_TRUNCATION}, not {truncation}")
+    return torch.stack([_latent(int(s), z_dim, truncation) for s in seeds])
+
+
+def _latent(seed: int, z_dim: int, truncation: float | None) -> torch.Tensor:
+    stream = torch.Generator().manual_seed(seed)
+    z = torch.randn(z_dim, generator=stream)  # (z_dim,)
+    outside = z.abs() > truncation if truncation is not None else None
+    while outside is not None and outside.any():
+        z[outside] = torch.randn(int(outside.sum()), generator=stream)
+        outside = z.abs() > truncation
+    return z
 
 
 def labels_from_seeds(seeds, num_classes: int, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -107,9 +125,10 @@ def generate_from_latents(generator: torch.nn.Module, z: torch.Tensor, batch_siz
     return torch.cat(chunks)
 
 
-def generate_images(generator: torch.nn.Module, seeds, batch_size: int = 64, classes=None) -> torch.Tensor:
-    """Image i from seed i (and class i: see `class_labels`)."""
-    return generate_from_latents(generator, latents_from_seeds(seeds, generator.z_dim), batch_size,
+def generate_images(generator: torch.nn.Module, seeds, batch_size: int = 64, classes=None,
+                    truncation: float | None = None) -> torch.Tensor:
+    """Image i from seed i (and class i: see `class_labels`), its latent truncated at `truncation`."""
+    return generate_from_latents(generator, latents_from_seeds(seeds, generator.z_dim, truncation), batch_size,
                                  labels=class_labels(generator, seeds, classes))
 
 
@@ -122,12 +141,13 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def interpolate(generator: torch.nn.Module, seed_from: int, seed_to: int, steps: int,
-                class_from: int | None = None, class_to: int | None = None) -> torch.Tensor:
+                class_from: int | None = None, class_to: int | None = None,
+                truncation: float | None = None) -> torch.Tensor:
     """`steps` images along the slerp path between two seeds' latents: (steps, C, H, W) uint8.
     A conditional generator walks from class `class_from` to `class_to` too, by mixing the two
     class embeddings linearly (one class: within it; the same seed twice: from class to class).
     Classes left out are those seed_from would get."""
-    a, b = latents_from_seeds([seed_from, seed_to], generator.z_dim)
+    a, b = latents_from_seeds([seed_from, seed_to], generator.z_dim, truncation)
     t = torch.linspace(0, 1, steps)
     weights = None
     if is_conditional(generator):

@@ -4,6 +4,7 @@
     dcgan generate --model cifar10-cars --num 16                                    # a shipped generator
     dcgan generate --checkpoint runs/00004-cifar10-cpu-v1 --class horse --num 16     # a conditional model
     dcgan generate --checkpoint runs/00004-cifar10-cpu-v1 --class all --num 8        # a row per class
+    dcgan generate --model cifar10-cars --num 16 --truncation 1.0                   # more typical images
 
 Image i comes from seed + i alone (and its class): the same seed and class give the same image in
 any grid. A conditional model asked for no class draws each image's class from its seed.
@@ -32,6 +33,9 @@ def register(subparsers) -> None:
     parser.add_argument("--class", dest="classes", action="append", metavar="CLASS",
                         help="conditional models: a class name or index (repeatable; 'all' for every class): "
                              "--num images of each, one grid row per class")
+    parser.add_argument("--truncation", type=float, metavar="T",
+                        help="redraw latent components beyond +-T (0.05-100): less variety, more typical images "
+                             "(default: none)")
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator of a checkpoint .pt")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     parser.set_defaults(run=run)
@@ -40,7 +44,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from dcgan.api import generate
+    from dcgan.api import check_truncation, generate
     from dcgan.checkpoint import load_generator
     from dcgan.devices import pick_device
     from dcgan.sampling import resolve_classes, save_grid, save_images
@@ -56,13 +60,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or "grid.png")
     if not args.outdir and out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise UserError(f"--out must end in .png, .jpg or .webp, not {out.name!r}")
+    check_truncation(args.truncation)
     generator, _ = load_generator(generator_source(args), pick_device(args.device), use_ema=not args.no_ema)
     seeds = range(args.seed, args.seed + args.num)
     classes = resolve_classes(generator, [c for text in args.classes for c in text.split(",")]) \
         if args.classes else [None]
     if len(classes) * args.num > MAX_IMAGES:
         raise UserError(f"{len(classes)} classes x --num {args.num} is more than {MAX_IMAGES:,} images")
-    images = torch.cat([generate(generator, seeds, label=c) for c in classes])
+    images = torch.cat([generate(generator, seeds, label=c, truncation=args.truncation) for c in classes])
     all_seeds = list(seeds) * len(classes)
     if args.outdir:
         names = [generator.class_names[c] for c in classes for _ in seeds] if classes != [None] else None

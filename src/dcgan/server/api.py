@@ -20,6 +20,7 @@ from dcgan.server.state import (
     png_bytes,
     random_seed,
     state,
+    truncation_arg,
 )
 
 blueprint = Blueprint("api", __name__)
@@ -45,10 +46,11 @@ def api_generate():
     fmt = format_arg("png", "json")
     nrow = int_arg("nrow", 0, 0, max_images) or None
     class_index = class_arg(model)
+    truncation = truncation_arg()
     seeds = range(seed, seed + num)
     if (cached := not_modified(model)) is not None:
         return cached
-    images = state().generate(model, seeds, class_index)
+    images = state().generate(model, seeds, class_index, truncation)
     if fmt == "json":
         extra = {"class": model.classes[class_index]} if class_index is not None else {}
         return cacheable(jsonify(model=model.name, seeds=list(seeds), **extra,
@@ -70,7 +72,9 @@ def api_interpolate():
     class_from, class_to = class_arg(model), class_arg(model, "to_class")
     if class_to is not None and class_from is None:
         raise BadRequest("'to_class' needs 'class' (the class the walk starts from)")
-    images = state().queue.run(lambda: interpolate(model.generator, seed_from, seed_to, steps, class_from, class_to))
+    truncation = truncation_arg()
+    images = state().queue.run(lambda: interpolate(model.generator, seed_from, seed_to, steps, class_from, class_to,
+                                                   truncation))
     if fmt == "gif":
         frames = [image_to_pil(img).resize((128, 128), 0) for img in images]
         frames += frames[-2:0:-1]  # there and back

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import Blueprint, render_template, send_from_directory
+from flask import Blueprint, render_template, request, send_from_directory
 
 from dcgan.pretrained import ShippedModel
 from dcgan.sampling import MAX_SEED
-from dcgan.server.state import BadRequest, class_arg, generating, int_arg, model_arg, png_base64, random_seed, state
+from dcgan.server.state import (
+    TRUNCATION_CHOICES,
+    BadRequest,
+    class_arg,
+    generating,
+    int_arg,
+    model_arg,
+    png_base64,
+    random_seed,
+    state,
+    truncation_arg,
+)
 
 blueprint = Blueprint("pages", __name__)
 
@@ -21,15 +32,19 @@ def gallery():
     num = int_arg("num", 16, 1, shared.max_images)
     seed = int_arg("seed", random_seed(), 0, MAX_SEED - num)
     class_index = class_arg(model)
+    truncation = truncation_arg()
     seeds = range(seed, seed + num)
     images = [(s, "data:image/png;base64," + png_base64(img))
-              for s, img in zip(seeds, shared.generate(model, seeds, class_index))]  # one batch
+              for s, img in zip(seeds, shared.generate(model, seeds, class_index, truncation))]  # one batch
     class_name = model.classes[class_index] if class_index is not None else ""
+    truncation_text = request.args.get("truncation", "") if truncation is not None else ""
+    extra_query = (f"&class={quote(class_name)}" if class_name else "") + \
+        (f"&truncation={truncation_text}" if truncation_text else "")
     return render_template("gallery.html", models=list(shared.models), model=model.name, num=num, seed=seed,
                            description=model.description, card=model.shipped is not None,
                            images=images, max_images=shared.max_images, has_runs=shared.runs_root is not None,
-                           classes=model.classes, class_name=class_name,
-                           class_query=f"&class={quote(class_name)}" if class_name else "")
+                           classes=model.classes, class_name=class_name, extra_query=extra_query,
+                           truncation=truncation_text, truncation_choices=TRUNCATION_CHOICES)
 
 
 def served_card(name: str) -> ShippedModel:

@@ -124,8 +124,10 @@ class ServerState:
     max_steps: int = 32
     run_cache: dict[Path, tuple[tuple, dict]] = field(default_factory=dict)  # run -> (file mtimes, description)
 
-    def generate(self, model: LoadedModel, seeds: range, class_index: int | None = None) -> torch.Tensor:
-        return self.queue.run(lambda: generate_images(model.generator, seeds, classes=class_index))
+    def generate(self, model: LoadedModel, seeds: range, class_index: int | None = None,
+                 truncation: float | None = None) -> torch.Tensor:
+        return self.queue.run(lambda: generate_images(model.generator, seeds, classes=class_index,
+                                                      truncation=truncation))
 
 
 def state() -> ServerState:
@@ -146,6 +148,24 @@ def int_arg(name: str, default: int | None, low: int, high: int) -> int:
     value = int(raw)
     if not low <= value <= high:
         raise BadRequest(f"'{name}' must be between {low} and {high}, not {value}")
+    return value
+
+
+TRUNCATION_CHOICES = ("2.0", "1.5", "1.0", "0.5")  # the gallery's menu; the API takes any value in range
+
+
+def truncation_arg() -> float | None:
+    """`truncation=T` (0.05-100) or None when not given."""
+    from dcgan.sampling import MIN_TRUNCATION
+
+    raw = request.args.get("truncation")
+    if raw is None or raw == "":
+        return None
+    if not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,6})?", raw):
+        raise BadRequest(f"'truncation' must be a number such as 1.0, not {raw[:40]!r}")
+    value = float(raw)
+    if not MIN_TRUNCATION <= value <= 100:
+        raise BadRequest(f"'truncation' must be between {MIN_TRUNCATION} and 100, not {value:g}")
     return value
 
 
