@@ -35,7 +35,7 @@ from dcgan.training.init_from import initialize
 from dcgan.training.precision import resolve_precision
 from dcgan.training.report import EpochLines, RunLog, Throughput, plot_metrics, save_progress_gif, write_real_vs_fake
 from dcgan.training.run_dir import keep_snapshot
-from dcgan.training.schedule import Budget, Rates, RunClock, describe_decision, scheduled_rates
+from dcgan.training.schedule import Budget, RunClock, describe_decision, scheduled_rates
 from dcgan.training.setup import (
     Networks,
     build_networks,
@@ -123,13 +123,8 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                 # clock, so that every process takes the same rates).
                 if config.lr_decay != "none" or config.instance_noise:
                     seconds = agreed_seconds if process.distributed else clock.seconds()
-                    rates = scheduled_rates(config, budget.fraction(progress.cur_nimg, seconds), progress.cur_nimg,
-                                            progress.summary.get("lr_decay_auto"))
-                    if rates.new:  # --lr-decay auto decides once; the summary keeps it for a resume
-                        progress.summary["lr_decay_auto"] = rates.decision
-                        if process.is_main and show_progress:
-                            bar.write(describe_decision(rates.decision))
-                    set_rates(nets, config, rates, log if log_now and config.instance_noise else None)
+                    update_rates(run, progress, budget.fraction(progress.cur_nimg, seconds), log if log_now else None,
+                                 bar if show_progress else None)
 
                 # One step: D on n_dis batches, then G; then the EMA.
                 progress.d_step = train_step(run, log, progress.d_step, log_now)
@@ -142,13 +137,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                 # Log statistics every --log-every steps, and one line per epoch.
                 loss_problem = ""  # rank 0: the non-finite losses of this step's row, if any
                 if log_now:
-                    row = log.flush(**position(progress, len(data), clock.seconds()), ema_beta=beta,
-                                    lr_g=nets.opt_G.param_groups[0]["lr"], lr_d=nets.opt_D.param_groups[0]["lr"],
-                                    images_per_s=throughput.read(progress.cur_nimg))
-                    if process.is_main:
-                        loss_problem = non_finite_losses(row)
-                        epoch_lines.add(row)
-                        bar.set_postfix_str(step_line(row), refresh=False)
+                    loss_problem = log_step(run, log, progress, clock.seconds(), beta, throughput, epoch_lines, bar)
                 if line := epoch_lines.end_of_epoch(stream.epoch, progress.cur_nimg):
                     bar.write(line)
 
@@ -226,13 +215,36 @@ class OutputGenerator:
         return self.generator
 
 
-def set_rates(nets: Networks, config: TrainConfig, rates: Rates, log: RunLog | None) -> None:
-    """Both learning rates and the instance noise at this step; `log` reports the noise level."""
+def update_rates(run: Run, progress: Progress, done: float, log: RunLog | None, bar: tqdm | None) -> None:
+    """Both learning rates and the instance noise after a fraction `done` of the run. `--lr-decay
+    auto` decides once, at the decay's start: its decision goes into the summary (a resumed run
+    keeps it) and, with a `bar`, onto the screen. `log`: report the noise level (a logged step)."""
+    config, nets, summary = run.config, run.nets, progress.summary
+    rates = scheduled_rates(config, done, progress.cur_nimg, summary.get("lr_decay_auto"))
+    if rates.new:
+        summary["lr_decay_auto"] = rates.decision
+        if run.process.is_main and bar is not None:
+            bar.write(describe_decision(rates.decision))
     nets.opt_G.param_groups[0]["lr"] = config.lr_g * rates.lr_factor
     nets.opt_D.param_groups[0]["lr"] = config.lr_d * rates.lr_factor
     nets.loss.instance_noise = rates.instance_noise
-    if log is not None:
+    if log is not None and config.instance_noise:
         log.report("instance_noise", rates.instance_noise)
+
+
+def log_step(run: Run, log: RunLog, progress: Progress, seconds: float, ema_beta: float, throughput: Throughput,
+             epoch_lines: EpochLines, bar: tqdm) -> str:
+    """One row of statistics (every process flushes; rank 0 writes it, adds it to the epoch's line
+    and the progress bar); returns rank 0's non-finite losses ('' if none)."""
+    nets = run.nets
+    row = log.flush(**position(progress, len(run.data), seconds), ema_beta=ema_beta,
+                    lr_g=nets.opt_G.param_groups[0]["lr"], lr_d=nets.opt_D.param_groups[0]["lr"],
+                    images_per_s=throughput.read(progress.cur_nimg))
+    if not run.process.is_main:
+        return ""
+    epoch_lines.add(row)
+    bar.set_postfix_str(step_line(row), refresh=False)
+    return non_finite_losses(row)
 
 
 def train_step(run: Run, log: RunLog, d_step: int, log_now: bool) -> int:
