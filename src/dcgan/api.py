@@ -54,7 +54,7 @@ def generate(generator: Generator | str | Path, seeds: Iterable[int] | int = 16,
 
     Image i depends only on seeds[i] (and `label`, a class name or index of a conditional
     generator; without one, each image's class is drawn from its seed), as in `dcgan generate`.
-    `truncation` T redraws latent components beyond +-T (less variety, more typical images).
+    `truncation` T redraws latent components beyond +-T (less variety; on the shipped DCGANs, lower quality).
     """
     from dcgan.sampling import generate_images, image_to_pil, resolve_classes
 

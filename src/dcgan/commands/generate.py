@@ -4,7 +4,7 @@
     dcgan generate --model cifar10-cars --num 16                                    # a shipped generator
     dcgan generate --checkpoint runs/00004-cifar10-cpu-v1 --class horse --num 16     # a conditional model
     dcgan generate --checkpoint runs/00004-cifar10-cpu-v1 --class all --num 8        # a row per class
-    dcgan generate --model cifar10-cars --num 16 --truncation 1.0                   # more typical images
+    dcgan generate --model cifar10-cars --num 16 --truncation 2.0                   # latents within +-2
 
 Image i comes from seed + i alone (and its class): the same seed and class give the same image in
 any grid. A conditional model asked for no class draws each image's class from its seed.
@@ -34,8 +34,8 @@ def register(subparsers) -> None:
                         help="conditional models: a class name or index (repeatable; 'all' for every class): "
                              "--num images of each, one grid row per class")
     parser.add_argument("--truncation", type=float, metavar="T",
-                        help="redraw latent components beyond +-T (0.05-100): less variety, more typical images "
-                             "(default: none)")
+                        help="redraw latent components beyond +-T (0.05-100): less variety; on the shipped models it "
+                             "lowers quality (docs/benchmarks.md) (default: none)")
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator of a checkpoint .pt")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     parser.set_defaults(run=run)
