@@ -119,12 +119,17 @@ def test_summary_of_a_conditional_model_shows_its_class_inputs():
     assert_one_line_error(dcgan("summary", "--conditional", "acgan", "--num-classes", 1), "--num-classes")
 
 
-def test_resume_with_another_architecture_names_both_shapes(cifar_root, tmp_path):
+def small_cars_run(cifar_root, tmp_path):
+    """A two-step run of `dcgan train` on the cars (narrow networks): its run folder."""
     common = ["--dataset", "folder", "--data-root", cifar_root / "train", "--classes", "automobile",
               "--g-channels", 8, "--d-channels", 8, "--batch-size", 16, "--outdir", tmp_path]
     code, _, stderr = dcgan("train", *common, "--kimg", 0.032)
     assert code == 0, stderr
-    run = tmp_path / "00000-folder-cpu-v1"
+    return tmp_path / "00000-folder-cpu-v1"
+
+
+def test_resume_with_another_architecture_names_both_shapes(cifar_root, tmp_path):
+    run = small_cars_run(cifar_root, tmp_path)
     assert (run / "checkpoint-last.pt").is_file()
     assert_one_line_error(dcgan("train", "--resume", run, "--g-channels", 16, "--kimg", 0.064),
                           "has shape", "in the checkpoint but", "in the model")
@@ -134,11 +139,7 @@ def test_resume_with_another_architecture_names_both_shapes(cifar_root, tmp_path
 
 
 def test_resume_on_other_data_is_refused_unless_asked_for(cifar_root, tmp_path):
-    common = ["--dataset", "folder", "--data-root", cifar_root / "train", "--classes", "automobile",
-              "--g-channels", 8, "--d-channels", 8, "--batch-size", 16, "--outdir", tmp_path]
-    code, _, stderr = dcgan("train", *common, "--kimg", 0.032)
-    assert code == 0, stderr
-    run = tmp_path / "00000-folder-cpu-v1"
+    run = small_cars_run(cifar_root, tmp_path)
     assert_one_line_error(dcgan("train", "--resume", run, "--classes", "truck", "--kimg", 0.064),
                           "was trained on other data", "classes ['automobile'] -> ['truck']", "--allow-new-data")
     code, stdout, stderr = dcgan("train", "--resume", run, "--classes", "truck", "--kimg", 0.064, "--allow-new-data")

@@ -56,7 +56,7 @@ def generate(generator: Generator | str | Path, seeds: Iterable[int] | int = 16,
     generator; without one, each image's class is drawn from its seed), as in `dcgan generate`.
     `truncation` T redraws latent components beyond +-T (less variety; on the shipped DCGANs, lower quality).
     """
-    from dcgan.sampling import generate_images, image_to_pil, resolve_classes
+    from dcgan.sampling import check_truncation, generate_images, image_to_pil, resolve_classes
 
     if not isinstance(generator, torch.nn.Module):
         generator = load_generator(generator)
@@ -67,13 +67,6 @@ def generate(generator: Generator | str | Path, seeds: Iterable[int] | int = 16,
     check_truncation(truncation)
     images = generate_images(generator, seeds, batch_size=batch_size, classes=classes, truncation=truncation)
     return [image_to_pil(image) for image in images] if pil else images
-
-
-def check_truncation(truncation: float | None) -> None:
-    from dcgan.sampling import MIN_TRUNCATION
-
-    if truncation is not None and not MIN_TRUNCATION <= truncation <= 100:
-        raise UserError(f"truncation must be between {MIN_TRUNCATION} and 100 (or none), not {truncation}")
 
 
 def evaluate(subject: Generator | str | Path | torch.Tensor, reference: str | Path | RealSource, *,

@@ -167,13 +167,19 @@ def save_generator(generator: nn.Module, kwargs: dict, path: Path, extra: dict |
                    dtype: torch.dtype | None = None, family: str = "dcgan") -> None:
     """The generator's weights and buffers (floating ones as `dtype` if given: float16 halves a
     shipped file) with its constructor arguments in the metadata; it loads into float32."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
-    if dtype is not None:
-        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     metadata = {"format": "dcgan-generator-v1", "family": family, "version": __version__,
                 "generator_kwargs": json.dumps(kwargs), **{k: json.dumps(v) for k, v in (extra or {}).items()}}
+    save_module_file(generator, path, metadata, dtype)
+
+
+def save_module_file(module: nn.Module, path: Path, metadata: dict[str, str], dtype: torch.dtype | None) -> None:
+    """A network's weights and buffers as safetensors with `metadata`, atomically; floating tensors
+    as `dtype` if given."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
@@ -183,13 +189,8 @@ DISCRIMINATOR_EXPECTED = "a dcgan discriminator.safetensors shipped beside a gen
 def save_discriminator(discriminator: nn.Module, kwargs: dict, path: Path, dtype: torch.dtype | None = None) -> None:
     """A discriminator's weights with its constructor arguments, as `save_generator` writes a generator:
     what a shipped model carries so that it can be fine-tuned (`dcgan train --init-from NAME`)."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().cpu().contiguous() for k, v in discriminator.state_dict().items()}
-    if dtype is not None:
-        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     metadata = {"format": "dcgan-discriminator-v1", "version": __version__, "discriminator_kwargs": json.dumps(kwargs)}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    save_module_file(discriminator, path, metadata, dtype)
 
 
 def read_discriminator(path: Path) -> tuple[dict[str, torch.Tensor], dict]:

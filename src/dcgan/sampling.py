@@ -23,6 +23,17 @@ CLASS_SEED_OFFSET = 0x5DEECE66D  # a class is drawn from its own stream, not fro
 
 
 MIN_TRUNCATION = 0.05  # below it, redrawing a component until it fits takes too many draws
+MAX_TRUNCATION = 100.0  # beyond it, nothing a standard normal draws is truncated
+
+
+def check_truncation(truncation: float | None) -> None:
+    """A one-line UserError unless `truncation` is None or within MIN_TRUNCATION..MAX_TRUNCATION:
+    the check of every place a user gives one (the CLI, the Python API, the server)."""
+    from dcgan.errors import UserError
+
+    if truncation is not None and not MIN_TRUNCATION <= truncation <= MAX_TRUNCATION:
+        raise UserError(f"truncation must be between {MIN_TRUNCATION} and {MAX_TRUNCATION:g} (or none), "
+                        f"not {truncation}")
 
 
 def latents_from_seeds(seeds, z_dim: int, truncation: float | None = None) -> torch.Tensor:

@@ -44,10 +44,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from dcgan.api import check_truncation, generate
+    from dcgan.api import generate
     from dcgan.checkpoint import load_generator
     from dcgan.devices import pick_device
-    from dcgan.sampling import resolve_classes, save_grid, save_images
+    from dcgan.sampling import check_truncation, resolve_classes, save_grid, save_images
 
     if not 1 <= args.num <= MAX_IMAGES:
         raise UserError(f"--num must be between 1 and {MAX_IMAGES:,}, not {args.num}")

@@ -20,7 +20,7 @@ from flask import Response, current_app, request
 from dcgan.checkpoint import load_generator
 from dcgan.errors import UserError
 from dcgan.pretrained import ShippedModel, shipped_model
-from dcgan.sampling import generate_images, image_to_pil, is_conditional, resolve_classes
+from dcgan.sampling import check_truncation, generate_images, image_to_pil, is_conditional, resolve_classes
 
 
 class BadRequest(Exception):
@@ -155,18 +155,17 @@ TRUNCATION_CHOICES = ("2.0", "1.5", "1.0", "0.5")  # the gallery's menu; the API
 
 
 def truncation_arg() -> float | None:
-    """`truncation=T` (0.05-100) or None when not given."""
-    from dcgan.sampling import MIN_TRUNCATION
-
+    """`truncation=T` (within the bounds `check_truncation` sets) or None when not given."""
     raw = request.args.get("truncation")
     if raw is None or raw == "":
         return None
     if not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,6})?", raw):
         raise BadRequest(f"'truncation' must be a number such as 1.0, not {raw[:40]!r}")
-    value = float(raw)
-    if not MIN_TRUNCATION <= value <= 100:
-        raise BadRequest(f"'truncation' must be between {MIN_TRUNCATION} and 100, not {value:g}")
-    return value
+    try:
+        check_truncation(float(raw))
+    except UserError as error:
+        raise BadRequest(f"'truncation': {error}") from None
+    return float(raw)
 
 
 def model_arg() -> LoadedModel:

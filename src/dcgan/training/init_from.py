@@ -38,12 +38,12 @@ def read_source(spec: str) -> InitSource:
     from dcgan.pretrained import shipped_models
 
     path = Path(spec).expanduser()
-    if not path.exists() and spec in shipped_models():
-        model = shipped_models()[spec]
-        tensors, g_kwargs, _ = read_generator_file(model.weights())
+    if not path.exists() and (model := shipped_models().get(spec)) is not None:
+        weights = model.weights()
+        tensors, g_kwargs, _ = read_generator_file(weights)
         d_file = model.folder / "discriminator.safetensors"
         d_state, d_kwargs = read_discriminator(d_file) if d_file.is_file() else (None, None)
-        return InitSource(f"{spec} ({model.weights().name})", tensors, tensors, d_state, g_kwargs, d_kwargs)
+        return InitSource(f"{spec} ({weights.name})", tensors, tensors, d_state, g_kwargs, d_kwargs)
     if path.is_dir():
         if not (path / "checkpoint-last.pt").is_file():
             raise UserError(f"--init-from {spec}: the folder has no checkpoint-last.pt")
