@@ -1,11 +1,11 @@
 """dcgan: train, evaluate and serve DCGAN-family image generators.
 
-The Python API (see dcgan.api): `load_generator`, `generate`, `evaluate`, `train`, `TrainConfig`,
+The Python API (see dcgan.api): `load_generator`, `generate`, `evaluate`, `nearest`, `train`, `TrainConfig`,
 `UserError`. They load on first use, so `import dcgan` (and the CLI's start) stays light.
 """
 
 __version__ = "0.1.0"
-__all__ = ["TrainConfig", "UserError", "evaluate", "generate", "load_generator", "train"]
+__all__ = ["TrainConfig", "UserError", "evaluate", "generate", "load_generator", "nearest", "train"]
 
 
 def __getattr__(name: str):
@@ -17,7 +17,7 @@ def __getattr__(name: str):
         from dcgan.errors import UserError
 
         return UserError
-    if name in ("evaluate", "generate", "load_generator", "train"):
+    if name in ("evaluate", "generate", "load_generator", "nearest", "train"):
         from dcgan import api
 
         return getattr(api, name)

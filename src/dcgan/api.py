@@ -7,6 +7,8 @@
     pictures = dcgan.generate(G, seeds=[7], pil=True)    # [PIL.Image]: seed 7 is the CLI's seed 7
     result = dcgan.evaluate(G, "cifar10-test", features="fast", metrics=["fid", "kid"], num_gen=5000)
     result.scores                                        # {"fid_fast": ..., "kid_fast": ..., ...}
+    check = dcgan.nearest(G, "cifar10-train", classes=["automobile"])  # is it copying? (vs cifar10-test)
+    check.scores()["nearest_pixels"]["share_closer"]     # about 0.01 when nothing is copied
     run = dcgan.train(dcgan.TrainConfig(dataset="folder", data_root="cars/", minutes=15))
 
 Errors a user can fix (a missing file, an unknown class, a bad setting) raise `dcgan.UserError`
@@ -96,6 +98,34 @@ def evaluate(subject: Generator | str | Path | torch.Tensor, reference: str | Pa
                           inception_weights=inception_weights, allow_download=download,
                           fast_extractor=fast_extractor, per_class=per_class, device=device, options=options,
                           progress=progress)
+
+
+def nearest(subject: Generator | str | Path | torch.Tensor, training: str | Path, test: str | Path | None = None, *,
+            features: str = "fast", num_gen: int = 1000, k: int = 5, seed: int = 0, classes: Iterable[str] = (),
+            data_root: str = "data", download: bool = True, inception_weights: str | None = None,
+            fast_extractor: str | None = None, device: str | torch.device = "cpu", progress: bool = False):
+    """The memorization check of `dcgan evaluate --nearest`: a generator's images (or a uint8
+    (N, C, H, W) tensor) against `training` (a dataset split or image folder), with `test` (default:
+    the test split beside it) setting the bar. Returns a `dcgan.metrics.nearest.Memorization`:
+    `.scores()` (the share of images nearer the training set than 99% of test images, in features
+    and in pixels: about 0.01 when nothing is copied), `.grid_images()`, `.record`."""
+    from dcgan.metrics.evaluate import second_real_set
+    from dcgan.metrics.nearest import memorization_check
+
+    if features not in ("inception", "fast"):
+        raise UserError(f"features must be inception or fast, not {features!r}")
+    if isinstance(subject, (str, Path)):
+        subject = load_generator(subject, device=device)
+    sources = []
+    for spec in (training, test):
+        source = parse_reference(str(spec), data_root=data_root, classes=list(classes), download=download) \
+            if spec is not None else second_real_set(sources[0])
+        if not isinstance(source, RealSource):
+            raise UserError(f"{spec} is a statistics file; the check needs images (a dataset split or a folder)")
+        sources.append(source)
+    return memorization_check(subject, sources[0], sources[1], features=features, num_gen=num_gen, seed=seed, k=k,
+                              inception_weights=inception_weights, allow_download=download,
+                              fast_extractor=fast_extractor, device=device, progress=progress)
 
 
 def train(config: TrainConfig | None = None, **settings) -> Path:

@@ -2,11 +2,17 @@
 
     dcgan evaluate --checkpoint runs/00003-cifar10-cpu-v1 --metrics fid,is,kid --num-gen 10000 --ref cifar10-train
     dcgan evaluate --real-vs-real --ref cifar10-train --real cifar10-test --classes automobile --num-gen 1000
+    dcgan evaluate --nearest --model cifar10-cars --ref cifar10-train --classes automobile --features fast
 
 The reference is a dataset split, an image folder or a .npz statistics file; by default, the data
 the run was trained on. Scores are printed and appended to <checkpoint>.metrics.json beside the
 checkpoint. `--features fast` scores with the toolkit's fast extractor instead of Inception: those
 scores are named FID-fast, KID-fast and IS-fast.
+
+`--nearest` checks for copying instead of scoring: the generated images' nearest training images
+(the reference; --real: held-out images, by default its test split) in features and in pixels,
+drawn as a grid (--grid), and the share of generated images nearer to the training set than 99%
+of held-out images are (about 1% when nothing is copied; see dcgan.metrics.nearest).
 
 A class-conditional model is scored overall (each image's class drawn from its seed, in the
 proportions of the reference's classes), then per class against the reference's images of that
@@ -44,8 +50,13 @@ def register(subparsers) -> None:
                         help="download a missing torchvision reference dataset (default; --no-download forbids it)")
     parser.add_argument("--real-vs-real", action="store_true",
                         help="score --num-gen images of a second real set (--real) against the reference")
-    parser.add_argument("--real", metavar="REF", help="with --real-vs-real: the second real set "
-                                                      "(default: the reference's test split)")
+    parser.add_argument("--real", metavar="REF", help="with --real-vs-real: the second real set; with --nearest: "
+                                                      "held-out images (default: the reference's test split)")
+    parser.add_argument("--nearest", action="store_true",
+                        help="a memorization check against the reference (the training data) instead of scores")
+    parser.add_argument("--nearest-k", type=int, default=5, help="with --nearest: training images per row (5)")
+    parser.add_argument("--grid", metavar="PNG",
+                        help="with --nearest: the grid (default <checkpoint>.nearest.png or <model>.nearest.png)")
     parser.add_argument("--features", default="inception", choices=("inception", "fast"),
                         help="inception (FID/IS/KID) or fast (FID-fast...; see `dcgan features`)")
     parser.add_argument("--inception-weights", metavar="PATH",
@@ -87,8 +98,16 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UserError("--batch-size, --kid-subsets and --is-splits must be at least 1, --kid-subset-size at least 2")
     if "is" in parse_metrics(args.metrics) and args.is_splits > args.num_gen:
         raise UserError(f"--is-splits {args.is_splits} needs at least as many images, not --num-gen {args.num_gen}")
-    if args.real and not args.real_vs_real:
-        raise UserError("--real goes with --real-vs-real")
+    if args.real and not (args.real_vs_real or args.nearest):
+        raise UserError("--real goes with --real-vs-real or --nearest")
+    if args.nearest and args.real_vs_real:
+        raise UserError("pass --nearest (check a generator for copying) or --real-vs-real, not both")
+    if (args.grid or args.nearest_k != 5) and not args.nearest:
+        raise UserError("--grid and --nearest-k go with --nearest")
+    if not 1 <= args.nearest_k <= 32:
+        raise UserError(f"--nearest-k must be between 1 and 32, not {args.nearest_k}")
+    if args.grid and Path(args.grid).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise UserError(f"--grid must end in .png, .jpg or .webp, not {Path(args.grid).name!r}")
 
 
 def format_per_class(scores: dict, metrics: list[str], extractor_kind: str) -> list[str]:
@@ -127,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = resolve_generator_path(source) if source else None
     reference = choose_reference(args.ref, checkpoint=source, model=args.model, data_root=args.data_root,
                                  classes=classes, download=download)
+    if args.nearest:
+        return run_nearest(args, checkpoint, reference, download, classes, device)
     if checkpoint is not None:
         scored, _ = load_generator(checkpoint, device, use_ema=not args.no_ema)
         describe = {"checkpoint": str(checkpoint.resolve()),
@@ -154,14 +175,53 @@ def run(args: argparse.Namespace) -> int:
     count = f"{result.reference_count:,} of " if result.reference_count else ""  # unknown for pytorch-fid files
     print(f"{result.scored_name} vs {count}{result.reference_name}; {result.extractor_summary}")
 
-    if args.out:
-        out = Path(args.out)
-    elif args.model:  # never into the installed package
-        out = Path(f"{args.model}.metrics.json")
-    else:
-        out = checkpoint.with_name(checkpoint.stem + ".metrics.json") if checkpoint else None
+    out = output_path(args, checkpoint, ".metrics.json", args.out)
     if out is not None:
         subject = {"checkpoint": str(checkpoint.resolve())} if checkpoint else {"real_vs_real": True}
         append_record(out, result.record, subject)
         print(f"wrote {out}")
+    return 0
+
+
+def output_path(args: argparse.Namespace, checkpoint: Path | None, suffix: str, given: str | None) -> Path | None:
+    """`given`, or <checkpoint stem><suffix> beside the checkpoint, or <model><suffix> here (never
+    into the installed package); None for real-vs-real without --out."""
+    if given:
+        return Path(given)
+    if args.model:
+        return Path(f"{args.model}{suffix}")
+    return checkpoint.with_name(checkpoint.stem + suffix) if checkpoint else None
+
+
+def run_nearest(args: argparse.Namespace, checkpoint: Path, reference, download: bool, classes: list[str],
+                device) -> int:
+    """`--nearest`: the memorization check of the generator against the reference (training) set."""
+    from dcgan.checkpoint import load_generator
+    from dcgan.metrics.evaluate import append_record, second_real_set
+    from dcgan.metrics.nearest import format_memorization, memorization_check
+    from dcgan.metrics.reference import RealSource, parse_reference
+    from dcgan.sampling import save_grid
+
+    if not isinstance(reference, RealSource):
+        raise UserError("--nearest needs the training images as --ref (a dataset split or an image folder), "
+                        "not a statistics file")
+    test = parse_reference(args.real, data_root=args.data_root, classes=classes, download=download) \
+        if args.real else second_real_set(reference)
+    if not isinstance(test, RealSource):
+        raise UserError("--real must be a dataset split or an image folder, not a statistics file")
+    generator, _ = load_generator(checkpoint, device, use_ema=not args.no_ema)
+    result = memorization_check(
+        generator, reference, test, features=args.features, num_gen=args.num_gen, seed=args.seed, k=args.nearest_k,
+        inception_weights=args.inception_weights, allow_download=not args.offline,
+        fast_extractor=args.fast_extractor, batch_size=args.batch_size, use_cache=not args.no_cache, device=device)
+    for line in format_memorization(result):
+        print(line)
+    grid = output_path(args, checkpoint, ".nearest.png", args.grid)
+    images, per_row = result.grid_images()
+    save_grid(images, grid, nrow=per_row)
+    print(f"wrote {grid}: each row a generated image (the {len(images) // per_row} nearest the training set), "
+          f"its {args.nearest_k} nearest training images in {result.extractor_label} features, a blank, then in pixels")
+    out = output_path(args, checkpoint, ".metrics.json", args.out)
+    append_record(out, result.record, {"checkpoint": str(checkpoint.resolve())})
+    print(f"wrote {out}")
     return 0
