@@ -1,11 +1,11 @@
 """dcgan: train, evaluate and serve DCGAN-family image generators.
 
-The Python API (see dcgan.api): `load_generator`, `generate`, `evaluate`, `nearest`, `train`, `TrainConfig`,
+The Python API (see dcgan.api): `load_generator`, `generate`, `evaluate`, `nearest`, `walk`, `train`, `TrainConfig`,
 `UserError`. They load on first use, so `import dcgan` (and the CLI's start) stays light.
 """
 
 __version__ = "0.1.0"
-__all__ = ["TrainConfig", "UserError", "evaluate", "generate", "load_generator", "nearest", "train"]
+__all__ = ["TrainConfig", "UserError", "evaluate", "generate", "load_generator", "nearest", "train", "walk"]
 
 
 def __getattr__(name: str):
@@ -17,7 +17,7 @@ def __getattr__(name: str):
         from dcgan.errors import UserError
 
         return UserError
-    if name in ("evaluate", "generate", "load_generator", "nearest", "train"):
+    if name in ("evaluate", "generate", "load_generator", "nearest", "train", "walk"):
         from dcgan import api
 
         return getattr(api, name)

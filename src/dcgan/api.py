@@ -5,6 +5,7 @@
     G = dcgan.load_generator("cifar10-cars")            # a shipped name, a run folder, a .safetensors or .pt
     images = dcgan.generate(G, seeds=range(16))          # (16, 3, 32, 32) uint8; image i from seed i
     pictures = dcgan.generate(G, seeds=[7], pil=True)    # [PIL.Image]: seed 7 is the CLI's seed 7
+    frames = dcgan.walk(G, [0, 7, 42], frames=60, out="walk.mp4")  # a looping latent walk, as a video too
     result = dcgan.evaluate(G, "cifar10-test", features="fast", metrics=["fid", "kid"], num_gen=5000)
     result.scores                                        # {"fid_fast": ..., "kid_fast": ..., ...}
     check = dcgan.nearest(G, "cifar10-train", classes=["automobile"])  # is it copying? (vs cifar10-test)
@@ -69,6 +70,27 @@ def generate(generator: Generator | str | Path, seeds: Iterable[int] | int = 16,
     check_truncation(truncation)
     images = generate_images(generator, seeds, batch_size=batch_size, classes=classes, truncation=truncation)
     return [image_to_pil(image) for image in images] if pil else images
+
+
+def walk(generator: Generator | str | Path, seeds: Iterable[int], *, frames: int = 60, label: str | int | None = None,
+         truncation: float | None = None, out: str | Path | None = None, fps: float = 24.0) -> torch.Tensor:
+    """The looping latent walk of `dcgan generate --walk` through `seeds`: (frames, C, H, W) uint8,
+    also written to `out` (.mp4, .gif or .webp) when given. `label`: a conditional generator's class
+    for the whole walk (None: from each seed's class to the next's)."""
+    from dcgan.sampling import check_truncation, resolve_classes
+    from dcgan.video import save_walk, walk_frames
+
+    if not isinstance(generator, torch.nn.Module):
+        generator = load_generator(generator)
+    seeds = [int(s) for s in seeds]
+    if any(not 0 <= s < 2**63 for s in seeds):
+        raise UserError("seeds must be integers in [0, 2**63)")
+    check_truncation(truncation)
+    classes = resolve_classes(generator, [label])[0] if label is not None else None
+    result = walk_frames(generator, seeds, frames, label=classes, truncation=truncation)
+    if out is not None:
+        save_walk(result, out, fps=fps)
+    return result
 
 
 def evaluate(subject: Generator | str | Path | torch.Tensor, reference: str | Path | RealSource, *,

@@ -5,9 +5,13 @@
     dcgan generate --checkpoint runs/00004-cifar10-cpu-v1 --class horse --num 16     # a conditional model
     dcgan generate --checkpoint runs/00004-cifar10-cpu-v1 --class all --num 8        # a row per class
     dcgan generate --model cifar10-cars --num 16 --truncation 2.0                   # latents within +-2
+    dcgan generate --model cifar10-cars --walk 0,7,42 --frames 60 --out walk.mp4     # a looping latent walk
 
 Image i comes from seed + i alone (and its class): the same seed and class give the same image in
 any grid. A conditional model asked for no class draws each image's class from its seed.
+
+`--walk` writes a looping video through the seeds' latents (.mp4, .gif or .webp; see dcgan.video):
+within --class, or, for a conditional model given none, from each seed's class to the next's.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate images from a checkpoint", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generator_source(parser)
-    parser.add_argument("--num", type=int, default=64, help="number of images (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="first seed; image i uses seed + i (default 0)")
-    parser.add_argument("--out", metavar="PNG", help="write one grid image here (default grid.png)")
+    parser.add_argument("--num", type=int, help="number of images (default 64)")
+    parser.add_argument("--seed", type=int, help="first seed; image i uses seed + i (default 0)")
+    parser.add_argument("--out", metavar="PNG", help="write one grid image here (default grid.png; with --walk: the "
+                                                     "video, .mp4, .gif or .webp, default walk.mp4)")
     parser.add_argument("--outdir", metavar="DIR", help="write one PNG per image here instead of a grid")
     parser.add_argument("--nrow", type=int, default=0, help="images per grid row (default: square)")
     parser.add_argument("--class", dest="classes", action="append", metavar="CLASS",
@@ -36,6 +41,10 @@ def register(subparsers) -> None:
     parser.add_argument("--truncation", type=float, metavar="T",
                         help="redraw latent components beyond +-T (0.05-100): less variety; on the shipped models it "
                              "lowers quality (docs/benchmarks.md) (default: none)")
+    parser.add_argument("--walk", metavar="SEEDS", help="a looping latent walk through these seeds (e.g. 0,7,42) "
+                                                        "written as a video to --out")
+    parser.add_argument("--frames", type=int, help="with --walk: frames in the loop (default 60)")
+    parser.add_argument("--fps", type=float, help="with --walk: frames per second (default 24)")
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator of a checkpoint .pt")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     parser.set_defaults(run=run)
@@ -49,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
     from dcgan.devices import pick_device
     from dcgan.sampling import check_truncation, resolve_classes, save_grid, save_images
 
+    if args.walk is not None:
+        return run_walk(args)
+    if args.frames is not None or args.fps is not None:
+        raise UserError("--frames and --fps go with --walk")
+    args.num = 64 if args.num is None else args.num
+    args.seed = 0 if args.seed is None else args.seed
     if not 1 <= args.num <= MAX_IMAGES:
         raise UserError(f"--num must be between 1 and {MAX_IMAGES:,}, not {args.num}")
     if args.seed < 0 or args.seed + args.num > 2**63:
@@ -80,4 +95,48 @@ def run(args: argparse.Namespace) -> int:
         save_grid(images, out, nrow=nrow)
         what = f" of {', '.join(generator.class_names[c] for c in classes)}" if classes != [None] else ""
         print(f"wrote a grid of {len(images)} images{what} (seeds {args.seed}-{args.seed + args.num - 1}) to {out}")
+    return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--walk takes comma-separated seeds such as 0,7,42, not {text[:40]!r}") from None
+    if any(not 0 <= seed < 2**63 for seed in seeds):
+        raise UserError("--walk seeds must be integers in [0, 2**63)")
+    return seeds
+
+
+def run_walk(args: argparse.Namespace) -> int:
+    """`--walk`: the looping video through the seeds."""
+    from dcgan.checkpoint import load_generator
+    from dcgan.devices import pick_device
+    from dcgan.sampling import check_truncation, resolve_classes
+    from dcgan.video import FORMATS, MAX_WAYPOINTS, save_walk, walk_frames
+
+    if args.num is not None or args.seed is not None or args.outdir or args.nrow:
+        raise UserError("--walk takes its seeds itself: leave out --num, --seed, --outdir and --nrow")
+    seeds = parse_seeds(args.walk)
+    if len(seeds) > MAX_WAYPOINTS:
+        raise UserError(f"--walk takes at most {MAX_WAYPOINTS} seeds, not {len(seeds)}")
+    fps = 24.0 if args.fps is None else args.fps
+    if not 1 <= fps <= 120:
+        raise UserError(f"--fps must be between 1 and 120, not {fps:g}")
+    out = Path(args.out or "walk.mp4")
+    if out.suffix.lower() not in FORMATS:
+        raise UserError(f"with --walk, --out must end in .mp4, .gif or .webp, not {out.name!r}")
+    if out.parent and not out.parent.is_dir():
+        raise UserError(f"folder {out.parent} does not exist")
+    check_truncation(args.truncation)
+    generator, _ = load_generator(generator_source(args), pick_device(args.device), use_ema=not args.no_ema)
+    classes = resolve_classes(generator, [c for text in args.classes for c in text.split(",")]) \
+        if args.classes else [None]
+    if len(classes) > 1:
+        raise UserError("--walk stays in one --class (or, given none, goes from each seed's class to the next's)")
+    frames = walk_frames(generator, seeds, 60 if args.frames is None else args.frames, label=classes[0],
+                         truncation=args.truncation)
+    save_walk(frames, out, fps=fps)
+    print(f"wrote {out}: {len(frames)} frames at {fps:g} fps ({len(frames) / fps:.1f} s, looping) through seeds "
+          f"{', '.join(map(str, seeds))}")
     return 0
