@@ -144,6 +144,29 @@ def test_torchscript_export_matches_pytorch(tmp_path, conditional_generator_file
         assert torch.equal(scripted(z, labels), generate_images(generator, range(size), classes=labels.tolist()))
 
 
+@pytest.mark.parametrize("source", ["shipped", "conditional"])
+def test_pt2_export_is_exact_at_any_batch_and_warns_nothing(tmp_path, source, conditional_generator_file, capsys):
+    import warnings
+
+    from dcgan.export import example_inputs
+
+    where = ["--model", "cifar10-cars"] if source == "shipped" else ["--checkpoint", str(conditional_generator_file)]
+    out = tmp_path / "generator.pt2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch.jit's deprecation notice would fail here; torch.export has none
+        assert main(["export", *where, "--format", "pt2", "--out", str(out)]) == 0
+        extra = {"dcgan.json": ""}
+        program = torch.export.load(str(out), extra_files=extra).module()
+    assert "torch.export ExportedProgram" in capsys.readouterr().out
+    path = model_file("cifar10-cars") if source == "shipped" else conditional_generator_file
+    generator, kwargs = load_generator(path)
+    assert json.loads(json.loads(extra["dcgan.json"])["dcgan.generator_kwargs"]) == kwargs
+    for size in (1, 3, 9):
+        inputs = example_inputs(generator, size)
+        classes = inputs[1].tolist() if source == "conditional" else None
+        assert torch.equal(program(*inputs), generate_images(generator, range(size), classes=classes))
+
+
 def test_export_without_onnx_names_the_extra(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now fails
     assert main(["export", "--model", "cifar10-cars", "--format", "onnx", "--out", str(tmp_path / "g.onnx")]) == 2

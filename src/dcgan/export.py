@@ -1,10 +1,20 @@
-"""Generators as ONNX or TorchScript files that make the same uint8 images as `dcgan generate`.
+"""Generators as ONNX, ExportedProgram (.pt2) or TorchScript files that make the same uint8 images
+as `dcgan generate`.
 
 `ImageGenerator` wraps a generator so that its output is what this toolkit's sampling gives:
 latents (and labels) in, uint8 images out, the rounding included, so a user of the exported file
-needs nothing of this package. The exporters are torch's own (`torch.onnx.export`, `torch.jit`);
-this module only fixes their inputs, names and batch dimension, and checks an ONNX file against
-PyTorch in onnxruntime.
+needs nothing of this package. The exporters are torch's own (`torch.onnx.export`,
+`torch.export`, `torch.jit`); this module only fixes their inputs, names and batch dimension, and
+checks an ONNX file against PyTorch in onnxruntime.
+
+Which to use: ONNX to run outside Python or PyTorch (onnxruntime, a browser, C++, C#); .pt2
+(`torch.export`, the exporter PyTorch develops, dynamic batch) to load in PyTorch without this
+package (`torch.export.load(path).module()`); TorchScript only for code that already loads it:
+`torch.jit` prints a deprecation warning in current PyTorch.
+
+Truncation is not inside the file: it is how the latents `z` are drawn from seeds (components
+beyond +-T redrawn from the seed's stream; `dcgan.sampling.latents_from_seeds`), so truncated
+latents go in as `z`, and the web export draws them in the page.
 
 ONNX goes through torch's TorchScript-based exporter (`dynamo=False`): a feed-forward
 convolutional generator traces exactly, the batch is made dynamic by `dynamic_axes`, and it needs
@@ -113,6 +123,18 @@ def onnx_difference(generator: nn.Module, path: Path, batch: int = 8) -> int:
     with torch.no_grad():
         torch_images = ImageGenerator(generator)(*inputs)
     return int((torch.from_numpy(onnx_images).int() - torch_images.int()).abs().max())
+
+
+def export_pt2(generator: nn.Module, path: Path, kwargs: dict | None = None) -> None:
+    """Write an ExportedProgram (`torch.export`, dynamic batch 1..65,536); `kwargs` go into its
+    extra file `dcgan.json`. Load it with `torch.export.load(path).module()`."""
+    wrapper = ImageGenerator(generator)
+    inputs = example_inputs(generator, 2)
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with torch.no_grad():
+        program = torch.export.export(wrapper, inputs, dynamic_shapes=tuple({0: batch} for _ in inputs))
+    extra = {"dcgan.json": json.dumps(model_metadata(kwargs))} if kwargs is not None else None
+    atomic_write(Path(path), lambda tmp: torch.export.save(program, str(tmp), extra_files=extra))
 
 
 def export_torchscript(generator: nn.Module, path: Path, kwargs: dict | None = None) -> None:
