@@ -1,7 +1,8 @@
-"""`dcgan export`: a generator as ONNX, a PyTorch ExportedProgram or TorchScript, to run without this toolkit.
+"""`dcgan export`: a generator as ONNX, a PyTorch ExportedProgram, TorchScript or a static web page.
 
     dcgan export --model cifar10-cars --format onnx --out cars.onnx
     dcgan export --model cifar10-cars --format pt2 --out cars.pt2                 # torch.export.load(...).module()
+    dcgan export --model cifar10-cars --format web --out site/                    # a page that generates in the browser
     dcgan export --checkpoint runs/00004-cifar10-cpu-v1 --format onnx --out generator.onnx --batch 16
 
 The exported network takes latents `z` (B, z_dim) float32, and for a conditional model class
@@ -12,6 +13,10 @@ metadata_props; the extra file dcgan.json of .pt2 and TorchScript) holds the gen
 class names of a conditional model: its `labels` input takes their indices. ONNX needs `pip install "dcgan[export]"`
 (onnx; onnxruntime to check the file): after writing it, the command runs the file
 in onnxruntime where it is installed and reports the largest difference from PyTorch's images.
+`--format web` writes a folder any static host serves (`python -m http.server -d site`): index.html,
+the generator as ONNX and onnxruntime-web's WebAssembly runtime (a pinned npm package, downloaded
+once and cached, or --runtime FILE); the page makes seed s's image as `dcgan generate` does.
+
 Use ONNX outside PyTorch, pt2 (torch.export) inside it; TorchScript (torch.jit, deprecated in
 current PyTorch) only where code already loads it. Truncation is in how z is drawn, not in the file
 (see dcgan.export).
@@ -25,17 +30,24 @@ from pathlib import Path
 from dcgan.commands import add_generator_source, generator_source
 from dcgan.errors import UserError
 
-FORMATS = ("onnx", "pt2", "torchscript")
+FORMATS = ("onnx", "pt2", "torchscript", "web")
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("export", help="export a generator as ONNX, .pt2 or TorchScript",
+    parser = subparsers.add_parser("export", help="export a generator as ONNX, .pt2, TorchScript or a web page",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generator_source(parser)
     parser.add_argument("--format", required=True, choices=FORMATS)
-    parser.add_argument("--out", required=True, metavar="FILE", help="the file to write (.onnx, .pt2 or .pt)")
+    parser.add_argument("--out", required=True, metavar="FILE", help="the file to write (.onnx, .pt2 or .pt; web: a folder)")
     parser.add_argument("--batch", type=int, default=0, help="a fixed batch size; 0 (default): dynamic")
     parser.add_argument("--no-ema", action="store_true", help="the raw generator of a checkpoint .pt")
+    parser.add_argument("--precision", default="auto", choices=("auto", "float16", "float32"),
+                        help="web: the ONNX weights; auto takes float16 where its images stay within one uint8 "
+                             "level of PyTorch's (default auto)")
+    parser.add_argument("--runtime", metavar="TGZ",
+                        help="web: the onnxruntime-web npm tarball to take the runtime from (default: the cache, "
+                             "else a download from the npm registry)")
+    parser.add_argument("--offline", action="store_true", help="web: download nothing")
     parser.set_defaults(run=run)
 
 
@@ -47,10 +59,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.batch <= 65536:
         raise UserError(f"--batch must be between 0 (dynamic) and 65,536, not {args.batch}")
+    if args.format != "web" and (args.runtime or args.offline or args.precision != "auto"):
+        raise UserError("--precision, --runtime and --offline go with --format web")
     if args.batch and args.format != "onnx":
         kind = {"pt2": ".pt2", "torchscript": "TorchScript"}[args.format]
         raise UserError(f"--batch fixes an ONNX file's batch; a {kind} file takes any batch (leave --batch out)")
     out = Path(args.out)
+    if args.format == "web":
+        return run_web(args, out)
     if out.parent and not out.parent.is_dir():
         raise UserError(f"folder {out.parent} does not exist")
     generator, kwargs = load_generator(generator_source(args), "cpu", use_ema=not args.no_ema)
@@ -67,4 +83,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         export_torchscript(generator, out, kwargs=kwargs)
         print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, TorchScript, any batch); load it with torch.jit.load")
+    return 0
+
+
+def run_web(args: argparse.Namespace, out: Path) -> int:
+    from dcgan.checkpoint import load_generator
+    from dcgan.web import PAGE_FILES, export_web, folder_size
+
+    source = generator_source(args)
+    generator, kwargs = load_generator(source, "cpu", use_ema=not args.no_ema)
+    path = Path(source).resolve()
+    name = args.model or (path.name if path.is_dir() else path.stem)
+    metadata = export_web(generator, kwargs, out, name=name, precision=args.precision, runtime=args.runtime,
+                          allow_download=not args.offline)
+    difference = metadata["largest_difference_from_pytorch"]
+    check = (f"onnxruntime's images differ from PyTorch's by at most {difference} uint8 level(s) on seeds "
+             f"{metadata['checked_seeds']}" if difference is not None else "not checked: onnxruntime is not installed")
+    print(f"wrote {out}/ ({folder_size(out) / 1e6:.1f} MB: {', '.join(PAGE_FILES)}, generator.onnx "
+          f"{metadata['onnx_bytes'] / 1e6:.1f} MB in {metadata['precision']}, onnxruntime-web "
+          f"{metadata['onnxruntime_web']}); {check}")
+    print(f"serve it from any static host, or try it here: python -m http.server -d {out} 8000")
     return 0
