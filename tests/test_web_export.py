@@ -19,7 +19,8 @@ from dcgan.models import build_generator
 from dcgan.sampling import labels_from_seeds, latents_from_seeds
 from dcgan.web import ORT_VERSION, runtime_package
 from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, playwright_or_skip
-from test_cli import assert_one_line_error, dcgan as run_dcgan
+from test_cli import assert_one_line_error
+from test_cli import dcgan as run_dcgan
 
 RANDOM_JS = Path(dcgan.__file__).parent / "web" / "site" / "dcgan-random.js"
 NODE = shutil.which("node")
