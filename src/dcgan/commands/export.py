@@ -38,7 +38,8 @@ def register(subparsers) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generator_source(parser)
     parser.add_argument("--format", required=True, choices=FORMATS)
-    parser.add_argument("--out", required=True, metavar="FILE", help="the file to write (.onnx, .pt2 or .pt; web: a folder)")
+    parser.add_argument("--out", required=True, metavar="PATH",
+                        help="the file to write (.onnx, .pt2 or .pt; web: a folder)")
     parser.add_argument("--batch", type=int, default=0, help="a fixed batch size; 0 (default): dynamic")
     parser.add_argument("--no-ema", action="store_true", help="the raw generator of a checkpoint .pt")
     parser.add_argument("--precision", default="auto", choices=("auto", "float16", "float32"),
