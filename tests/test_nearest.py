@@ -80,6 +80,16 @@ def test_api_catches_a_set_of_training_images(car_folders, untrained_fast_extrac
     assert protocol["reference"]["num_images"] == 200 and protocol["nearest"]["test"]["num_images"] == 100
     assert protocol["generated"] == {"kind": "images", "num_images": 64}
 
+    # Mirrored copies are copies: found among the training images' mirror images, unless told not to.
+    mirrored = copies.flip(-1)
+    found = dcgan.nearest(mirrored, car_folders / "train", car_folders / "test",
+                          fast_extractor=str(untrained_fast_extractor), num_gen=100)
+    assert found.scores()["nearest_pixels"]["share_closer"] == 1.0
+    assert (found.pixels.neighbours[:, 0] >= 200).all()  # the match is a mirror image (indices past the 200)
+    unmirrored = dcgan.nearest(mirrored, car_folders / "train", car_folders / "test", mirrored=False,
+                               fast_extractor=str(untrained_fast_extractor), num_gen=100)
+    assert unmirrored.scores()["nearest_pixels"]["share_closer"] < 0.2
+
 
 def test_cli_writes_the_grid_and_the_record(car_folders, untrained_fast_extractor, tmp_path):
     from dcgan.checkpoint import save_generator

@@ -125,12 +125,14 @@ def evaluate(subject: Generator | str | Path | torch.Tensor, reference: str | Pa
 def nearest(subject: Generator | str | Path | torch.Tensor, training: str | Path, test: str | Path | None = None, *,
             features: str = "fast", num_gen: int = 1000, k: int = 5, seed: int = 0, classes: Iterable[str] = (),
             data_root: str = "data", download: bool = True, inception_weights: str | None = None,
-            fast_extractor: str | None = None, device: str | torch.device = "cpu", progress: bool = False):
+            fast_extractor: str | None = None, mirrored: bool = True, device: str | torch.device = "cpu",
+            progress: bool = False):
     """The memorization check of `dcgan evaluate --nearest`: a generator's images (or a uint8
     (N, C, H, W) tensor) against `training` (a dataset split or image folder), with `test` (default:
     the test split beside it) setting the bar. Returns a `dcgan.metrics.nearest.Memorization`:
     `.scores()` (the share of images nearer the training set than 99% of test images, in features
-    and in pixels: about 0.01 when nothing is copied), `.grid_images()`, `.record`."""
+    and in pixels: about 0.01 when nothing is copied), `.grid_images()`, `.record`. `mirrored`:
+    search each training image's mirror image too (training flips images)."""
     from dcgan.metrics.evaluate import second_real_set
     from dcgan.metrics.nearest import memorization_check
 
@@ -147,7 +149,7 @@ def nearest(subject: Generator | str | Path | torch.Tensor, training: str | Path
         sources.append(source)
     return memorization_check(subject, sources[0], sources[1], features=features, num_gen=num_gen, seed=seed, k=k,
                               inception_weights=inception_weights, allow_download=download,
-                              fast_extractor=fast_extractor, device=device, progress=progress)
+                              fast_extractor=fast_extractor, mirrored=mirrored, device=device, progress=progress)
 
 
 def train(config: TrainConfig | None = None, **settings) -> Path:

@@ -18,6 +18,10 @@ A generator that makes new images scores about 0.01 on both: its images are no n
 training set than held-out real images are. One that copies scores far above it (1.0 when every
 image is a training image).
 
+The training set is searched with each image's mirror image too (`mirrored`, on by default):
+training flips images, so a mirrored copy is a copy. The test images' distances are measured the
+same way, so the bar moves with it.
+
 The grid shows the generated images nearest to the training set in features (the most suspect),
 each followed by its K nearest training images in features, then (after a blank) in pixels.
 
@@ -152,13 +156,16 @@ def format_memorization(result: Memorization) -> list[str]:
 def memorization_check(scored, training, test, *, features: str = "fast", num_gen: int = 1000, seed: int = 0,
                        k: int = NEIGHBOURS, inception_weights: str | None = None, allow_download: bool = True,
                        fast_extractor: str | None = None, batch_size: int = 64, use_cache: bool = True,
-                       device: str | torch.device = "cpu", progress: bool = True) -> Memorization:
+                       mirrored: bool = True, device: str | torch.device = "cpu",
+                       progress: bool = True) -> Memorization:
     """The check of a generator (images of seeds seed..seed+num_gen-1, as `dcgan generate` makes
     them) or of a uint8 (N, C, H, W) tensor, against `training` and `test` (RealSources), with its
     record (scores and protocol) and the extractor's label. The training set's features are
-    cached like a reference's; the test side is `num_gen` of its images (all, if it has fewer)."""
+    cached like a reference's; the test side is `num_gen` of its images (all, if it has fewer).
+    `mirrored`: search each training image's mirror image too."""
     import time
 
+    from dcgan.data import ImageData
     from dcgan.metrics import MetricOptions
     from dcgan.metrics.evaluate import load_extractor, make_record, real_sample
     from dcgan.metrics.features import extract_features, image_batches
@@ -176,6 +183,13 @@ def memorization_check(scored, training, test, *, features: str = "fast", num_ge
     training_data = training.load(resolution, channels)
     training_features = reference_features(extractor, training, training_data, batch_size=batch_size,
                                            use_cache=use_cache, progress=progress)
+    training_images, training_vectors = training_data.images, training_features.features
+    if mirrored:
+        flipped = ImageData(training_data.images.flip(-1), training_data.labels, training_data.class_names)
+        flipped_features = reference_features(extractor, training, flipped, batch_size=batch_size,
+                                              use_cache=use_cache, progress=progress)  # cached apart: other pixels
+        training_images = torch.cat([training_images, flipped.images])
+        training_vectors = np.concatenate([training_vectors, flipped_features.features])
     test_data = test.load(resolution, channels)
     if len(test_data) > num_gen:
         test_data = real_sample(test_data, num_gen, seed)
@@ -191,7 +205,7 @@ def memorization_check(scored, training, test, *, features: str = "fast", num_ge
     generated_features = extract_features(extractor, image_batches(images, batch_size), len(images),
                                           desc=f"{extractor.label} features of {len(images):,} generated images",
                                           progress=progress)
-    result = check_memorization(images, generated_features.features, training_data.images, training_features.features,
+    result = check_memorization(images, generated_features.features, training_images, training_vectors,
                                 test_data.images, test_features.features, k)
     record = make_record(result.scores(), extractor, metrics=["nearest"], generated=generated,
                          reference={"kind": "images", **training_features.metadata["data"], "name": training.name},
@@ -199,6 +213,7 @@ def memorization_check(scored, training, test, *, features: str = "fast", num_ge
     record["protocol"]["nearest"] = {
         "test": {**test.describe(), "num_images": len(test_data), "sample_seed": seed},
         "distance": "Euclidean, on the extractor's features and on uint8 pixels / 255",
+        "training_mirrored": mirrored,
         "bar": f"the {PERCENTILE:g}th percentile of the test images' distances to their nearest training image",
         "share_closer": "the share of generated images whose nearest training image is nearer than the bar",
         "share_ratio": "the share of generated images whose nearest / second-nearest training distance is below "
