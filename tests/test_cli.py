@@ -20,6 +20,19 @@ def dcgan(*args, cwd=None):
     return result.returncode, result.stdout, result.stderr
 
 
+def dcgan_here(capsys, *args):
+    """`dcgan ARGS` in this process, without starting an interpreter: (exit code, stdout, stderr)."""
+    from dcgan.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main([str(arg) for arg in args])
+    except SystemExit as leaving:  # argparse's own errors
+        code = leaving.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def assert_one_line_error(result, *fragments):
     code, _, stderr = result
     assert code != 0

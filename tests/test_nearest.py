@@ -10,7 +10,7 @@ from PIL import Image
 import dcgan
 from dcgan.metrics.nearest import check_memorization, nearest_training, pixels
 from dcgan.metrics.reference import parse_reference
-from test_cli import assert_one_line_error
+from test_cli import assert_one_line_error, dcgan_here
 from test_cli import dcgan as run_dcgan
 
 
@@ -118,10 +118,10 @@ def test_cli_writes_the_grid_and_the_record(car_folders, untrained_fast_extracto
     (["--nearest", "--grid", "x.txt"], "--grid must end in .png"),
     (["--nearest", "--real-vs-real"], "(score a generator) or --real-vs-real"),
 ])
-def test_bad_nearest_arguments(tmp_path, args, fragment):
+def test_bad_nearest_arguments(tmp_path, capsys, args, fragment):
     from dcgan.checkpoint import save_generator
     from dcgan.models import build_generator
 
     kwargs = dict(z_dim=16, img_resolution=32, img_channels=3, base_channels=8, norm="batch", num_classes=0)
     save_generator(build_generator(**kwargs), kwargs, tmp_path / "g.safetensors")
-    assert_one_line_error(run_dcgan("evaluate", "--checkpoint", tmp_path / "g.safetensors", *args), fragment)
+    assert_one_line_error(dcgan_here(capsys, "evaluate", "--checkpoint", tmp_path / "g.safetensors", *args), fragment)

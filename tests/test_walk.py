@@ -8,7 +8,7 @@ import dcgan
 from dcgan.models import build_generator
 from dcgan.sampling import interpolate
 from dcgan.video import read_video, segment_lengths, walk_frames
-from test_cli import assert_one_line_error
+from test_cli import assert_one_line_error, dcgan_here
 from test_cli import dcgan as run_dcgan
 
 
@@ -71,5 +71,5 @@ def test_each_format_decodes_to_the_frames(shipped_cars, tmp_path, suffix, mean_
     (["--walk", "0,1", "--class", "car"], "this model is not class-conditional"),
     (["--frames", "10"], "--frames and --fps go with --walk"),
 ])
-def test_bad_walk_arguments(tmp_path, args, fragment):
-    assert_one_line_error(run_dcgan("generate", "--model", "cifar10-cars", *args, cwd=tmp_path), fragment)
+def test_bad_walk_arguments(capsys, args, fragment):
+    assert_one_line_error(dcgan_here(capsys, "generate", "--model", "cifar10-cars", *args), fragment)
