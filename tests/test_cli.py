@@ -1,5 +1,6 @@
 """The `dcgan` command as a user runs it: in a subprocess, checking exit codes and messages."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -84,8 +85,9 @@ def test_unreadable_image(tmp_path):
     (["--no-such-flag"], "unrecognized arguments"),
     (["--config", "missing.yaml"], "config file not found"),
 ])
-def test_invalid_flag_values(tmp_path, args, fragment):
-    assert_one_line_error(dcgan("train", "--dry-run", *args, cwd=tmp_path), fragment)
+def test_invalid_flag_values(tmp_path, monkeypatch, capsys, args, fragment):
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(dcgan_here(capsys, "train", "--dry-run", *args), fragment)
 
 
 def test_dry_run_prints_the_resolved_config(tmp_path):
@@ -108,13 +110,14 @@ def test_generate_grid_and_files(generator_file, tmp_path):
     assert np.array_equal(np.asarray(grid), np.asarray(Image.open(tmp_path / "each" / "seed000006.png")))
 
 
-def test_generate_bad_input(generator_file, tmp_path):
-    assert_one_line_error(dcgan("generate", "--checkpoint", generator_file, "--num", 0), "--num must be between 1")
+def test_generate_bad_input(generator_file, tmp_path, capsys):
+    cli = functools.partial(dcgan_here, capsys)
+    assert_one_line_error(cli("generate", "--checkpoint", generator_file, "--num", 0), "--num must be between 1")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    assert_one_line_error(dcgan("generate", "--checkpoint", junk), "not a readable dcgan checkpoint")
-    assert_one_line_error(dcgan("generate", "--checkpoint", tmp_path / "absent.pt"), "checkpoint not found")
-    assert_one_line_error(dcgan("generate", "--checkpoint", generator_file, "--seed", -1), "--seed")
+    assert_one_line_error(cli("generate", "--checkpoint", junk), "not a readable dcgan checkpoint")
+    assert_one_line_error(cli("generate", "--checkpoint", tmp_path / "absent.pt"), "checkpoint not found")
+    assert_one_line_error(cli("generate", "--checkpoint", generator_file, "--seed", -1), "--seed")
 
 
 def test_summary_prints_both_networks():
@@ -160,12 +163,13 @@ def test_resume_on_other_data_is_refused_unless_asked_for(cifar_root, tmp_path):
     assert "on other data (classes ['automobile'] -> ['truck'])" in stdout and "4 steps" in stdout
 
 
-def test_serve_bad_input(generator_file, tmp_path):
-    assert_one_line_error(dcgan("serve", "--model", "mnist"), "train it yourself: dcgan train --dataset mnist")
-    assert_one_line_error(dcgan("serve", "--port", 99999), "--port must be between")  # no arguments: shipped models
-    assert_one_line_error(dcgan("serve", "--checkpoint", tmp_path / "absent"), "checkpoint not found")
-    assert_one_line_error(dcgan("serve", "--checkpoint", generator_file, "--port", 99999), "--port must be between")
-    assert_one_line_error(dcgan("serve", "--checkpoint", generator_file, "--runs", tmp_path / "nope"),
+def test_serve_bad_input(generator_file, tmp_path, capsys):
+    cli = functools.partial(dcgan_here, capsys)
+    assert_one_line_error(cli("serve", "--model", "mnist"), "train it yourself: dcgan train --dataset mnist")
+    assert_one_line_error(cli("serve", "--port", 99999), "--port must be between")  # no arguments: shipped models
+    assert_one_line_error(cli("serve", "--checkpoint", tmp_path / "absent"), "checkpoint not found")
+    assert_one_line_error(cli("serve", "--checkpoint", generator_file, "--port", 99999), "--port must be between")
+    assert_one_line_error(cli("serve", "--checkpoint", generator_file, "--runs", tmp_path / "nope"),
                           "--runs folder", "does not exist")
 
 

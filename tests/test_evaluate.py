@@ -11,7 +11,7 @@ from PIL import Image
 from dcgan.checkpoint import save_generator
 from dcgan.metrics.inception_package import PACKAGE_FILE_SHA256, package_weights
 from dcgan.models import build_generator
-from test_cli import assert_one_line_error, dcgan
+from test_cli import assert_one_line_error, dcgan, dcgan_here
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +145,8 @@ def generator_file(run_folder):
     (["--real-vs-real"], "(score a generator) or --real-vs-real"),
     (["--features", "clip"], "invalid choice: 'clip'"),
 ])
-def test_bad_evaluate_arguments(generator_file, args, fragment):
-    assert_one_line_error(dcgan("evaluate", "--checkpoint", generator_file, *args), fragment)
+def test_bad_evaluate_arguments(generator_file, capsys, args, fragment):
+    assert_one_line_error(dcgan_here(capsys, "evaluate", "--checkpoint", generator_file, *args), fragment)
 
 
 def test_a_lone_generator_file_needs_a_reference(tmp_path):

@@ -19,7 +19,7 @@ from dcgan.models import build_generator
 from dcgan.sampling import labels_from_seeds, latents_from_seeds
 from dcgan.web import ORT_VERSION, runtime_package
 from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, playwright_or_skip
-from test_cli import assert_one_line_error
+from test_cli import assert_one_line_error, dcgan_here
 from test_cli import dcgan as run_dcgan
 
 RANDOM_JS = Path(dcgan.__file__).parent / "web" / "site" / "dcgan-random.js"
@@ -130,16 +130,17 @@ def test_the_page_makes_dcgan_generates_images(tmp_path, source, conditional_fil
             f.stat().st_size for f in site.rglob("*") if f.is_file())}))
 
 
-def test_web_export_refuses_a_folder_of_other_files_and_a_wrong_runtime(tmp_path):
+def test_web_export_refuses_a_folder_of_other_files_and_a_wrong_runtime(tmp_path, capsys):
+    cli = functools.partial(dcgan_here, capsys)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    assert_one_line_error(run_dcgan("export", "--model", "cifar10-cars", "--format", "web", "--out",
+    assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "web", "--out",
                                     tmp_path / "mine"), "holds other files")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     fake = tmp_path / "onnxruntime-web.tgz"
     fake.write_bytes(b"not the package")
-    assert_one_line_error(run_dcgan("export", "--model", "cifar10-cars", "--format", "web", "--out", tmp_path / "s",
+    assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "web", "--out", tmp_path / "s",
                                     "--runtime", fake), f"is not onnxruntime-web {ORT_VERSION}")
-    assert_one_line_error(run_dcgan("export", "--model", "cifar10-cars", "--format", "onnx", "--out",
+    assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "onnx", "--out",
                                     tmp_path / "g.onnx", "--offline"), "go with --format web")
     assert not (tmp_path / "s").exists()
