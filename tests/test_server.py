@@ -297,3 +297,53 @@ def test_odd_queries_and_hostile_run_files_are_4xx_or_a_broken_row(model_files, 
     response = create_app(model_files, str(tmp_path)).test_client().get("/runs")
     page = response.get_data(as_text=True)
     assert response.status_code == 200 and "00000-odd" in page and "00001-list" in page
+
+
+@pytest.fixture(scope="module")
+def run_with_data(tmp_path_factory, generated_cars):
+    """A run folder whose config.json names an image folder: 40 of the shipped generator's cars."""
+    root = tmp_path_factory.mktemp("nearest")
+    (root / "data" / "car").mkdir(parents=True)
+    for index, image in enumerate(generated_cars.images[:40]):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / "data" / "car" / f"{index:02d}.png")
+    run = root / "00000-folder-cpu-v1"
+    run.mkdir()
+    torch.manual_seed(0)
+    save_generator(build_generator(**KWARGS), KWARGS, run / "generator.safetensors")
+    (run / "config.json").write_text(json.dumps({"dataset": "folder", "data_root": str(root / "data"),
+                                                 "split": "train", "classes": [], "download": False}))
+    return run
+
+
+def test_nearest_training_images_of_a_sample(run_with_data, model_files, generated_cars):
+    from dcgan.metrics.nearest import nearest_in_pixels
+    from dcgan.sampling import generate_images
+
+    app = create_app([str(run_with_data), model_files[0]], nearest=True)
+    client = app.test_client()
+    models = {m["name"]: m["nearest"] for m in client.get("/api/models").get_json()["models"]}
+    assert models == {"00000-folder-cpu-v1": True, "cars": False}  # a lone generator file has no training data
+    strip = png(client.get("/api/nearest?model=00000-folder-cpu-v1&seed=3&k=4"))
+    assert strip.shape == (4 * 36, 4 * (5 * 34 + 2), 3)  # 1 + 4 images of 32 px, padding 2, scaled 4x
+    tiles = torch.from_numpy(strip[::4, ::4].copy()).permute(2, 0, 1)  # back to 1x
+    generator = app.extensions["dcgan"].models["00000-folder-cpu-v1"].generator
+    image = generate_images(generator, [3])[0]
+    expected = nearest_in_pixels(image, generated_cars.images[:40], 4)
+    for index, tile in enumerate([image, *expected]):
+        assert torch.equal(tiles[:, 2:34, 2 + 34 * index:34 + 34 * index], tile)
+    # The gallery links each sample there; a model without training images gets a 404 saying why.
+    page = client.get("/?model=00000-folder-cpu-v1&seed=0&num=2").get_data(as_text=True)
+    assert page.count('class="nearest-link"') == 2
+    assert 'class="nearest-link"' not in client.get("/?model=cars&seed=0&num=2").get_data(as_text=True)
+    response = client.get("/api/nearest?model=cars&seed=3")
+    assert response.status_code == 404 and "--nearest" in response.get_json()["error"]
+    assert client.get("/api/nearest?model=00000-folder-cpu-v1&seed=3&k=99").status_code == 400
+
+
+def test_a_mirrored_copy_is_found_as_the_nearest(generated_cars):
+    from dcgan.metrics.nearest import nearest_in_pixels
+
+    training = generated_cars.images[:40]
+    found = nearest_in_pixels(training[7].flip(-1), training, k=3)
+    assert torch.equal(found[0], training[7].flip(-1))
+    assert torch.equal(nearest_in_pixels(training[7], training, k=1)[0], training[7])

@@ -2,6 +2,8 @@
 
     dcgan serve                                           # every shipped generator (see `dcgan models`)
     dcgan serve --checkpoint runs/00007-cifar10-cpu-v1 --model cifar10-cars --runs runs/
+    dcgan serve --checkpoint runs/00007-cifar10-cpu-v1 --nearest       # each sample's nearest training images
+    dcgan serve --model cifar10-cars --nearest-ref cifar10/train --nearest-classes automobile
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ def register(subparsers) -> None:
                              "others take requests that generate; past them a request gets 503 at once")
     parser.add_argument("--torch-threads", type=int, default=0,
                         help="torch CPU threads for generation (default: all cores, at most 4)")
+    parser.add_argument("--nearest", action="store_true",
+                        help="load each run's training images: the gallery links each sample to its nearest ones "
+                             "(/api/nearest)")
+    parser.add_argument("--nearest-ref", metavar="REF",
+                        help="the training images of models without a run folder (a shipped model): a dataset "
+                             "split or an image folder; implies --nearest")
+    parser.add_argument("--nearest-classes", default="", help="comma-separated classes of --nearest-ref")
+    parser.add_argument("--data-root", default="data", help="where torchvision datasets live (for --nearest-ref)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
     parser.set_defaults(run=run)
 
@@ -59,10 +69,25 @@ def run(args: argparse.Namespace) -> int:
                         f"and the pages) and --torch-threads at least 0")
     if args.runs and not Path(args.runs).is_dir():
         raise UserError(f"--runs folder {args.runs} does not exist")
+    nearest_reference = None
+    if args.nearest_classes and not args.nearest_ref:
+        raise UserError("--nearest-classes goes with --nearest-ref")
+    if args.nearest_ref:
+        from dcgan.metrics.reference import RealSource, parse_reference
+
+        classes = [c.strip() for c in args.nearest_classes.split(",") if c.strip()]
+        nearest_reference = parse_reference(args.nearest_ref, data_root=args.data_root, classes=classes)
+        if not isinstance(nearest_reference, RealSource):
+            raise UserError("--nearest-ref must be a dataset split or an image folder, not a statistics file")
     torch.set_num_threads(args.torch_threads or min(4, os.cpu_count() or 1))
     app = create_app(args.checkpoint, args.runs, shipped=shipped, max_images=args.max_images,
                      device=str(pick_device(args.device)), max_waiting=args.threads - RESERVED_THREADS - 1,
-                     allowed_hosts=allowed_host_names(args.host, args.allowed_hosts.split(",")))
+                     allowed_hosts=allowed_host_names(args.host, args.allowed_hosts.split(",")),
+                     nearest=args.nearest or nearest_reference is not None, nearest_reference=nearest_reference)
+    with_nearest = [m.name for m in app.extensions["dcgan"].models.values() if m.training is not None]
+    if (args.nearest or nearest_reference is not None) and not with_nearest:
+        raise UserError("--nearest found no training data: the checkpoints are not in run folders (config.json); "
+                        "pass --nearest-ref with the training images")
     print(f"serving {', '.join(app.extensions['dcgan'].models)} on http://{args.host}:{args.port}/", flush=True)
     serve(app, args.host, args.port, threads=args.threads)
     return 0

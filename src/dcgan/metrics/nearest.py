@@ -54,6 +54,18 @@ def nearest_training(queries: torch.Tensor, training: torch.Tensor, k: int = 1) 
     return torch.cat(distances), torch.cat(indices)
 
 
+def nearest_in_pixels(image: torch.Tensor, training: torch.Tensor, k: int = NEIGHBOURS) -> torch.Tensor:
+    """The k training images nearest to one uint8 (C, H, W) image in pixels, mirror images
+    included: (k, C, H, W) uint8, nearest first. Mirrors are searched by mirroring the image
+    (|x - flip(t)| = |flip(x) - t|), so the set is held once, as uint8."""
+    queries = pixels(torch.stack([image, image.flip(-1)]))  # (2, D)
+    distances = torch.cat([torch.cdist(queries, pixels(chunk), compute_mode="donot_use_mm_for_euclid_dist")
+                           for chunk in training.split(4096)], dim=1)  # (2, M): as is, mirrored
+    best = distances.flatten().topk(min(k, distances.numel()), largest=False).indices
+    mirrored, index = best // len(training), best % len(training)
+    return torch.stack([training[i].flip(-1) if m else training[i] for i, m in zip(index.tolist(), mirrored.tolist())])
+
+
 def pixels(images: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) uint8 -> (N, C*H*W) float32 in [0, 1]."""
     return images.reshape(len(images), -1).float().div_(255)

@@ -28,19 +28,25 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from dcgan.server import api, pages, runs
-from dcgan.server.state import BadRequest, GenerationQueue, ServerState, load_models
+from dcgan.server.state import BadRequest, GenerationQueue, ServerState, attach_training_images, load_models
 
 
 def create_app(checkpoints: list[str], runs_dir: str | None = None, *, shipped: list[str] = (), max_images: int = 64,
                max_steps: int = 32, device: str = "cpu", max_waiting: int = 2,
-               allowed_hosts: set[str] | None = None) -> Flask:
+               allowed_hosts: set[str] | None = None, nearest: bool = False, nearest_reference=None) -> Flask:
     """The app. `shipped`: names of the package's generators to serve beside `checkpoints`.
     `max_waiting`: generation requests that may wait behind the running one (keep it below the
     server's thread count, so a thread is always free for pages and /healthz). `allowed_hosts`:
-    the host names requests may be addressed to (default: the loopback names; "*" for any)."""
+    the host names requests may be addressed to (default: the loopback names; "*" for any).
+    `nearest`: load each model's training images (its run's data, else `nearest_reference`, a
+    RealSource) so /api/nearest and the gallery show a sample's nearest training images."""
     app = Flask(__name__)
     allowed = set(allowed_hosts or LOOPBACK_NAMES)
-    app.extensions["dcgan"] = ServerState(models=load_models(checkpoints, device, shipped),
+    models = load_models(checkpoints, device, shipped)
+    if nearest:
+        for name, reason in attach_training_images(models, nearest_reference).items():
+            print(f"{name}: no nearest training images ({reason})", flush=True)
+    app.extensions["dcgan"] = ServerState(models=models,
                                           runs_root=Path(runs_dir).resolve() if runs_dir else None,
                                           queue=GenerationQueue(max_waiting), max_images=max_images,
                                           max_steps=max_steps)

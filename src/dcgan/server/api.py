@@ -1,9 +1,10 @@
-"""The JSON/PNG API: /healthz, /api/models, /api/generate, /api/interpolate."""
+"""The JSON/PNG API: /healthz, /api/models, /api/generate, /api/interpolate, /api/nearest."""
 
 from __future__ import annotations
 
 import io
 
+import torch
 from flask import Blueprint, jsonify, request, send_file
 
 from dcgan.sampling import MAX_SEED, image_to_pil, interpolate, make_grid, save_gif, to_pil
@@ -83,3 +84,30 @@ def api_interpolate():
         buffer.seek(0)
         return send_file(buffer, mimetype="image/gif")
     return send_file(io.BytesIO(png_bytes(to_pil(make_grid(images, nrow=steps)))), mimetype="image/png")
+
+
+MAX_NEIGHBOURS = 16
+
+
+@blueprint.get("/api/nearest")
+@generating
+def api_nearest():
+    """One seed's image, then its `k` nearest training images in pixels (mirror images included),
+    as a PNG strip: is this sample a copy? Needs `dcgan serve --nearest`."""
+    from dcgan.metrics.nearest import nearest_in_pixels
+
+    model = model_arg()
+    if model.training is None:
+        raise BadRequest(f"{model.name!r} has no training images loaded: start the server with --nearest (a run "
+                         f"folder's data) or --nearest-ref (the data of a shipped model)", 404)
+    seed = int_arg("seed", None, 0, MAX_SEED)
+    k = int_arg("k", 5, 1, MAX_NEIGHBOURS)
+    class_index = class_arg(model)
+    truncation = truncation_arg()
+    if (cached := not_modified(model)) is not None:
+        return cached
+    [image] = state().generate(model, range(seed, seed + 1), class_index, truncation)
+    neighbours = state().queue.run(lambda: nearest_in_pixels(image, model.training, k))
+    strip = to_pil(make_grid(torch.cat([image[None], neighbours]), nrow=k + 1))
+    strip = strip.resize((strip.width * 4, strip.height * 4), 0)  # big pixels, as on the gallery
+    return cacheable(send_file(io.BytesIO(png_bytes(strip)), mimetype="image/png", etag=False), model)

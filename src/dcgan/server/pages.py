@@ -44,7 +44,8 @@ def gallery():
                            description=model.description, card=model.shipped is not None,
                            images=images, max_images=shared.max_images, has_runs=shared.runs_root is not None,
                            classes=model.classes, class_name=class_name, extra_query=extra_query,
-                           truncation=truncation_text, truncation_choices=TRUNCATION_CHOICES)
+                           truncation=truncation_text, truncation_choices=TRUNCATION_CHOICES,
+                           nearest=model.training is not None)
 
 
 def served_card(name: str) -> ShippedModel:

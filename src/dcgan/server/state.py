@@ -35,6 +35,8 @@ class LoadedModel:
     generator: torch.nn.Module
     kwargs: dict
     shipped: ShippedModel | None = None  # a generator of the package, with a model card at /models/<name>
+    training: torch.Tensor | None = None  # (M, C, H, W) uint8: its training images, for /api/nearest
+    source_path: str | None = None  # the checkpoint it was loaded from (None: shipped)
 
     @property
     def description(self) -> str:
@@ -49,7 +51,8 @@ class LoadedModel:
         return {"name": self.name, "resolution": self.kwargs["img_resolution"],
                 "channels": self.kwargs["img_channels"], "z_dim": self.kwargs["z_dim"],
                 "conditional": bool(self.classes), "classes": self.classes, "description": self.description,
-                "card": f"/models/{self.name}" if self.shipped is not None else None}
+                "card": f"/models/{self.name}" if self.shipped is not None else None,
+                "nearest": self.training is not None}
 
 
 def load_models(checkpoints: list[str], device: str = "cpu", shipped: list[str] = ()) -> dict[str, LoadedModel]:
@@ -67,8 +70,36 @@ def load_models(checkpoints: list[str], device: str = "cpu", shipped: list[str] 
         name, n = base, 2
         while name in models:
             name, n = f"{base}-{n}", n + 1
-        models[name] = LoadedModel(name, generator, kwargs)
+        models[name] = LoadedModel(name, generator, kwargs, source_path=path)
     return models
+
+
+def training_source(path: str | None):
+    """The training data of a checkpoint's run (from its config.json), or None."""
+    from dcgan.metrics.evaluate import run_config
+    from dcgan.metrics.reference import RealSource
+
+    config = run_config(Path(path)) if path else None
+    if config is None:
+        return None
+    return RealSource(config["dataset"], config["data_root"], config["split"], config["classes"], False)
+
+
+def attach_training_images(models: dict[str, LoadedModel], reference=None) -> dict[str, str]:
+    """Load each model's training images for /api/nearest: its run's data (config.json beside its
+    checkpoint), else `reference` (a RealSource) where given. Returns, for each model left
+    without them, why (a run whose data has moved is served without the check, not refused)."""
+    missing = {}
+    for model in models.values():
+        source = training_source(model.source_path) or reference
+        if source is None:
+            missing[model.name] = "no run folder with a config.json, and no --nearest-ref"
+            continue
+        try:
+            model.training = source.load(model.kwargs["img_resolution"], model.kwargs["img_channels"]).images
+        except UserError as error:
+            missing[model.name] = str(error)
+    return missing
 
 
 class GenerationQueue:
