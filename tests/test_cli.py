@@ -171,7 +171,9 @@ def test_serve_bad_input(generator_file, tmp_path, capsys):
     assert_one_line_error(cli("serve", "--checkpoint", generator_file, "--port", 99999), "--port must be between")
     assert_one_line_error(cli("serve", "--checkpoint", generator_file, "--runs", tmp_path / "nope"),
                           "--runs folder", "does not exist")
-    assert_one_line_error(cli("serve", "--checkpoint", generator_file, "--nearest"), "found no training data")
+    assert_one_line_error(cli("serve", "--checkpoint", generator_file, "--nearest"),
+                          "found no training images for any model", "no run folder")
+    assert_one_line_error(cli("serve", "--nearest-ref", tmp_path), "is one model's training data")
     assert_one_line_error(cli("serve", "--nearest-classes", "car"), "--nearest-classes goes with --nearest-ref")
 
 

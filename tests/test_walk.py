@@ -28,6 +28,8 @@ def test_the_loop_is_the_interpolation_strips_through_each_seed(shipped_cars):
     assert (frames[[0, 4, 7]].int() - waypoints.int()).abs().max() <= 1  # slerp at t=0 is the seed's latent
     assert (frames[1:].int() - frames[:-1].int()).abs().float().mean() > 0  # it moves
     assert torch.equal(dcgan.walk("cifar10-cars", [0, 7, 42], frames=10), frames)  # the Python API: the same
+    with pytest.raises(dcgan.UserError, match="fps must be between"):
+        dcgan.walk("cifar10-cars", [0, 7], out="walk.webp", fps=0)
 
 
 def test_a_conditional_walk_goes_from_each_seeds_class_to_the_next():
@@ -65,9 +67,10 @@ def test_each_format_decodes_to_the_frames(shipped_cars, tmp_path, suffix, mean_
     (["--walk", "0,x"], "--walk takes comma-separated seeds"),
     (["--walk", "0,1", "--frames", "1"], "--frames must be between 2 and 3600"),
     (["--walk", "0,1,2", "--frames", "2"], "2 frames cannot visit 3 seeds"),
-    (["--walk", "0,1", "--out", "walk.avi"], "must end in .mp4, .gif or .webp"),
+    (["--walk", "0,1", "--out", "walk.avi"], "written as .mp4, .gif or .webp"),
     (["--walk", "0,1", "--num", "4"], "--walk takes its seeds itself"),
-    (["--walk", "0,1", "--fps", "0"], "--fps must be between 1 and 120"),
+    (["--walk", "0,1", "--fps", "0"], "fps must be between 1 and 120"),
+    (["--walk", "0,1", "--fps", "60", "--out", "w.gif"], "a GIF plays at most 50 fps"),
     (["--walk", "0,1", "--class", "car"], "this model is not class-conditional"),
     (["--frames", "10"], "--frames and --fps go with --walk"),
 ])

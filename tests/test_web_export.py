@@ -130,7 +130,7 @@ def test_the_page_makes_dcgan_generates_images(tmp_path, source, conditional_fil
             f.stat().st_size for f in site.rglob("*") if f.is_file())}))
 
 
-def test_web_export_refuses_a_folder_of_other_files_and_a_wrong_runtime(tmp_path, capsys):
+def test_web_export_refuses_a_folder_of_other_files_and_a_wrong_runtime(tmp_path, capsys, monkeypatch):
     cli = functools.partial(dcgan_here, capsys)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
@@ -144,3 +144,14 @@ def test_web_export_refuses_a_folder_of_other_files_and_a_wrong_runtime(tmp_path
     assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "onnx", "--out",
                                     tmp_path / "g.onnx", "--offline"), "go with --format web")
     assert not (tmp_path / "s").exists()
+    assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "web", "--out", tmp_path / "s",
+                              "--batch", 4), "the web page takes any batch")
+    assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "pt2", "--out", tmp_path / "g.onnx"),
+                          "writes a .pt2 file")
+    (tmp_path / "mine" / "model.json").write_text('{"name": "a TensorFlow.js model"}')  # not ours: kept
+    assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "web", "--out", tmp_path / "mine"),
+                          "holds other files")
+    monkeypatch.chdir(tmp_path / "mine")
+    assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "web", "--out", "."),
+                          "is the current folder or above it")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

@@ -78,8 +78,10 @@ def walk(generator: Generator | str | Path, seeds: Iterable[int], *, frames: int
     also written to `out` (.mp4, .gif or .webp) when given. `label`: a conditional generator's class
     for the whole walk (None: from each seed's class to the next's)."""
     from dcgan.sampling import check_truncation, resolve_classes
-    from dcgan.video import save_walk, walk_frames
+    from dcgan.video import check_output, save_walk, walk_frames
 
+    if out is not None:
+        check_output(out, fps)
     if not isinstance(generator, torch.nn.Module):
         generator = load_generator(generator)
     seeds = [int(s) for s in seeds]
@@ -142,8 +144,13 @@ def nearest(subject: Generator | str | Path | torch.Tensor, training: str | Path
         subject = load_generator(subject, device=device)
     sources = []
     for spec in (training, test):
-        source = parse_reference(str(spec), data_root=data_root, classes=list(classes), download=download) \
-            if spec is not None else second_real_set(sources[0])
+        if spec is not None:
+            source = parse_reference(str(spec), data_root=data_root, classes=list(classes), download=download)
+        else:
+            try:
+                source = second_real_set(sources[0])
+            except UserError:
+                raise UserError(f"no test split beside {sources[0].name}: pass test= (held-out images)") from None
         if not isinstance(source, RealSource):
             raise UserError(f"{spec} is a statistics file; the check needs images (a dataset split or a folder)")
         sources.append(source)

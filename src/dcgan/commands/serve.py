@@ -79,15 +79,19 @@ def run(args: argparse.Namespace) -> int:
         nearest_reference = parse_reference(args.nearest_ref, data_root=args.data_root, classes=classes)
         if not isinstance(nearest_reference, RealSource):
             raise UserError("--nearest-ref must be a dataset split or an image folder, not a statistics file")
+        if len(shipped) + sum(1 for path in args.checkpoint if not (Path(path) / "config.json").is_file()
+                              and not (Path(path).parent / "config.json").is_file()) > 1:
+            raise UserError("--nearest-ref is one model's training data: serve that model alone (--model NAME), "
+                            "or run folders, whose data --nearest finds itself")
     torch.set_num_threads(args.torch_threads or min(4, os.cpu_count() or 1))
     app = create_app(args.checkpoint, args.runs, shipped=shipped, max_images=args.max_images,
                      device=str(pick_device(args.device)), max_waiting=args.threads - RESERVED_THREADS - 1,
                      allowed_hosts=allowed_host_names(args.host, args.allowed_hosts.split(",")),
                      nearest=args.nearest or nearest_reference is not None, nearest_reference=nearest_reference)
-    with_nearest = [m.name for m in app.extensions["dcgan"].models.values() if m.training is not None]
-    if (args.nearest or nearest_reference is not None) and not with_nearest:
-        raise UserError("--nearest found no training data: the checkpoints are not in run folders (config.json); "
-                        "pass --nearest-ref with the training images")
+    served = app.extensions["dcgan"]
+    if (args.nearest or nearest_reference is not None) and len(served.without_nearest) == len(served.models):
+        reasons = "; ".join(f"{name}: {why}" for name, why in served.without_nearest.items())
+        raise UserError(f"--nearest found no training images for any model ({reasons[:300]})")
     print(f"serving {', '.join(app.extensions['dcgan'].models)} on http://{args.host}:{args.port}/", flush=True)
     serve(app, args.host, args.port, threads=args.threads)
     return 0

@@ -43,13 +43,13 @@ def create_app(checkpoints: list[str], runs_dir: str | None = None, *, shipped: 
     app = Flask(__name__)
     allowed = set(allowed_hosts or LOOPBACK_NAMES)
     models = load_models(checkpoints, device, shipped)
-    if nearest:
-        for name, reason in attach_training_images(models, nearest_reference).items():
-            print(f"{name}: no nearest training images ({reason})", flush=True)
+    without_nearest = attach_training_images(models, nearest_reference) if nearest else {}
+    for name, reason in without_nearest.items():
+        print(f"{name}: no nearest training images ({reason})", flush=True)
     app.extensions["dcgan"] = ServerState(models=models,
                                           runs_root=Path(runs_dir).resolve() if runs_dir else None,
                                           queue=GenerationQueue(max_waiting), max_images=max_images,
-                                          max_steps=max_steps)
+                                          max_steps=max_steps, without_nearest=without_nearest)
     for blueprint in (api.blueprint, pages.blueprint, runs.blueprint):
         app.register_blueprint(blueprint)
 

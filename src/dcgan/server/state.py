@@ -91,13 +91,13 @@ def attach_training_images(models: dict[str, LoadedModel], reference=None) -> di
     without them, why (a run whose data has moved is served without the check, not refused)."""
     missing = {}
     for model in models.values():
-        source = training_source(model.source_path) or reference
-        if source is None:
-            missing[model.name] = "no run folder with a config.json, and no --nearest-ref"
-            continue
         try:
+            source = training_source(model.source_path) or reference
+            if source is None:
+                missing[model.name] = "no run folder with a config.json, and no --nearest-ref"
+                continue
             model.training = source.load(model.kwargs["img_resolution"], model.kwargs["img_channels"]).images
-        except UserError as error:
+        except UserError as error:  # a damaged config.json, data moved away: served without the check
             missing[model.name] = str(error)
     return missing
 
@@ -154,6 +154,7 @@ class ServerState:
     max_images: int = 64
     max_steps: int = 32
     run_cache: dict[Path, tuple[tuple, dict]] = field(default_factory=dict)  # run -> (file mtimes, description)
+    without_nearest: dict[str, str] = field(default_factory=dict)  # with --nearest: models left without, and why
 
     def generate(self, model: LoadedModel, seeds: range, class_index: int | None = None,
                  truncation: float | None = None) -> torch.Tensor:

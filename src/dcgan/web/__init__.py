@@ -39,7 +39,7 @@ ORT_URL = f"https://registry.npmjs.org/onnxruntime-web/-/onnxruntime-web-{ORT_VE
 ORT_INTEGRITY = "sha512-Ud/+EBo6mhuaQWt/OjaOk0iNWjXqJoeeMFr6xQEERZdIZH2OWpGzuujz7lfuOBjUa6TEE/sc4nb7Da5dNL34fg=="
 ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")  # of package/dist/
 PAGE_FILES = ("index.html", "app.js", "dcgan-random.js")
-MARKER = "model.json"  # a folder holding it is a previous export, which a new one may replace
+MARKER = "model.json"  # a folder holding it (with our keys) is a previous export, which a new one may replace
 CHECK_SEEDS = 64
 PRECISIONS = ("auto", "float16", "float32")
 
@@ -153,7 +153,7 @@ def largest_difference(generator: torch.nn.Module, model: bytes) -> int | None:
 
 def choose_model(generator: torch.nn.Module, kwargs: dict, precision: str) -> tuple[bytes, str, int | None]:
     """(ONNX bytes, precision, largest difference): float16 for "auto" when its images stay within
-    one uint8 level of PyTorch's, else float32."""
+    one uint8 level of PyTorch's, else float32. Images further off than one level are refused."""
     if precision == "auto":
         half = onnx_bytes(generator, kwargs, "float16")
         difference = largest_difference(generator, half)
@@ -161,23 +161,45 @@ def choose_model(generator: torch.nn.Module, kwargs: dict, precision: str) -> tu
             return half, "float16", difference
         precision = "float32"
     model = onnx_bytes(generator, kwargs, precision)
-    return model, precision, largest_difference(generator, model)
+    difference = largest_difference(generator, model)
+    if difference is not None and difference > 1:
+        raise UserError(f"onnxruntime's images differ from PyTorch's by {difference} uint8 levels in {precision} "
+                        f"(more than 1) on seeds 0-{CHECK_SEEDS - 1}" + (": try --precision float32"
+                                                                         if precision == "float16" else ""))
+    return model, precision, difference
 
 
-def prepare_folder(out: Path) -> None:
-    """`out` may be new, empty or a previous export (replaced); anything else is refused."""
+def is_previous_export(folder: Path) -> bool:
+    try:
+        metadata = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metadata, dict) and {"dcgan", "onnxruntime_web", "precision"} <= set(metadata)
+
+
+def prepare_folder(out: Path) -> Path:
+    """`out`, resolved: new, empty or a previous export (replaced); anything else is refused. A
+    previous export left aside by a crash between the two renames of `replace_folder` is put back."""
+    out = out.expanduser().resolve()
+    old = out.with_name(f".{out.name}.old") if out.name else None
+    if old is not None and not out.exists() and old.is_dir():
+        old.rename(out)
+    if out == Path.cwd() or out in Path.cwd().parents or not out.name:
+        raise UserError(f"--out {out} is the current folder or above it; name a folder for the page, e.g. site/")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; --out names the folder the page goes in")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+    if out.is_dir() and any(out.iterdir()) and not is_previous_export(out):
         raise UserError(f"{out} holds other files; pass a new or empty folder (or a previous web export)")
     if not out.parent.is_dir():
         raise UserError(f"folder {out.parent} does not exist")
+    return out
 
 
 def export_web(generator: torch.nn.Module, kwargs: dict, out: str | Path, *, name: str, precision: str = "auto",
                runtime: str | Path | None = None, allow_download: bool = True) -> dict:
-    """Write the static page for `generator` into the folder `out` (built beside it and moved in
-    whole, so a crash leaves the old folder or the new one). Returns what model.json says."""
+    """Write the static page for `generator` into the folder `out`: built beside it, then moved in
+    whole (a crash between the two moves leaves the old folder aside, and the next export puts it
+    back). Returns what model.json says."""
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -185,8 +207,7 @@ def export_web(generator: torch.nn.Module, kwargs: dict, out: str | Path, *, nam
             from None
     if precision not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    out = Path(out)
-    prepare_folder(out)
+    out = prepare_folder(Path(out))
     package = runtime_package(runtime, allow_download=allow_download)
     model, chosen, difference = choose_model(generator, kwargs, precision)
     metadata = {"name": name, "z_dim": kwargs["z_dim"], "resolution": kwargs["img_resolution"],
@@ -196,20 +217,33 @@ def export_web(generator: torch.nn.Module, kwargs: dict, out: str | Path, *, nam
                 "checked_seeds": f"0-{CHECK_SEEDS - 1}" if difference is not None else "not checked (no onnxruntime)",
                 "onnxruntime_web": ORT_VERSION, "dcgan": __version__}
 
+    files = {name: resources.files("dcgan.web").joinpath("site", name).read_bytes() for name in PAGE_FILES}
+    files.update({f"ort/{name}": data for name, data in runtime_files(package).items()})
+    files["ort/NOTICE.txt"] = f"onnxruntime-web {ORT_VERSION} (npm), MIT License, (c) Microsoft Corporation.\n"
+    files["generator.onnx"] = model
+    files[MARKER] = json.dumps(metadata, indent=2) + "\n"
     staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "ort").mkdir(parents=True)
-    site = resources.files("dcgan.web") / "site"
-    for file in PAGE_FILES:
-        (staging / file).write_bytes(site.joinpath(file).read_bytes())
-    for file, data in runtime_files(package).items():
-        (staging / "ort" / file).write_bytes(data)
-    (staging / "ort" / "NOTICE.txt").write_text(
-        f"onnxruntime-web {ORT_VERSION} (npm), MIT License, Copyright (c) Microsoft Corporation.\n")
-    (staging / "generator.onnx").write_bytes(model)
-    (staging / MARKER).write_text(json.dumps(metadata, indent=2) + "\n")
-    replace_folder(staging, out)
+    try:
+        write_folder(staging, files)
+        replace_folder(staging, out)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UserError(f"could not write {out}: {error.strerror or error}") from None
     return metadata
+
+
+def write_folder(folder: Path, files: dict[str, bytes | str]) -> None:
+    """A new folder holding `files` (relative path -> contents), each flushed to disk."""
+    import os
+
+    shutil.rmtree(folder, ignore_errors=True)
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def replace_folder(new: Path, out: Path) -> None:

@@ -24,8 +24,15 @@ function parseSeed(text) {
   return seed;
 }
 
-// Latents (and labels) of seeds -> {pixels: Uint8Array (B, C, H, W), count}.
-async function run(latents, labels) {
+// Latents (and labels) of seeds -> {pixels: Uint8Array (B, C, H, W), count}; one session.run at a time.
+let pending = Promise.resolve();
+function run(latents, labels) {
+  const job = pending.then(() => runNow(latents, labels));
+  pending = job.catch(() => {});
+  return job;
+}
+
+async function runNow(latents, labels) {
   const count = latents.length, zDim = model.z_dim;
   const z = new Float32Array(count * zDim);
   latents.forEach((latent, i) => z.set(latent, i * zDim));
@@ -92,6 +99,7 @@ async function showGrid() {
 let walking = null;
 async function playWalk() {
   if (walking) { clearInterval(walking); walking = null; $("walk").textContent = "Play"; return; }
+  $("walk").disabled = true;  // until its frames are made: one walk at a time
   try {
     const frames = Math.max(2, Math.min(240, Number($("walk-frames").value) || 60));
     const label = $("class").value === "" ? null : Number($("class").value);
@@ -107,6 +115,8 @@ async function playWalk() {
     $("walk").textContent = "Stop";
   } catch (error) {
     status(error.message, true);
+  } finally {
+    $("walk").disabled = false;
   }
 }
 

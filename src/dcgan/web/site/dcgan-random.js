@@ -1,5 +1,6 @@
-// Seeds -> latents and classes exactly as dcgan.sampling draws them with PyTorch's CPU generator,
-// so seed s shows the same image in this page as in `dcgan generate`.
+// Seeds -> latents and classes as dcgan.sampling draws them with PyTorch's CPU generator: the same
+// random draws, the same formulas in float32 (to float rounding: PyTorch's vectorized log/sin/cos
+// differ in the last bits), so seed s shows `dcgan generate`'s image within one uint8 level.
 //
 // torch.Generator().manual_seed(s) is ATen's mt19937 seeded with the low 32 bits of s. A float32
 // torch.randn(n) of n >= 16 draws n uniforms (24 bits each) and turns each block of 16 into normals
