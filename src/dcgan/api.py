@@ -84,12 +84,9 @@ def walk(generator: Generator | str | Path, seeds: Iterable[int], *, frames: int
         check_output(out, fps)
     if not isinstance(generator, torch.nn.Module):
         generator = load_generator(generator)
-    seeds = [int(s) for s in seeds]
-    if any(not 0 <= s < 2**63 for s in seeds):
-        raise UserError("seeds must be integers in [0, 2**63)")
     check_truncation(truncation)
     classes = resolve_classes(generator, [label])[0] if label is not None else None
-    result = walk_frames(generator, seeds, frames, label=classes, truncation=truncation)
+    result = walk_frames(generator, [int(s) for s in seeds], frames, label=classes, truncation=truncation)
     if out is not None:
         save_walk(result, out, fps=fps)
     return result

@@ -252,6 +252,15 @@ def _generator_kwargs(path: Path, metadata: dict[str, str]) -> dict:
     return kwargs
 
 
+def model_name(path: str | Path) -> str:
+    """What a checkpoint is called on the web page and in exports: its run folder's name (for a
+    folder, or its generator.safetensors / checkpoint-last.pt), else the file's stem."""
+    path = Path(path).resolve()
+    if path.is_dir():
+        return path.name
+    return path.parent.name if path.stem in ("generator", "checkpoint-last") else path.stem
+
+
 def resolve_generator_path(path: str | Path) -> Path:
     """A run folder means its generator.safetensors (or checkpoint-last.pt); a file is itself."""
     path = Path(path)

@@ -112,11 +112,13 @@ def check_onnx(generator: nn.Module, path: Path, batch: int = 8) -> str:
     return f"onnxruntime's images differ from PyTorch's by at most {difference} uint8 level(s) on seeds 0-{batch - 1}"
 
 
-def onnx_difference(generator: nn.Module, path: Path, batch: int = 8) -> int:
-    """The largest |onnxruntime - PyTorch| over the uint8 images of seeds 0..batch-1."""
+def onnx_difference(generator: nn.Module, model: Path | bytes, batch: int = 8) -> int:
+    """The largest |onnxruntime - PyTorch| over the uint8 images of seeds 0..batch-1; `model` is an
+    ONNX file or its bytes."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model),
+                                           providers=["CPUExecutionProvider"])
     inputs = example_inputs(generator, batch)
     feeds = {name: tensor.numpy() for name, tensor in zip(input_names(generator), inputs)}
     (onnx_images,) = session.run(["images"], feeds)

@@ -43,6 +43,8 @@ def walk_frames(generator: torch.nn.Module, seeds: list[int], frames: int, *, la
         raise UserError("a walk needs at least two seeds, e.g. --walk 0,7,42")
     if len(seeds) > MAX_WAYPOINTS:
         raise UserError(f"a walk takes at most {MAX_WAYPOINTS} seeds, not {len(seeds)}")
+    if any(not 0 <= seed < 2**63 for seed in seeds):
+        raise UserError("a walk's seeds must be integers in [0, 2**63)")
     if not MIN_FRAMES <= frames <= MAX_FRAMES:
         raise UserError(f"--frames must be between {MIN_FRAMES} and {MAX_FRAMES}, not {frames}")
     if frames < len(seeds):

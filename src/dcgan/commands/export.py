@@ -91,13 +91,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_web(args: argparse.Namespace, out: Path) -> int:
-    from dcgan.checkpoint import load_generator
+    from dcgan.checkpoint import load_generator, model_name
     from dcgan.web import PAGE_FILES, export_web, folder_size
 
     source = generator_source(args)
     generator, kwargs = load_generator(source, "cpu", use_ema=not args.no_ema)
-    path = Path(source).resolve()
-    name = args.model or (path.name if path.is_dir() else path.stem)
+    name = args.model or model_name(source)
     metadata = export_web(generator, kwargs, out, name=name, precision=args.precision, runtime=args.runtime,
                           allow_download=not args.offline)
     difference = metadata["largest_difference_from_pytorch"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from flask import Response, current_app, request
 
-from dcgan.checkpoint import load_generator
+from dcgan.checkpoint import load_generator, model_name
 from dcgan.errors import UserError
 from dcgan.pretrained import ShippedModel, shipped_model
 from dcgan.sampling import check_truncation, generate_images, image_to_pil, is_conditional, resolve_classes
@@ -65,8 +65,7 @@ def load_models(checkpoints: list[str], device: str = "cpu", shipped: list[str] 
         models[name] = LoadedModel(name, generator, kwargs, shipped=card)
     for path in checkpoints:
         generator, kwargs = load_generator(path, device)
-        p = Path(path)
-        base = p.name if p.is_dir() else (p.parent.name if p.stem in ("generator", "checkpoint-last") else p.stem)
+        base = model_name(path)
         name, n = base, 2
         while name in models:
             name, n = f"{base}-{n}", n + 1
