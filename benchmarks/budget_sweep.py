@@ -9,7 +9,8 @@ class), never against the training images the run saw. With `--metric` in a conf
 own tracked curve is summarised too (best and last tracked score).
 
 The result is a markdown table (`results.md`, one row per config: mean over seeds and each seed),
-`results.json`, and one EMA sample grid per config (seed of the first run) in `--out`.
+`results.json`, one EMA sample grid per config (seed of the first run) and, where runs track a
+metric, their tracked curves side by side (`curves.png`) in `--out`.
 
     python benchmarks/budget_sweep.py benchmarks/sweeps/example.yaml \\
         --data-root /path/to/cifar10 --classes automobile --kimg 100 --seeds 0,1 --jobs 2 --out sweep-out
@@ -139,7 +140,30 @@ def score_run(run_dir: Path, extractor, reference, num_gen: int, test_source: Re
     if "best" in summary:
         tracked = [float(r["fid_fast"]) for r in rows if r.get("fid_fast")]
         result["tracked_best"], result["tracked_last"] = summary["best"]["value"], tracked[-1]
+        result["tracked_curve"] = [[float(r["kimg"]), float(r["fid_fast"])] for r in rows if r.get("fid_fast")]
     return result
+
+
+def plot_tracked_curves(results: dict[str, list[dict]], path: Path) -> None:
+    """`path`: every run's tracked FID-fast against kimg, one line per config and seed (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, runs in results.items():
+        for run in runs:
+            if run.get("tracked_curve"):
+                kimg, values = zip(*run["tracked_curve"])
+                ax.plot(kimg, values, marker=".", linewidth=1, label=f"{name} (seed {run['seed']})")
+    ax.set(xlabel="kimg", ylabel="tracked FID-fast (training images)", yscale="log",
+           title="Tracked FID-fast over each run")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def fmt(values: list[float], digits: int = 3) -> str:
@@ -241,6 +265,8 @@ def main() -> None:
     for (config, _), scored in zip(jobs, scores):
         results.setdefault(config["name"], []).append(scored)
     write_results(args.out, args, write_table(results, args), configs=configs, results=results)
+    if any(run.get("tracked_curve") for runs in results.values() for run in runs):
+        plot_tracked_curves(results, args.out / "curves.png")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def test_sweep_trains_and_scores_two_tiny_configs_then_extends_them(tmp_path, ci
 def test_a_conditional_config_gets_class_accuracy_and_a_row_per_class(tmp_path, cifar_root, fast_extractor_file):
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("configs:\n  - {name: tiny-acgan, conditional: acgan, g_channels: 8, d_channels: 8, "
-                     "batch_size: 16, grid_size: 4}\n")
+                     f"batch_size: 16, grid_size: 4, metric: fid-fast, metric_every: 0.032kimg, metric_samples: 32, "
+                     f"fast_extractor: '{fast_extractor_file}'}}\n")
     out = tmp_path / "out"
     command = [sys.executable, str(REPO / "benchmarks" / "budget_sweep.py"), str(sweep), "--data-root",
                str(cifar_root), "--classes", "airplane,frog", "--kimg", "0.064", "--seeds", "0", "--num-gen", "64",
@@ -56,6 +57,9 @@ def test_a_conditional_config_gets_class_accuracy_and_a_row_per_class(tmp_path, 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     scored = json.loads((out / "results.json").read_text())["results"]["tiny-acgan"][0]
     assert 0 <= scored["class_accuracy"] <= 1 and scored["intra_fid_fast"] > 0
+    assert [kimg for kimg, _ in scored["tracked_curve"]] == [0.032, 0.064]  # drawn in curves.png
+    assert scored["tracked_curve"][-1][1] == pytest.approx(scored["tracked_last"])
+    assert (out / "curves.png").stat().st_size > 1000
     assert "class accuracy" in (out / "results.md").read_text()
     from PIL import Image
 
