@@ -148,7 +148,8 @@ def test_under_torchrun_every_process_goes_back_and_slows_D_alike(tmp_path, cifa
          "--dataset", "folder", "--data-root", str(cifar_root / "train"), "--classes", "automobile",
          "--g-channels", "8", "--d-channels", "8", "--batch-size", "16", "--lr-decay", "none", "--kimg", "0.48",
          "--metric", "fid-fast", "--metric-every", "0.064kimg", "--metric-samples", "16",
-         "--fast-extractor", str(untrained_fast_extractor), "--on-collapse", "revert", "--outdir", str(tmp_path / "runs"),
+         "--fast-extractor", str(untrained_fast_extractor), "--on-collapse", "revert",
+         "--outdir", str(tmp_path / "runs"),
          "--device", "cpu", "--threads", "1", "--log-every", "1"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "SCRIPTED_SCORES": json.dumps(SCORES)})
     assert result.returncode == 0, result.stderr[-2000:]
