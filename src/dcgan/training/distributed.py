@@ -111,16 +111,6 @@ def same_everywhere(value: str, info: ProcessInfo) -> list[str] | None:
     return None if len(set(values)) == 1 else values
 
 
-def from_main(value, info: ProcessInfo):
-    """Rank 0's `value` on every process (pickled; for small decisions and, rarely, a state dict).
-    Without torchrun, `value` itself."""
-    if not info.distributed:
-        return value
-    box = [value if info.is_main else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def weights_identical(modules: list[torch.nn.Module], info: ProcessInfo) -> bool:
     """Whether every process holds bit-identical parameters in `modules` (SHA-256 of their bytes,
     gathered): averaged gradients keep replicas equal, and this checks that they did. Buffers are

@@ -5,11 +5,10 @@ its checkpoint exactly (models, EMA, optimizers, scaler, RNG and data order), so
 restart and N more steps give the same weights as 2N steps in one go.
 
 What `train` calls is here, each with explicit arguments: `train_step` (D, then G),
-`take_snapshot`, `checkpoint_state`, `evaluate_metric`, `revert_to_best` and `finish_run`, over a
-`Run` that holds what stays fixed once set up. What is built before the first step is in
-`setup.py`, the run's budget and rates in `schedule.py`, the stop decision all processes share in
-`stopping.py`, the collapse guard's bookkeeping in `collapse.py`, and what is saved for exact
-resume in `state.py`.
+`take_snapshot`, `checkpoint_state`, `evaluate_metric` and `finish_run`, over a `Run` that holds
+what stays fixed once set up. What is built before the first step is in `setup.py`, the run's
+budget and rates in `schedule.py`, the stop decision all processes share in `stopping.py`, and
+what is saved for exact resume in `state.py`.
 """
 
 from __future__ import annotations
@@ -23,14 +22,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from dcgan.checkpoint import load_checkpoint, save_checkpoint, save_generator
+from dcgan.checkpoint import save_checkpoint, save_generator
 from dcgan.config import TrainConfig
 from dcgan.data import BatchStream, ImageData
 from dcgan.errors import UserError
 from dcgan.files import save_image, write_json
 from dcgan.sampling import generate_from_latents, latents_from_seeds, make_grid, to_pil
 from dcgan.training import distributed
-from dcgan.training.collapse import CollapseGuard, lr_d_factor
 from dcgan.training.distributed import ProcessInfo
 from dcgan.training.ema import standing_statistics, step_ema
 from dcgan.training.init_from import initialize
@@ -91,7 +89,6 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
 
     # Metric tracking, then the run folder, locked for this process (rank 0 writes files).
     tracker = build_tracker(config, data, device, progress.summary, process, run_dir, show_progress)
-    guard = CollapseGuard.from_config(config, progress.summary)  # --on-collapse revert
     lock = contextlib.nullcontext()
     if process.is_main:
         run_dir, lock = prepare_run_dir(config, run_dir, resumed=resume_state is not None, nets=nets, data=data,
@@ -124,7 +121,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
 
                 # Learning rates and instance noise over the run's length (under torchrun by rank 0's
                 # clock, so that every process takes the same rates).
-                if config.lr_decay != "none" or config.instance_noise or guard is not None:
+                if config.lr_decay != "none" or config.instance_noise:
                     seconds = agreed_seconds if process.distributed else clock.seconds()
                     update_rates(run, progress, budget.fraction(progress.cur_nimg, seconds), log if log_now else None,
                                  bar if show_progress else None)
@@ -161,13 +158,10 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                     stop_reason = f"stopped by {signals.received or 'a signal to another process'}"
                     break
 
-                # Evaluate the tracked metric (and, with --on-collapse revert, go back to the best
-                # weights if the run has fallen apart); save a snapshot.
+                # Evaluate the tracked metric; save a snapshot.
                 if decision.evaluate:
-                    collapse = evaluate_metric(run, tracker, output_generator(progress.step), progress,
-                                               clock.seconds(), log, bar, guard)
-                    if guard is not None and (collapse := distributed.from_main(collapse, process)):
-                        revert_to_best(run, progress, collapse, guard, output_generator, bar)
+                    evaluate_metric(run, tracker, output_generator(progress.step), progress, clock.seconds(), log,
+                                    bar)
                 if progress.cur_nimg >= next_snapshot or progress.cur_nimg >= budget.total_nimg or decision.out_of_time:
                     take_snapshot(run, progress, clock.seconds(), output_generator)
                     next_snapshot = budget.next_snapshot(progress.cur_nimg)
@@ -232,7 +226,7 @@ def update_rates(run: Run, progress: Progress, done: float, log: RunLog | None, 
         if run.process.is_main and bar is not None:
             bar.write(describe_decision(rates.decision))
     nets.opt_G.param_groups[0]["lr"] = config.lr_g * rates.lr_factor
-    nets.opt_D.param_groups[0]["lr"] = config.lr_d * rates.lr_factor * lr_d_factor(summary)  # the collapse guard's
+    nets.opt_D.param_groups[0]["lr"] = config.lr_d * rates.lr_factor
     nets.loss.instance_noise = rates.instance_noise
     if log is not None and config.instance_noise:
         log.report("instance_noise", rates.instance_noise)
@@ -341,13 +335,12 @@ def take_snapshot(run: Run, progress: Progress, seconds: float, output_generator
 
 
 def evaluate_metric(run: Run, tracker: MetricTracker, sampler: torch.nn.Module, progress: Progress, seconds: float,
-                    log: RunLog, bar: tqdm, guard: CollapseGuard | None = None) -> dict | None:
+                    log: RunLog, bar: tqdm) -> None:
     """Score `sampler` (every process makes a share of the samples); rank 0 logs the scores, and a
-    best score writes checkpoint-best.pt and generator-best.safetensors. Returns, on rank 0 when
-    the collapse guard asks to go back to the best weights, {"value": this score, "best": the best}."""
+    best score writes checkpoint-best.pt and generator-best.safetensors."""
     scores = tracker.evaluate(sampler, progress.cur_nimg)
     if not run.process.is_main:
-        return None
+        return
     value, epoch = scores[tracker.column], progress.cur_nimg / len(run.data)
     log.write_row(**position(progress, len(run.data), seconds), **scores)
     note = ""
@@ -364,26 +357,6 @@ def evaluate_metric(run: Run, tracker: MetricTracker, sampler: torch.nn.Module, 
     also = "".join(f", {key.replace('_', '-').upper().replace('-FAST', '-fast')} {score:.3f}"
                    for key, score in scores.items() if key != tracker.column)
     bar.write(f"{tracker.title} {value:.3f}{also} at {progress.cur_nimg / 1000:.1f} kimg{note}")
-    if guard is not None and guard.observe(value, tracker.best["value"] if tracker.best else None):
-        return {"value": value, "best": dict(tracker.best)}
-    return None
-
-
-def revert_to_best(run: Run, progress: Progress, collapse: dict, guard: CollapseGuard,
-                   output_generator: OutputGenerator, bar: tqdm) -> None:
-    """--on-collapse revert, on every process: checkpoint-best.pt's networks, EMA generator and
-    optimizers (rank 0 reads the file and sends it to the others) replace the run's; the counters,
-    the clock, the random state and the place in the data go on; D's learning rate is lowered (the
-    guard's factor, applied by `update_rates` from the next step)."""
-    best_file = run.run_dir / "checkpoint-best.pt" if run.process.is_main else None
-    state = distributed.from_main(load_checkpoint(best_file) if best_file is not None else None, run.process)
-    place_in_data = run.stream.state_dict()
-    run.training_state.load_state_dict(state)  # the best's own counters are not the run's: dropped
-    run.stream.load_state_dict(place_in_data)
-    output_generator.step = None  # new weights: the EMA generator's standing statistics are stale
-    line = guard.record_revert(progress.cur_nimg / 1000, collapse["value"], collapse["best"])
-    if run.process.is_main:
-        bar.write(line)
 
 
 def finish_run(run: Run, progress: Progress, seconds: float, stop_reason: str, tracker: MetricTracker | None,
