@@ -199,3 +199,19 @@ def test_the_conditional_shipped_model_makes_the_class_asked_for(tmp_path):
     assert main(command) == 0
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["seed000000-horse.png", "seed000000-ship.png",
                                                               "seed000001-horse.png", "seed000001-ship.png"]
+
+
+def test_the_conditional_shipped_model_carries_its_discriminator_for_fine_tuning():
+    from dcgan.checkpoint import load_state_checked, read_discriminator
+    from dcgan.models import build_discriminator
+
+    model = shipped_model("cifar10")
+    state, kwargs = read_discriminator(model.folder / "discriminator.safetensors")
+    discriminator = build_discriminator(**kwargs)
+    load_state_checked(discriminator, state, "the shipped cifar10 discriminator")
+    generator, _ = load_generator(model.file)
+    labels = torch.arange(10)
+    with torch.no_grad():
+        images = generator(torch.randn(10, generator.z_dim), labels)
+        scores = discriminator(images, labels)
+    assert scores.shape[0] == 10 and torch.isfinite(scores).all()
