@@ -202,14 +202,15 @@ def test_the_conditional_shipped_model_makes_the_class_asked_for(tmp_path):
 
 
 def test_the_conditional_shipped_model_carries_its_discriminator_for_fine_tuning():
-    from dcgan.checkpoint import load_state_checked, read_discriminator
+    from dcgan.checkpoint import load_state_checked
     from dcgan.models import build_discriminator
+    from dcgan.training.init_from import read_source
 
-    model = shipped_model("cifar10")
-    state, kwargs = read_discriminator(model.folder / "discriminator.safetensors")
-    discriminator = build_discriminator(**kwargs)
-    load_state_checked(discriminator, state, "the shipped cifar10 discriminator")
-    generator, _ = load_generator(model.file)
+    source = read_source("cifar10")  # what `--init-from cifar10` reads
+    assert source.D is not None
+    discriminator = build_discriminator(**source.d_kwargs)
+    load_state_checked(discriminator, source.D, "the shipped cifar10 discriminator")
+    generator, _ = load_generator(shipped_model("cifar10").file)
     labels = torch.arange(10)
     with torch.no_grad():
         images = generator(torch.randn(10, generator.z_dim), labels)
