@@ -93,3 +93,12 @@ def test_a_shipped_model_with_its_discriminator_gives_both(tmp_path, few_cars, s
     tuned = load_checkpoint(run / "checkpoint-last.pt")["D"]
     assert torch.equal(tuned["head.weight"], state["D"]["head.weight"].half().float())  # float16 on the way
     assert json.loads((run / "summary.json").read_text())["init_from"]["discriminator"] is True
+
+
+def test_a_shipped_models_name_wins_over_a_data_folder_of_that_name(tmp_path, monkeypatch):
+    from dcgan.training.init_from import read_source
+
+    (tmp_path / "cifar10" / "train").mkdir(parents=True)  # the dataset, beside the user's runs
+    monkeypatch.chdir(tmp_path)
+    source = read_source("cifar10")
+    assert source.origin.startswith("cifar10 (") and source.D is not None

@@ -38,7 +38,8 @@ def read_source(spec: str) -> InitSource:
     from dcgan.pretrained import shipped_models
 
     path = Path(spec).expanduser()
-    if not path.exists() and (model := shipped_models().get(spec)) is not None:
+    is_run = path.is_file() or (path / "checkpoint-last.pt").is_file()  # a data folder may share a model's name
+    if not is_run and (model := shipped_models().get(spec)) is not None:
         weights = model.weights()
         tensors, g_kwargs, _ = read_generator_file(weights)
         d_file = model.folder / "discriminator.safetensors"
