@@ -43,13 +43,26 @@ def test_a_run_starts_from_a_run_folders_weights_with_fresh_optimizers(tmp_path,
     assert summary["init_from"] == {"from": str(source_run / "checkpoint-last.pt"), "discriminator": True}
 
 
-def test_a_shipped_generator_without_its_discriminator_starts_g_only(tmp_path, few_cars, capsys):
-    config = frozen_config(tmp_path, init_from="cifar10-cars", g_channels=64, batch_size=16)
+def test_a_generator_file_without_a_discriminator_starts_g_only(tmp_path, few_cars, capsys):
+    config = frozen_config(tmp_path, init_from=str(model_file("cifar10-cars")), g_channels=64, batch_size=16)
     run = train(config, data=few_cars, show_progress=False)
     assert "holds no discriminator, so D starts from random weights" in capsys.readouterr().out
     shipped, _, _ = read_generator_file(model_file("cifar10-cars"))
-    tuned = load_checkpoint(run / "checkpoint-last.pt")["G"]
-    assert torch.equal(tuned["main.0.weight"], shipped["main.0.weight"].float())
+    tuned = load_checkpoint(run / "checkpoint-last.pt")["G"]  # a step of lr 1e-30 moves only exact zeros
+    torch.testing.assert_close(tuned["main.0.weight"], shipped["main.0.weight"].float(), rtol=0, atol=1e-20)
+    assert json.loads((run / "summary.json").read_text())["init_from"]["discriminator"] is False
+
+
+def test_the_shipped_cars_start_g_and_d(tmp_path, few_cars):
+    from dcgan.checkpoint import read_discriminator
+    from dcgan.pretrained import shipped_models
+
+    config = frozen_config(tmp_path, init_from="cifar10-cars", g_channels=64, d_channels=64, batch_size=16)
+    run = train(config, data=few_cars, show_progress=False)
+    shipped_d, _ = read_discriminator(shipped_models()["cifar10-cars"].folder / "discriminator.safetensors")
+    tuned = load_checkpoint(run / "checkpoint-last.pt")["D"]
+    torch.testing.assert_close(tuned["head.weight"], shipped_d["head.weight"].float(), rtol=0, atol=1e-20)
+    assert json.loads((run / "summary.json").read_text())["init_from"]["discriminator"] is True
 
 
 def test_another_network_is_one_line_naming_the_difference(tmp_path, few_cars, source_run):
