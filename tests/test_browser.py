@@ -2,6 +2,7 @@
 
 import base64
 import io
+import json
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ from PIL import Image
 
 from dcgan.checkpoint import save_generator
 from dcgan.models import build_generator
+from dcgan.pretrained import shipped_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -137,7 +139,8 @@ def test_pages_as_a_person_sees_them(shipped_server_url):
         assert page.eval_on_selector("img", "e => e.naturalWidth") == 32
         # The model card.
         page.goto(f"{shipped_server_url}/models/cifar10-cars")
-        assert "held-out FID-fast\t0.12\n" in page.inner_text("#card")
+        card = json.loads((shipped_model("cifar10-cars").folder / "card.json").read_text())
+        assert f"held-out FID-fast\t{card['scores']['fid_fast']}\n" in page.inner_text("#card")
         assert page.eval_on_selector("#card-samples", "e => e.naturalWidth") > 200
         page.screenshot(path=str(ARTIFACTS / "model-card.png"), full_page=True)
         # The runs page: plots at a readable size, not thumbnails.
