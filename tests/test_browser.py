@@ -2,7 +2,6 @@
 
 import base64
 import io
-import json
 import os
 import shutil
 import socket
@@ -139,7 +138,7 @@ def test_pages_as_a_person_sees_them(shipped_server_url):
         assert page.eval_on_selector("img", "e => e.naturalWidth") == 32
         # The model card.
         page.goto(f"{shipped_server_url}/models/cifar10-cars")
-        card = json.loads((shipped_model("cifar10-cars").folder / "card.json").read_text())
+        card = shipped_model("cifar10-cars").card
         assert f"held-out FID-fast\t{card['scores']['fid_fast']}\n" in page.inner_text("#card")
         assert page.eval_on_selector("#card-samples", "e => e.naturalWidth") > 200
         page.screenshot(path=str(ARTIFACTS / "model-card.png"), full_page=True)

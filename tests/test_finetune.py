@@ -55,11 +55,11 @@ def test_a_generator_file_without_a_discriminator_starts_g_only(tmp_path, few_ca
 
 def test_the_shipped_cars_start_g_and_d(tmp_path, few_cars):
     from dcgan.checkpoint import read_discriminator
-    from dcgan.pretrained import shipped_models
+    from dcgan.pretrained import shipped_model
 
     config = frozen_config(tmp_path, init_from="cifar10-cars", g_channels=64, d_channels=64, batch_size=16)
     run = train(config, data=few_cars, show_progress=False)
-    shipped_d, _ = read_discriminator(shipped_models()["cifar10-cars"].folder / "discriminator.safetensors")
+    shipped_d, _ = read_discriminator(shipped_model("cifar10-cars").folder / "discriminator.safetensors")
     tuned = load_checkpoint(run / "checkpoint-last.pt")["D"]
     torch.testing.assert_close(tuned["head.weight"], shipped_d["head.weight"].float(), rtol=0, atol=1e-20)
     assert json.loads((run / "summary.json").read_text())["init_from"]["discriminator"] is True

@@ -62,7 +62,7 @@ def test_models_command_lists_and_shows_cards(capsys):
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     cars = next(row for row in rows if row["name"] == "cifar10-cars")
-    card_scores = json.loads((shipped_model("cifar10-cars").folder / "card.json").read_text())["scores"]
+    card_scores = shipped_model("cifar10-cars").card["scores"]
     assert cars["trained"] and cars["size_bytes"] > 0
     assert cars["fid_fast"] == card_scores["fid_fast"] and cars["fid"] == card_scores["inception"]["fid"] is not None
 
@@ -81,7 +81,7 @@ def test_serve_with_no_arguments_serves_the_shipped_models():
     assert cars["card"] == "/models/cifar10-cars" and "CPU" in cars["description"]
     assert client.get("/api/generate?model=cifar10-cars&seed=1&num=2").status_code == 200
     page = client.get("/models/cifar10-cars").get_data(as_text=True)
-    card = json.loads((shipped_model("cifar10-cars").folder / "card.json").read_text())
+    card = shipped_model("cifar10-cars").card
     inception_fid = card["scores"]["inception"]["fid"]
     assert f"**{inception_fid}**" in page and "Known limits" in page  # the card's figure, from its MODEL_CARD.md
     assert client.get("/models/cifar10-cars/samples.png").status_code == 200
