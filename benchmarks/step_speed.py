@@ -34,7 +34,7 @@ def images_per_second(config, *, precision: str, channels_last: bool, fused: boo
     opt_D = torch.optim.Adam(D.parameters(), config.lr_d, betas=(config.beta1, config.beta2))
     mode = Precision(precision, "cpu", "")
     loss = GANLoss(generator=G, discriminator=D, loss=config.loss, r1_gamma=config.r1_gamma,
-                   r1_interval=config.r1_interval, augment=Augmenter(config.augment_policy), precision=mode)
+                   r1_interval=config.r1_interval, augment=Augmenter(config.augment_policy(50_000)), precision=mode)
     loss.fused = loss.fused and fused
     no_scaler = torch.amp.GradScaler("cpu", enabled=False)
     batch = config.batch_size

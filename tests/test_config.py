@@ -2,7 +2,16 @@ import json
 
 import pytest
 
-from dcgan.config import CONDITIONINGS, DEFAULT_PRESET, G_OUTPUTS, LOSSES, PRESETS, TrainConfig, resolve_config
+from dcgan.config import (
+    CONDITIONINGS,
+    DEFAULT_PRESET,
+    G_OUTPUTS,
+    LOSSES,
+    PRESETS,
+    SMALL_FOLDER_IMAGES,
+    TrainConfig,
+    resolve_config,
+)
 from dcgan.errors import UserError
 
 
@@ -10,7 +19,7 @@ def test_classic_preset_is_radford_et_al():
     c = resolve_config("classic")
     assert (c.loss, c.g_norm, c.d_norm, c.spectral_norm) == ("bce", "batch", "batch", False)
     assert (c.lr_g, c.lr_d, c.beta1, c.beta2, c.batch_size, c.z_dim) == (2e-4, 2e-4, 0.5, 0.999, 128, 100)
-    assert c.ema_kimg == 0 and c.augment_policy == [] and c.r1_gamma == 0
+    assert c.ema_kimg == 0 and c.augment_policy(50_000) == [] and c.r1_gamma == 0
 
 
 def test_cpu_v1_is_the_default_preset():
@@ -25,7 +34,19 @@ def test_cpu_v1_is_the_default_preset():
     assert c.beta2 == 0.99 and classic.beta2 == 0.999
     assert c.ema_kimg == 5 and classic.ema_kimg == 0 and c.precision == "auto" and c.channels_last
     assert (c.lr_decay, c.lr_decay_start) == ("auto", 0.5) and (classic.lr_decay, classic.lr_decay_start) == ("none", 0)
-    assert c.augment_policy == [] and c.r1_gamma == 0
+    assert c.augment_policy(50_000) == [] and c.r1_gamma == 0
+
+
+def test_diffaugment_auto_augments_fine_tuning_on_a_small_folder_only():
+    finetune = TrainConfig(init_from="cifar10-cars")
+    assert finetune.diffaugment == "auto" and resolve_config().diffaugment == "auto"
+    assert finetune.augment_policy(500) == ["color", "translation", "cutout"]
+    assert finetune.augment_policy(SMALL_FOLDER_IMAGES) == ["color", "translation", "cutout"]
+    assert finetune.augment_policy(SMALL_FOLDER_IMAGES + 1) == []
+    assert TrainConfig().augment_policy(500) == []  # from random weights
+    for off in ("none", "", " none "):
+        assert TrainConfig(init_from="cifar10-cars", diffaugment=off).validate().augment_policy(500) == []
+    assert TrainConfig(diffaugment="translation").validate().augment_policy(50_000) == ["translation"]
 
 
 def test_the_dataclass_defaults_are_the_default_preset():

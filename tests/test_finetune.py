@@ -115,3 +115,20 @@ def test_a_shipped_models_name_wins_over_a_data_folder_of_that_name(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     source = read_source("cifar10")
     assert source.origin.startswith("cifar10 (") and source.D is not None
+
+
+def test_fine_tuning_on_a_small_folder_augments_d_unless_told_not_to(tmp_path, few_cars, source_run, capsys,
+                                                                      monkeypatch):
+    import dcgan.augment
+
+    calls = []
+    augment = dcgan.augment.diff_augment
+    monkeypatch.setattr(dcgan.augment, "diff_augment", lambda x, policy: calls.append(policy) or augment(x, policy))
+    train(frozen_config(tmp_path / "auto", init_from=str(source_run)), data=few_cars)
+    assert "augmentation: DiffAugment color,translation,cutout (fine-tuning on 160 images" in capsys.readouterr().out
+    assert calls and all(policy == ["color", "translation", "cutout"] for policy in calls)
+    calls.clear()
+    train(frozen_config(tmp_path / "off", init_from=str(source_run), diffaugment="none"), data=few_cars)
+    assert "augmentation:" not in capsys.readouterr().out and not calls
+    train(frozen_config(tmp_path / "scratch"), data=few_cars)  # from random weights: the recipe has no augmentation
+    assert "augmentation:" not in capsys.readouterr().out and not calls

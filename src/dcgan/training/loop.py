@@ -74,6 +74,9 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     nets = build_networks(config, data, class_names, precision, device)
     if process.is_main and show_progress:
         print(f"precision: {precision.reason}", flush=True)
+        if config.diffaugment.strip() == "auto" and nets.augmenter.policy:
+            print(f"augmentation: DiffAugment {','.join(nets.augmenter.policy)} (fine-tuning on {len(data):,} images; "
+                  f"--diffaugment none turns it off)", flush=True)
 
     # Restore a resumed run's state (state.py: what is saved, what is restored), or start from
     # another model's weights (--init-from); every rank then draws its own noise, from its exact

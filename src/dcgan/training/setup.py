@@ -93,7 +93,7 @@ def build_networks(config: TrainConfig, data: ImageData, class_names: list[str],
     opt_G = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
     opt_D = torch.optim.Adam(d_trainable, lr=config.lr_d, betas=(config.beta1, config.beta2))
     scaler = torch.amp.GradScaler(device.type, enabled=precision.needs_scaler)
-    augmenter = Augmenter(config.augment_policy, p=config.augment_p, target=config.ada_target,
+    augmenter = Augmenter(config.augment_policy(len(data)), p=config.augment_p, target=config.ada_target,
                           speed_kimg=config.ada_kimg)
     G_train, D_compiled = (torch.compile(G), torch.compile(D)) if config.compile else (G, None)
     loss = GANLoss(generator=G_train, discriminator=D, compiled_discriminator=D_compiled, loss=config.loss,
