@@ -31,7 +31,7 @@ AUGMENTS = ("color", "translation", "cutout")
 # --diffaugment auto: fine-tuning (--init-from) on at most this many images augments D's inputs with
 # these operations; docs/benchmarks.md, "Fine-tuning on 500 and 100 trucks", has the evidence.
 SMALL_FOLDER_IMAGES = 1000
-SMALL_FOLDER_AUGMENTS = ("color", "translation", "cutout")
+SMALL_FOLDER_AUGMENTS = AUGMENTS
 LOG_SINKS = ("tensorboard", "wandb")
 TRACKED_METRICS = ("fid-fast", "fid", "is-fast", "is", "pr-fast", "pr")
 CONDITIONINGS = ("projection", "acgan")  # or "": unconditional
@@ -81,9 +81,9 @@ class TrainConfig:
     r1_interval: int = setting(16, "lazy R1/R2: every this many D steps")
     gp_weight: float = setting(10.0, "gradient penalty weight (wgan-gp only)")
     lecam_weight: float = setting(0.0, "LeCam regularization weight (Tseng et al. 2021, for small data); 0 disables")
-    diffaugment: str = setting("auto", "DiffAugment policy for D: any of color,translation,cutout; none; or auto: "
-                                       "color,translation,cutout when fine-tuning (--init-from) on at most 1,000 "
-                                       "images, none otherwise")
+    diffaugment: str = setting("auto", f"DiffAugment policy for D: any of {','.join(AUGMENTS)}; none; or auto: "
+                                       f"{','.join(SMALL_FOLDER_AUGMENTS)} when fine-tuning (--init-from) on at most "
+                                       f"{SMALL_FOLDER_IMAGES:,} images, none otherwise")
     augment_p: float = setting(1.0, "probability of augmenting each image for D (with --diffaugment)")
     ada_target: float = setting(0.0, "adaptive augment probability (ADA) toward this r_t, e.g. 0.6; "
                                      "0: fixed --augment-p")
