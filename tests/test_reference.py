@@ -165,3 +165,44 @@ def test_reference_specs(tmp_path):
         parse_reference(str(tmp_path / "missing.npz"))
     with pytest.raises(UserError, match="--classes does not apply"):
         parse_reference(str(tmp_path / "s.npz"), classes=["cat"])
+
+
+def test_a_killed_evaluation_goes_on_from_its_saved_generated_chunks(extractor, shipped_cars, monkeypatch, tmp_path):
+    from dcgan.metrics import reference
+    from dcgan.metrics.evaluate import generated_features
+
+    monkeypatch.setenv("DCGAN_CACHE", str(tmp_path))
+    monkeypatch.setattr(reference, "CHUNK", 128)
+    inner = extractor.inner
+    dying = CountingExtractor(inner, dies_after=192)  # killed in the middle of the second chunk
+    with pytest.raises(Interrupted):
+        generated_features(shipped_cars, dying, 300, seed=5, resumable=True, progress=False)
+    (partial,) = stats_dir().glob("generated-*.partial")
+    assert sorted(p.name for p in partial.iterdir()) == ["000000000-000000128.npy"]
+
+    other_seeds = CountingExtractor(inner)  # other images: the saved chunk is not theirs
+    generated_features(shipped_cars, other_seeds, 300, seed=6, resumable=True, progress=False)
+    assert other_seeds.images == 300
+
+    resumed = generated_features(shipped_cars, extractor, 300, seed=5, resumable=True, progress=False)
+    assert extractor.images == 300 - 128  # the saved chunk was read, not extracted again
+    assert not partial.exists() and resumed.logits is None
+    whole = generated_features(shipped_cars, CountingExtractor(inner), 300, seed=5, progress=False)
+    np.testing.assert_array_equal(resumed.features, whole.features)
+
+
+@pytest.mark.parametrize(("num_gen", "metrics", "resumable"), [(300, ["fid", "kid"], True), (100, ["fid"], False),
+                                                               (300, ["fid", "is"], False)])
+def test_evaluate_extracts_large_sets_without_is_resumably(shipped_cars, fast_extractor_file, cifar_root, monkeypatch,
+                                                           tmp_path, num_gen, metrics, resumable):
+    from dcgan.metrics import evaluate as evaluation
+
+    monkeypatch.setenv("DCGAN_CACHE", str(tmp_path))
+    monkeypatch.setattr(evaluation, "CHUNK", 128)
+    asked = []
+    real = evaluation.generated_features
+    monkeypatch.setattr(evaluation, "generated_features",
+                        lambda *args, **kwargs: asked.append(kwargs["resumable"]) or real(*args, **kwargs))
+    evaluation.evaluate(shipped_cars, cars_source(cifar_root), metrics=metrics, features="fast",
+                        fast_extractor=str(fast_extractor_file), num_gen=num_gen, progress=False)
+    assert asked == [resumable]

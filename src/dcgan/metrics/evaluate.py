@@ -7,8 +7,11 @@ images, which data, which seeds.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +23,16 @@ from dcgan.errors import UserError
 from dcgan.metrics import METRICS, MetricOptions, score_key, score_names, score_title
 from dcgan.metrics.features import FeatureExtractor, FeatureSet, extract_features, generated_batches, image_batches
 from dcgan.metrics.manifold import DC_NEIGHBOURS, PR_NEIGHBOURS
-from dcgan.metrics.reference import RealSource, load_stats, parse_reference, reference_features
+from dcgan.metrics.reference import (
+    CHUNK,
+    RealSource,
+    chunked_features,
+    load_stats,
+    parse_reference,
+    reference_features,
+    stats_dir,
+)
+from dcgan.sampling import class_labels, is_conditional, labels_from_seeds
 
 
 def load_extractor(kind: str, *, inception_weights: str | None = None, allow_download: bool = True,
@@ -52,12 +64,46 @@ def check_metrics_fit(metrics: list[str], extractor: FeatureExtractor) -> None:
 
 
 def generated_features(generator: torch.nn.Module, extractor: FeatureExtractor, num: int, *, seed: int = 0,
-                       batch_size: int = 64, labels: torch.Tensor | None = None, progress: bool = True) -> FeatureSet:
+                       batch_size: int = 64, labels: torch.Tensor | None = None, resumable: bool = False,
+                       progress: bool = True) -> FeatureSet:
     """Features of `num` generated images, image i from seed `seed + i` (and, for a conditional
-    generator, class `labels[i]`, or the class its seed draws), generated as they are consumed."""
+    generator, class `labels[i]`, or the class its seed draws), generated as they are consumed.
+
+    `resumable`: features only (no logits), saved a chunk at a time under the statistics cache, so
+    a killed evaluation of the same generator, seeds, classes and extractor goes on where it
+    stopped (50,000 Inception passes take hours on a CPU); the chunks are removed once all are done.
+    """
     seeds = range(seed, seed + num)
-    return extract_features(extractor, generated_batches(generator, seeds, batch_size, labels), num,
-                            desc=f"{extractor.label} features of {num:,} generated images", progress=progress)
+    desc = f"{extractor.label} features of {num:,} generated images"
+    if not resumable:
+        return extract_features(extractor, generated_batches(generator, seeds, batch_size, labels), num,
+                                desc=desc, progress=progress)
+    if labels is None:
+        labels = class_labels(generator, seeds)
+    partial = generated_partial(generator, extractor, seeds, labels, batch_size)
+
+    def batches(start: int, stop: int) -> Iterator[torch.Tensor]:
+        chunk_labels = labels[start:stop] if labels is not None else None
+        return generated_batches(generator, seeds[start:stop], batch_size, chunk_labels)
+
+    features = chunked_features(extractor, num, batches, partial, desc=desc, progress=progress)
+    shutil.rmtree(partial, ignore_errors=True)
+    return FeatureSet.from_features(features)
+
+
+def generated_partial(generator: torch.nn.Module, extractor: FeatureExtractor, seeds: range,
+                      labels: torch.Tensor | None, batch_size: int) -> Path:
+    """The folder of a generated set's saved chunks, named by the hash of everything its features
+    depend on: the generator's weights, the seeds, the classes, the batch size and the extractor."""
+    weights = hashlib.sha256()
+    for name, tensor in generator.state_dict().items():
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    identity = {"generator": weights.hexdigest(), "seeds": [seeds.start, seeds.stop], "batch_size": batch_size,
+                "labels": hashlib.sha256(labels.numpy().tobytes()).hexdigest() if labels is not None else None,
+                "extractor": extractor.identity()}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+    return stats_dir() / f"generated-{key}.partial"
 
 
 def real_sample(data: ImageData, num: int, seed: int) -> ImageData:
@@ -225,7 +271,6 @@ def evaluate(scored, reference: RealSource | Path, *, metrics: list[str], featur
     """
     from dcgan.metrics import compute_scores
     from dcgan.metrics.conditional import class_frequencies, per_class_scores
-    from dcgan.sampling import is_conditional, labels_from_seeds
 
     started = time.time()
     generator = scored if isinstance(scored, torch.nn.Module) else None
@@ -259,8 +304,10 @@ def evaluate(scored, reference: RealSource | Path, *, metrics: list[str], featur
             labels = labels_from_seeds(range(seed, seed + num_gen), generator.num_classes, weights)
             class_draw = ("image i: class drawn from seed + i in proportion to the reference's class counts"
                           if weights is not None else "image i: class drawn uniformly from seed + i")
+        # A set of several chunks without IS (which needs logits) is extracted resumably.
+        resumable = use_cache and num_gen > CHUNK and "is" not in metrics
         scored_features = generated_features(generator, extractor, num_gen, seed=seed, batch_size=batch_size,
-                                             labels=labels, progress=progress)
+                                             labels=labels, resumable=resumable, progress=progress)
         scored_info = {"kind": "generated", "num_images": num_gen, "seeds": f"{seed}-{seed + num_gen - 1}",
                        "latents": "image i: randn(z_dim) from a generator seeded with seed + i",
                        "quantization": "generator output in [-1, 1] -> uint8 by rounding 127.5 * (x + 1)"}

@@ -17,10 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from dcgan.checkpoint import atomic_write, describe_file, reason
@@ -100,7 +102,8 @@ def reference_features(extractor: FeatureExtractor, source: RealSource, data: Im
         except UserError:  # Damaged or foreign: recompute, never trust it.
             pass
     partial = stats_dir() / f"{key}.partial" if use_cache else None
-    features = chunked_features(extractor, data, partial, batch_size=batch_size,
+    features = chunked_features(extractor, len(data),
+                                lambda start, stop: image_batches(data.images[start:stop], batch_size), partial,
                                 desc=f"{extractor.label} features of {source.name}", progress=progress)
     result = FeatureSet.from_features(features, metadata=metadata)
     if use_cache:
@@ -109,23 +112,28 @@ def reference_features(extractor: FeatureExtractor, source: RealSource, data: Im
     return result
 
 
-def chunked_features(extractor: FeatureExtractor, data: ImageData, partial: Path | None, *, batch_size: int,
+def chunked_features(extractor: FeatureExtractor, total: int,
+                     batches: Callable[[int, int], Iterable[torch.Tensor]], partial: Path | None, *,
                      desc: str, progress: bool) -> np.ndarray:
-    """(N, D) features of `data`; with a `partial` folder, each chunk of CHUNK images is saved there as
-    it is done, and a chunk already there is read instead: a killed extraction of a large set goes on
-    where it stopped (the folder's name is the hash of the data and the weights, so it cannot mix sets)."""
-    features = np.empty((len(data), extractor.feature_dim), np.float32)
-    with tqdm(total=len(data), desc=desc, unit="img", disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        for start in range(0, len(data), CHUNK):
-            stop = min(start + CHUNK, len(data))
+    """(total, D) features of the images `batches(start, stop)` streams, CHUNK images at a time. With
+    a `partial` folder, each chunk is saved there as it is done, and a chunk already there is read
+    instead: a killed extraction of a large set goes on where it stopped (the folder's name is the
+    hash of what is extracted and the weights, so it cannot mix sets)."""
+    features = np.empty((total, extractor.feature_dim), np.float32)
+    with tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False, dynamic_ncols=True) as bar:
+        for start in range(0, total, CHUNK):
+            stop = min(start + CHUNK, total)
             chunk_path = partial / f"{start:09d}-{stop:09d}.npy" if partial is not None else None
             chunk = read_chunk(chunk_path, (stop - start, extractor.feature_dim))
             if chunk is None:
                 chunk = np.empty((stop - start, extractor.feature_dim), np.float32)
-                for offset, batch in zip(range(0, stop - start, batch_size),
-                                         image_batches(data.images[start:stop], batch_size)):
-                    chunk[offset:offset + len(batch)] = extractor(batch)[0].numpy()
+                done = 0
+                for batch in batches(start, stop):
+                    chunk[done:done + len(batch)] = extractor(batch)[0].numpy()
+                    done += len(batch)
                     bar.update(len(batch))
+                if done != stop - start:
+                    raise ValueError(f"images {start}-{stop}: the stream held {done} images, not {stop - start}")
                 if chunk_path is not None:
                     save_chunk(chunk_path, chunk)
             else:
