@@ -22,6 +22,15 @@ scheduler); the examples script as a subprocess, stopped when the budget runs ou
 `netG_epoch_N.pth` kept. The budget counts from the process start for the examples script (its
 start-up is its own), from the first step for the others.
 
+An hour per entry is five hours of a 2-core CPU, more than one sitting. `--rates-from DIR` turns
+the wall-clock budget into an image budget: DIR is an earlier, short run of the same entries on the
+CPU whose budget is meant (e.g. `--minutes 3`), and each entry now trains for the images it made per
+second there times `--minutes`, however long that takes on this machine, so the entries can be
+trained one at a time on other days or machines and still have had the same CPU budget.
+
+    python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 3 --out rates-epyc ...
+    python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --rates-from rates-epyc --only dcgan-default ...
+
 Scoring, the same for every entry: `--num-gen` samples (image i from seed i), 64x64 output box-
 downsampled to the data's 32x32, against the test split of the same classes: Inception FID and KID
 (the standard 2015-12-05 network), precision and recall (k=3) on Inception features, and FID-fast
@@ -82,7 +91,8 @@ class MetricLog(dict):
         self[name] = value
 
 
-def train_mimicry(name: str, data_root: str, classes: list[str], minutes: float, seed: int, out: Path) -> None:
+def train_mimicry(name: str, data_root: str, classes: list[str], minutes: float, kimg_budget: float, seed: int,
+                  out: Path) -> None:
     from dcgan.data import load_dataset
     from dcgan.files import atomic_write
 
@@ -106,7 +116,7 @@ def train_mimicry(name: str, data_root: str, classes: list[str], minutes: float,
         return batch, torch.zeros(len(batch), dtype=torch.long)
 
     started, step, kimg = time.monotonic(), 0, 0.0
-    while time.monotonic() - started < minutes * 60:
+    while kimg < kimg_budget if kimg_budget else time.monotonic() - started < minutes * 60:
         log = MetricLog()
         for i in range(n_dis):
             real_batch = next_batch()
@@ -130,7 +140,8 @@ def train_mimicry(name: str, data_root: str, classes: list[str], minutes: float,
 # ----------------------------------------------------------------------------------------------
 # pytorch/examples' dcgan/main.py, as a subprocess with a wall-clock limit.
 
-def train_examples(main_py: Path, data_root: str, classes: list[str], minutes: float, seed: int, out: Path) -> None:
+def train_examples(main_py: Path, data_root: str, classes: list[str], minutes: float, kimg_budget: float, seed: int,
+                   out: Path) -> None:
     folder = out / "data"  # ImageFolder of the chosen classes only
     for name in classes or [p.name for p in Path(data_root).iterdir() if p.is_dir()]:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -138,12 +149,17 @@ def train_examples(main_py: Path, data_root: str, classes: list[str], minutes: f
             (folder / name).symlink_to(Path(data_root).resolve() / name)
     command = [sys.executable, str(main_py), "--dataset", "folder", "--dataroot", str(folder), "--outf",
                str(out / "examples"), "--manualSeed", str(seed)]  # its own default: 25 epochs
+    if kimg_budget:  # the whole epochs that fit the images it would have trained on in the budget
+        epochs = int(kimg_budget * 1000 // len(list(folder.glob("*/*"))))
+        if epochs == 0:
+            raise SystemExit(f"examples-dcgan finishes no epoch in {kimg_budget:.1f} kimg")
+        command += ["--niter", str(epochs)]
     (out / "examples").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with open(out / "train.log", "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            process.wait(timeout=minutes * 60)
+            process.wait(timeout=None if kimg_budget else minutes * 60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
@@ -223,24 +239,34 @@ def sampler(name: str, out: Path, resolution: int):
 
 # ----------------------------------------------------------------------------------------------
 
+def image_budget(name: str, args) -> float:
+    """kimg for `name` under --rates-from (its images per second there x --minutes); 0: the wall clock."""
+    if not args.rates_from:
+        return 0.0
+    trained = trained_summary(name, args.rates_from / name)
+    return round(trained["kimg"] / trained["seconds"] * args.minutes * 60, 3)
+
+
 def train_entry(name: str, args, out: Path) -> None:
     """Train one entry in a child process of this script (or `dcgan train`), alone on the machine."""
     out.mkdir(parents=True, exist_ok=True)
     train_root = str(Path(args.data_root) / "train")
+    kimg = image_budget(name, args)
+    budget = ["--kimg", str(kimg)] if kimg else ["--minutes", str(args.minutes)]
     if name.startswith("dcgan-"):
         preset = "cpu-v1" if name == "dcgan-default" else "classic"
         command = [sys.executable, "-m", "dcgan", "train", "--preset", preset, "--dataset", "folder", "--data-root",
-                   train_root, "--minutes", str(args.minutes), "--seed", str(args.seed), "--outdir", str(out / "runs")]
+                   train_root, *budget, "--seed", str(args.seed), "--outdir", str(out / "runs")]
         if args.classes:
             command += ["--classes", ",".join(args.classes)]
     elif name == "examples-dcgan":
         if not args.examples_main:
             raise SystemExit("examples-dcgan needs --examples-main (pytorch/examples' dcgan/main.py)")
-        train_examples(Path(args.examples_main), train_root, args.classes, args.minutes, args.seed, out)
+        train_examples(Path(args.examples_main), train_root, args.classes, args.minutes, kimg, args.seed, out)
         return
     else:
         command = [sys.executable, __file__, "--train-child", name, "--data-root", args.data_root, "--classes",
-                   ",".join(args.classes), "--minutes", str(args.minutes), "--seed", str(args.seed), "--out", str(out)]
+                   ",".join(args.classes), *budget, "--seed", str(args.seed), "--out", str(out)]
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {' '.join(command[1:])}", flush=True)
     with open(out / "train.log", "a") as log:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
@@ -277,7 +303,10 @@ def score_entries(names: list[str], args) -> dict:
 
 def results_table(results: dict, args) -> str:
     default_fid = results.get("dcgan-default", {}).get("fid")
-    lines = [f"{args.minutes:g} minutes of training each, alone on the machine ({args.cpu}); {args.num_gen:,} "
+    budget = (f"the images each entry trains in {args.minutes:g} minutes alone on {args.cpu} (its rate there: "
+              f"{args.rates_from})" if args.rates_from else
+              f"{args.minutes:g} minutes of training each, alone on the machine ({args.cpu})")
+    lines = [f"{budget}; {args.num_gen:,} "
              f"samples against the {args.reference_name}. Inception: the 2015-12-05 FID network; precision / "
              f"recall: k = 3 on Inception features; fast: the toolkit's fast extractor.", "",
              "| entry | kimg | Inception FID | x default | KID | precision | recall | FID-fast | KID-fast |",
@@ -298,7 +327,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", required=True, help="image folder with train/ and test/ (the CIFAR-10 archive)")
     parser.add_argument("--classes", default="", help="comma-separated classes (e.g. automobile)")
-    parser.add_argument("--minutes", type=float, required=True, help="wall-clock training budget of each entry")
+    parser.add_argument("--minutes", type=float, default=0, help="wall-clock training budget of each entry")
+    parser.add_argument("--rates-from", type=Path, help="an earlier run of the entries: train each for the images it "
+                        "made per second there x --minutes")
+    parser.add_argument("--kimg", type=float, default=0, help=argparse.SUPPRESS)  # a child's image budget
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-gen", type=int, default=5000)
     parser.add_argument("--only", default=",".join(ENTRIES), help="comma-separated entries")
@@ -310,9 +342,11 @@ def main() -> None:
     args = parser.parse_args()
     args.classes = [c for c in args.classes.split(",") if c]
     if args.train_child:
-        train_mimicry(args.train_child, str(Path(args.data_root) / "train"), args.classes, args.minutes, args.seed,
-                      args.out)
+        train_mimicry(args.train_child, str(Path(args.data_root) / "train"), args.classes, args.minutes, args.kimg,
+                      args.seed, args.out)
         return
+    if not args.minutes:
+        parser.error("--minutes is required: the budget of each entry (of this CPU, or of --rates-from's)")
     names = [n for n in args.only.split(",") if n]
     unknown = [n for n in names if n not in ENTRIES]
     if unknown:
