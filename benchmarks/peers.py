@@ -26,10 +26,12 @@ An hour per entry is five hours of a 2-core CPU, more than one sitting. `--rates
 the wall-clock budget into an image budget: DIR is an earlier, short run of the same entries on the
 CPU whose budget is meant (e.g. `--minutes 3`), and each entry now trains for the images it made per
 second there times `--minutes`, however long that takes on this machine, so the entries can be
-trained one at a time on other days or machines and still have had the same CPU budget.
+trained one at a time on other days or machines and still have had the same CPU budget. (The
+examples script's rate from a timed run counts its finished epochs only, so it reads low by up to
+an epoch's images.)
 
-    python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 3 --out rates-epyc ...
-    python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --rates-from rates-epyc --only dcgan-default ...
+    python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --only dcgan-default \
+        --rates-from docs/benchmarks/peers-cars-15min ...     # the rates of the 15-minute table's CPU
 
 Scoring, the same for every entry: `--num-gen` samples (image i from seed i), 64x64 output box-
 downsampled to the data's 32x32, against the test split of the same classes: Inception FID and KID
@@ -240,10 +242,15 @@ def sampler(name: str, out: Path, resolution: int):
 # ----------------------------------------------------------------------------------------------
 
 def image_budget(name: str, args) -> float:
-    """kimg for `name` under --rates-from (its images per second there x --minutes); 0: the wall clock."""
+    """kimg for `name` under --rates-from (its images per second there x --minutes); 0: the wall clock.
+    The rate comes from that run's results.json, or from its entry's training folder."""
     if not args.rates_from:
         return 0.0
-    trained = trained_summary(name, args.rates_from / name)
+    results = args.rates_from / "results.json"
+    if results.is_file():
+        trained = json.loads(results.read_text())["results"][name]
+    else:
+        trained = trained_summary(name, args.rates_from / name)
     return round(trained["kimg"] / trained["seconds"] * args.minutes * 60, 3)
 
 
