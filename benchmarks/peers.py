@@ -247,11 +247,14 @@ def image_budget(name: str, args) -> float:
     if not args.rates_from:
         return 0.0
     results = args.rates_from / "results.json"
-    if results.is_file():
-        trained = json.loads(results.read_text())["results"][name]
-    else:
-        trained = trained_summary(name, args.rates_from / name)
-    return round(trained["kimg"] / trained["seconds"] * args.minutes * 60, 3)
+    try:
+        if results.is_file():
+            trained = json.loads(results.read_text())["results"][name]
+        else:
+            trained = trained_summary(name, args.rates_from / name)
+        return round(trained["kimg"] / trained["seconds"] * args.minutes * 60, 3)
+    except (OSError, StopIteration, KeyError, TypeError, ValueError, ZeroDivisionError):
+        raise SystemExit(f"--rates-from {args.rates_from} holds no rate (kimg and seconds) for {name}") from None
 
 
 def train_entry(name: str, args, out: Path) -> None:
