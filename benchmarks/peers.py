@@ -30,8 +30,10 @@ trained one at a time on other days or machines and still have had the same CPU 
 examples script's rate from a timed run counts its finished epochs only, so it reads low by up to
 an epoch's images.)
 
-    python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --only dcgan-default \
-        --rates-from docs/benchmarks/peers-cars-15min ...     # the rates of the 15-minute table's CPU
+    python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --only dcgan-default --train-only \
+        --rates-from docs/benchmarks/peers-cars-15min --out peers-cifar10-60min  # the 15-minute table's CPU
+    python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --score-only --num-gen 10000 \
+        --rates-from docs/benchmarks/peers-cars-15min --out peers-cifar10-60min  # all entries, when trained
 
 Scoring, the same for every entry: `--num-gen` samples (image i from seed i), 64x64 output box-
 downsampled to the data's 32x32, against the test split of the same classes: Inception FID and KID
@@ -263,7 +265,13 @@ def train_entry(name: str, args, out: Path) -> None:
     train_root = str(Path(args.data_root) / "train")
     kimg = image_budget(name, args)
     budget = ["--kimg", str(kimg)] if kimg else ["--minutes", str(args.minutes)]
-    if name.startswith("dcgan-"):
+    runs = sorted((out / "runs").glob("*/checkpoint-last.pt"))
+    if (out / "trained.json").is_file() or runs and (runs[-1].parent / "summary.json").is_file():
+        print(f"{name}: trained before, in {out}", flush=True)
+        return
+    if name.startswith("dcgan-") and runs:  # a run stopped by a kill or a reboot: go on from its checkpoint
+        command = [sys.executable, "-m", "dcgan", "train", "--resume", str(runs[-1].parent)]
+    elif name.startswith("dcgan-"):
         preset = "cpu-v1" if name == "dcgan-default" else "classic"
         command = [sys.executable, "-m", "dcgan", "train", "--preset", preset, "--dataset", "folder", "--data-root",
                    train_root, *budget, "--seed", str(args.seed), "--outdir", str(out / "runs")]
@@ -346,6 +354,8 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(ENTRIES), help="comma-separated entries")
     parser.add_argument("--examples-main", default="", help="pytorch/examples' dcgan/main.py")
     parser.add_argument("--score-only", action="store_true", help="score entries trained before")
+    parser.add_argument("--train-only", action="store_true", help="train the entries and stop (score them later, "
+                        "all together, with --score-only)")
     parser.add_argument("--cpu", default="", help="the machine, as the table names it")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--train-child", default="", help=argparse.SUPPRESS)
@@ -364,9 +374,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "grids").mkdir(exist_ok=True)
     trainable = [n for n in names if n != "lightweight-gan"]
+    if args.score_only and args.train_only:
+        parser.error("--score-only and --train-only exclude each other")
     if not args.score_only:
         for name in trainable:  # one at a time: each timed run alone on the machine
             train_entry(name, args, args.out / name)
+        if args.train_only:
+            print(f"trained {', '.join(trainable)}; score with --score-only", flush=True)
+            return
     args.reference_name = "test images" + (f" of {', '.join(args.classes)}" if args.classes else "")
     results = score_entries(trainable, args)
     if "lightweight-gan" in names:
