@@ -27,8 +27,9 @@ the wall-clock budget into an image budget: DIR is an earlier, short run of the 
 CPU whose budget is meant (e.g. `--minutes 3`), and each entry now trains for the images it made per
 second there times `--minutes`, however long that takes on this machine, so the entries can be
 trained one at a time on other days or machines and still have had the same CPU budget. (The
-examples script's rate from a timed run counts its finished epochs only, so it reads low by up to
-an epoch's images.)
+examples script saves only whole epochs: its rate from a timed run counts the finished ones, so it
+reads low by up to an epoch's images, and it trains for the whole number of epochs nearest its
+budget.)
 
     python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --only dcgan-default --train-only \
         --rates-from docs/benchmarks/peers-cars-15min --out peers-cifar10-60min  # the 15-minute table's CPU
@@ -153,8 +154,8 @@ def train_examples(main_py: Path, data_root: str, classes: list[str], minutes: f
             (folder / name).symlink_to(Path(data_root).resolve() / name)
     command = [sys.executable, str(main_py), "--dataset", "folder", "--dataroot", str(folder), "--outf",
                str(out / "examples"), "--manualSeed", str(seed)]  # its own default: 25 epochs
-    if kimg_budget:  # the whole epochs that fit the images it would have trained on in the budget
-        epochs = int(kimg_budget * 1000 // len(list(folder.glob("*/*"))))
+    if kimg_budget:  # the whole number of epochs nearest the images it would have trained on in the budget
+        epochs = round(kimg_budget * 1000 / len(list(folder.glob("*/*"))))
         if epochs == 0:
             raise SystemExit(f"examples-dcgan finishes no epoch in {kimg_budget:.1f} kimg")
         command += ["--niter", str(epochs)]
