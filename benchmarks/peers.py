@@ -29,7 +29,8 @@ second there times `--minutes`, however long that takes on this machine, so the 
 trained one at a time on other days or machines and still have had the same CPU budget. (The
 examples script saves only whole epochs: its rate from a timed run counts the finished ones, so it
 reads low by up to an epoch's images, and it trains for the whole number of epochs nearest its
-budget.)
+budget.) Run again on the same `--out`, the script keeps the entries trained there and resumes a
+dcgan entry stopped mid-run from its last checkpoint.
 
     python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --only dcgan-default --train-only \
         --rates-from docs/benchmarks/peers-cars-15min --out peers-cifar10-60min  # the 15-minute table's CPU
@@ -368,6 +369,8 @@ def main() -> None:
         return
     if not args.minutes:
         parser.error("--minutes is required: the budget of each entry (of this CPU, or of --rates-from's)")
+    if args.score_only and args.train_only:
+        parser.error("--score-only and --train-only exclude each other")
     names = [n for n in args.only.split(",") if n]
     unknown = [n for n in names if n not in ENTRIES]
     if unknown:
@@ -375,8 +378,6 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "grids").mkdir(exist_ok=True)
     trainable = [n for n in names if n != "lightweight-gan"]
-    if args.score_only and args.train_only:
-        parser.error("--score-only and --train-only exclude each other")
     if not args.score_only:
         for name in trainable:  # one at a time: each timed run alone on the machine
             train_entry(name, args, args.out / name)
