@@ -5,6 +5,9 @@ Entries (`--only` picks some):
 
     dcgan-default   `dcgan train` with the default preset (cpu-v1)
     dcgan-classic   `dcgan train --preset classic` (Radford et al. 2015 as the toolkit implements it)
+
+The dcgan entries train in float32 (`--precision fp32`), as the peers do, also on a CPU where the
+toolkit would pick bf16 by itself.
     mimicry-sngan   torch-mimicry 0.1.16's SNGAN-32 (ResNet, spectral norm, hinge loss) with its
                     CIFAR-10 baseline settings: Adam 2e-4, betas (0.0, 0.9), n_dis 5, batch 64,
                     linear rate decay over 100k steps
@@ -30,7 +33,10 @@ trained one at a time on other days or machines and still have had the same CPU 
 examples script saves only whole epochs: its rate from a timed run counts the finished ones, so it
 reads low by up to an epoch's images, and it trains for the whole number of epochs nearest its
 budget.) Run again on the same `--out`, the script keeps the entries trained there and resumes a
-dcgan entry stopped mid-run from its last checkpoint.
+dcgan entry stopped mid-run from its last checkpoint. Scoring adds to `--out`'s results.json: the
+entries scored there before under the same budget, seed, classes and `--num-gen` stay in the table,
+so each sitting can train and score one or two entries (copy results.json into a fresh `--out` to
+go on elsewhere).
 
     python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --only dcgan-default --train-only \
         --rates-from docs/benchmarks/peers-cars-15min --out peers-cifar10-60min  # the 15-minute table's CPU
@@ -276,7 +282,7 @@ def train_entry(name: str, args, out: Path) -> None:
     elif name.startswith("dcgan-"):
         preset = "cpu-v1" if name == "dcgan-default" else "classic"
         command = [sys.executable, "-m", "dcgan", "train", "--preset", preset, "--dataset", "folder", "--data-root",
-                   train_root, *budget, "--seed", str(args.seed), "--outdir", str(out / "runs")]
+                   train_root, *budget, "--precision", "fp32", "--seed", str(args.seed), "--outdir", str(out / "runs")]
         if args.classes:
             command += ["--classes", ",".join(args.classes)]
     elif name == "examples-dcgan":
@@ -318,6 +324,26 @@ def score_entries(names: list[str], args) -> dict:
         result.update(held_out.score(images, {"inception": ["fid", "kid", "pr"], "fast": ["fid", "kid"]}, name))
         print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, flush=True)
         results[name] = result
+    return results
+
+
+PROTOCOL = ["classes", "minutes", "rates_from", "seed", "num_gen"]
+
+
+def scored_before(args) -> dict:
+    """The entries of `--out`'s results.json scored before under the same protocol: scoring other
+    entries adds them to the table, so entries trained and scored on different days make one table."""
+    path = args.out / "results.json"
+    if not path.is_file():
+        return {}
+    try:
+        document = json.loads(path.read_text())
+        earlier, results = document["args"], document["results"]
+    except (ValueError, KeyError, TypeError):
+        raise SystemExit(f"{path} is not a results file of this script; use another --out") from None
+    differ = [key for key in PROTOCOL if earlier.get(key) != str(getattr(args, key))]
+    if differ:
+        raise SystemExit(f"{path} was scored with other {', '.join(differ)}; use another --out") from None
     return results
 
 
@@ -385,9 +411,11 @@ def main() -> None:
             print(f"trained {', '.join(trainable)}; score with --score-only", flush=True)
             return
     args.reference_name = "test images" + (f" of {', '.join(args.classes)}" if args.classes else "")
+    earlier = scored_before(args)
     results = score_entries(trainable, args)
     if "lightweight-gan" in names:
         results["lightweight-gan"] = {"note": LIGHTWEIGHT_GAN_RESULT}
+    results = {name: results.get(name, earlier.get(name)) for name in ENTRIES if name in results or name in earlier}
     write_results(args.out, args, results_table(results, args), results=results)
 
 

@@ -5,6 +5,7 @@ import torch
 from PIL import Image
 
 from conftest import cifar_subset
+from dcgan.data import ImageData
 from dcgan.errors import UserError
 from dcgan.metrics.fast import FastExtractor, default_path, labelled_splits, save_fast_extractor, train_fast_classifier
 
@@ -31,6 +32,16 @@ def test_training_on_a_cifar10_subset_reaches_40_percent(cifar_root, tmp_path):
     agreement = (logits.argmax(1) == test.labels[:300]).float().mean()
     assert agreement >= 0.35  # the reloaded extractor is the trained classifier
     assert "not Inception" in extractor.summary() and "test accuracy" in extractor.summary()
+
+
+def test_a_folder_of_a_few_dozen_images_trains_an_extractor():
+    # 40 images are one batch: four epochs would be four steps, too few for the one-cycle schedule.
+    generator = torch.Generator().manual_seed(0)
+    tiny = ImageData(torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=generator),
+                     torch.arange(40) % 2, ["a", "b"])
+    model, report = train_fast_classifier(tiny, tiny, epochs=4, progress=False)
+    assert report["steps"] >= 5 and report["batch_size"] == 40
+    assert 0.0 <= report["test_accuracy"] <= 1.0
 
 
 def test_other_resolutions_are_resized_and_other_channel_counts_refused(fast_extractor_file, cars):

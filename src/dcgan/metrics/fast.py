@@ -130,7 +130,7 @@ def train_fast_classifier(train: ImageData, test: ImageData, *, epochs: float = 
         model = FastClassifier(img_channels=train.channels, num_classes=len(train.class_names))
     model.to(device).to(memory_format=torch.channels_last)
     batch_size = min(batch_size, len(train))  # a folder smaller than a batch would give no batch at all
-    steps = max(1, int(epochs * len(train) / batch_size))
+    steps = max(8, int(epochs * len(train) / batch_size))  # the one-cycle schedule needs a warm-up step or more
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.25)
     generator = torch.Generator().manual_seed(seed)
