@@ -16,23 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from pathlib import Path
 
 import torch
 
-
-def cpu_name() -> str:
-    """The CPU's model name and vector width, from /proc/cpuinfo where there is one."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
-    width = ("AVX-512 with bf16" if " avx512_bf16" in text else "AVX-512") if " avx512f" in text \
-        else "AVX2" if " avx2" in text else "no AVX2"
-    return f"{name or platform.machine()} ({width}, {os.cpu_count()} cores)"
+from dcgan.training.run_dir import cpu_name
 
 
 def copied(images: torch.Tensor, training: torch.Tensor, share: float, kind: str, seed: int = 0) -> torch.Tensor:

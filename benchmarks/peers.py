@@ -71,6 +71,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dcgan.files import atomic_write, write_json
+from dcgan.training.run_dir import cpu_name
 from held_out import HeldOut, write_results
 
 ENTRIES = ["dcgan-default", "dcgan-classic", "mimicry-sngan", "mimicry-dcgan", "examples-dcgan", "lightweight-gan"]
@@ -106,7 +108,6 @@ class MetricLog(dict):
 def train_mimicry(name: str, data_root: str, classes: list[str], minutes: float, kimg_budget: float, seed: int,
                   out: Path) -> None:
     from dcgan.data import load_dataset
-    from dcgan.files import atomic_write
 
     torch.manual_seed(seed)
     generator_class, discriminator_class = import_mimicry()[name]
@@ -146,7 +147,7 @@ def train_mimicry(name: str, data_root: str, classes: list[str], minutes: float,
                   + " ".join(f"{k} {float(v):.3f}" for k, v in log.items()), flush=True)
     seconds = time.monotonic() - started
     atomic_write(out / "netG.pt", lambda tmp: torch.save(netG.state_dict(), tmp))
-    (out / "trained.json").write_text(json.dumps({"steps": step, "kimg": kimg, "seconds": seconds}))
+    write_json(out / "trained.json", {"steps": step, "kimg": kimg, "seconds": seconds, "cpu": cpu_name()})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,9 +183,9 @@ def train_examples(main_py: Path, data_root: str, classes: list[str], minutes: f
     last = epochs[-1]
     epoch = int(last.stem.rsplit("_", 1)[1])
     steps = (epoch + 1) * (len(list(folder.glob("*/*"))) // 64)
-    (out / "netG.pt").write_bytes(last.read_bytes())
-    (out / "trained.json").write_text(json.dumps({"epochs": epoch + 1, "kimg": steps * 64 / 1000,
-                                                  "seconds": seconds, "checkpoint": last.name}))
+    atomic_write(out / "netG.pt", lambda tmp: tmp.write_bytes(last.read_bytes()))
+    write_json(out / "trained.json", {"epochs": epoch + 1, "kimg": steps * 64 / 1000, "seconds": seconds,
+                                      "checkpoint": last.name, "cpu": cpu_name()})
 
 
 def radford_generator(state: dict) -> nn.Module:
@@ -305,7 +306,8 @@ def trained_summary(name: str, out: Path) -> dict:
     if name.startswith("dcgan-"):
         run = next(p for p in sorted((out / "runs").iterdir()) if (p / "summary.json").is_file())
         summary = json.loads((run / "summary.json").read_text())
-        return {"kimg": summary["kimg"], "seconds": summary["seconds"]}
+        environment = json.loads((run / "environment.json").read_text())
+        return {"kimg": summary["kimg"], "seconds": summary["seconds"], "cpu": environment.get("cpu", "")}
     return json.loads((out / "trained.json").read_text())
 
 
@@ -364,6 +366,11 @@ def results_table(results: dict, args) -> str:
         ratio = f"{r['fid'] / default_fid:.2f}x" if default_fid else "-"
         lines.append(f"| {name} | {r['kimg']:.0f} | {r['fid']:.1f} | {ratio} | {r['kid']:.4f} | "
                      f"{r['precision']:.3f} | {r['recall']:.3f} | {r['fid_fast']:.3f} | {r['kid_fast']:.5f} |")
+    machines = {}
+    for name, r in results.items():
+        if r.get("cpu"):
+            machines.setdefault(r["cpu"], []).append(name)
+    lines += [""] + [f"Trained on {cpu}: {', '.join(names)}." for cpu, names in machines.items()]
     lines += ["", "Grids (64 samples, seeds 0-63): " + ", ".join(f"[{n}](grids/{n}.png)" for n in results
                                                                if "note" not in results[n]), ""]
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Training runs on real data: exact resume, the run folder, divergence, and learning itself."""
 
 import csv
+import json
 
 import pytest
 import torch
@@ -78,6 +79,8 @@ def test_run_folder_holds_every_artifact(tmp_path, few_cars):
         assert (run / name).is_file(), name
     assert len(list((run / "samples").glob("fakes*.png"))) == 4  # every 0.16 kimg of 0.64
     assert "Generator" in (run / "model_summary.txt").read_text()
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["cpu"] and "cores" in environment["cpu"]  # the machine a figure came from, named
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     with open(run / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))

@@ -32,6 +32,18 @@ def new_run_dir(outdir: str | Path, dataset: str, preset: str) -> Path:
             number += 1
 
 
+def cpu_name() -> str:
+    """The CPU's model name and vector width, from /proc/cpuinfo where there is one."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    width = ("AVX-512 with bf16" if " avx512_bf16" in text else "AVX-512") if " avx512f" in text \
+        else "AVX2" if " avx2" in text else "no AVX2"
+    return f"{name or platform.machine()} ({width}, {os.cpu_count()} cores)"
+
+
 def environment_info(device: torch.device) -> dict:
     import numpy
     import torchvision
@@ -39,7 +51,7 @@ def environment_info(device: torch.device) -> dict:
     info = {
         "dcgan": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
         "torchvision": torchvision.__version__, "numpy": numpy.__version__,
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "platform": platform.platform(), "cpu": cpu_name(),
         "cpu_threads": torch.get_num_threads(), "device": str(device), "command": " ".join(sys.argv),
     }
     if device.type == "cuda":
