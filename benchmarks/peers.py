@@ -5,9 +5,6 @@ Entries (`--only` picks some):
 
     dcgan-default   `dcgan train` with the default preset (cpu-v1)
     dcgan-classic   `dcgan train --preset classic` (Radford et al. 2015 as the toolkit implements it)
-
-The dcgan entries train in float32 (`--precision fp32`), as the peers do, also on a CPU where the
-toolkit would pick bf16 by itself.
     mimicry-sngan   torch-mimicry 0.1.16's SNGAN-32 (ResNet, spectral norm, hinge loss) with its
                     CIFAR-10 baseline settings: Adam 2e-4, betas (0.0, 0.9), n_dis 5, batch 64,
                     linear rate decay over 100k steps
@@ -16,6 +13,9 @@ toolkit would pick bf16 by itself.
     examples-dcgan  pytorch/examples' `dcgan/main.py`, unchanged, run as its README says on an image
                     folder (64x64 output, `--workers 2`); pass the script with `--examples-main`
     lightweight-gan lucidrains' lightweight-gan: recorded as refusing to start without CUDA
+
+The dcgan entries train in float32 (`--precision fp32`), as the peers do, also on a CPU where the
+toolkit would pick bf16 by itself.
 
 Every entry trains in its own process. The peers' own code runs as they ship it: the mimicry
 networks and their `train_step` methods (loaded without the package's `__init__`, which imports
@@ -35,8 +35,8 @@ reads low by up to an epoch's images, and it trains for the whole number of epoc
 budget.) Run again on the same `--out`, the script keeps the entries trained there and resumes a
 dcgan entry stopped mid-run from its last checkpoint. Scoring adds to `--out`'s results.json: the
 entries scored there before under the same budget, seed, classes and `--num-gen` stay in the table,
-so each sitting can train and score one or two entries (copy results.json into a fresh `--out` to
-go on elsewhere).
+so each sitting can train and score one or two entries (copy results.json and grids/ into a fresh
+`--out` to go on elsewhere).
 
     python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --only dcgan-default --train-only \
         --rates-from docs/benchmarks/peers-cars-15min --out peers-cifar10-60min  # the 15-minute table's CPU
@@ -345,7 +345,7 @@ def scored_before(args) -> dict:
         raise SystemExit(f"{path} is not a results file of this script; use another --out") from None
     differ = [key for key in PROTOCOL if earlier.get(key) != str(getattr(args, key))]
     if differ:
-        raise SystemExit(f"{path} was scored with other {', '.join(differ)}; use another --out") from None
+        raise SystemExit(f"{path} was scored with other {', '.join(differ)}; use another --out")
     return results
 
 
