@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from dcgan.training.run_dir import cpu_name
+from dcgan.devices import cpu_name
 
 
 def copied(images: torch.Tensor, training: torch.Tensor, share: float, kind: str, seed: int = 0) -> torch.Tensor:

@@ -71,8 +71,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dcgan.devices import cpu_name
 from dcgan.files import atomic_write, write_json
-from dcgan.training.run_dir import cpu_name
 from held_out import HeldOut, write_results
 
 ENTRIES = ["dcgan-default", "dcgan-classic", "mimicry-sngan", "mimicry-dcgan", "examples-dcgan", "lightweight-gan"]

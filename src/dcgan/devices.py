@@ -1,9 +1,11 @@
-"""Which device runs a command, and how many CPU threads: shared by train, generate, evaluate,
-features and serve."""
+"""Which device runs a command, how many CPU threads, and which CPU it is: shared by train, generate,
+evaluate, features and serve."""
 
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 
 import torch
 
@@ -44,3 +46,15 @@ def physical_cores() -> int:
     except OSError:
         pass
     return os.cpu_count() or 1
+
+
+def cpu_name() -> str:
+    """The CPU's model name and vector width, from /proc/cpuinfo where there is one."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    width = ("AVX-512 with bf16" if " avx512_bf16" in text else "AVX-512") if " avx512f" in text \
+        else "AVX2" if " avx2" in text else "no AVX2"
+    return f"{name or platform.machine()} ({width}, {os.cpu_count()} cores)"

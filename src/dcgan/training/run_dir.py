@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from dcgan import __version__
+from dcgan.devices import cpu_name
 from dcgan.files import atomic_write
 
 
@@ -30,18 +31,6 @@ def new_run_dir(outdir: str | Path, dataset: str, preset: str) -> Path:
             return path
         except FileExistsError:
             number += 1
-
-
-def cpu_name() -> str:
-    """The CPU's model name and vector width, from /proc/cpuinfo where there is one."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
-    width = ("AVX-512 with bf16" if " avx512_bf16" in text else "AVX-512") if " avx512f" in text \
-        else "AVX2" if " avx2" in text else "no AVX2"
-    return f"{name or platform.machine()} ({width}, {os.cpu_count()} cores)"
 
 
 def environment_info(device: torch.device) -> dict:
