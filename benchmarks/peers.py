@@ -35,12 +35,12 @@ reads low by up to an epoch's images, and it trains for the whole number of epoc
 budget.) Run again on the same `--out`, the script keeps the entries trained there and resumes a
 dcgan entry stopped mid-run from its last checkpoint. Scoring adds to `--out`'s results.json: the
 entries scored there before under the same budget, seed, classes and `--num-gen` stay in the table,
-so each sitting can train and score one or two entries (copy results.json and grids/ into a fresh
-`--out` to go on elsewhere).
+so the entries can be trained and scored one or two at a time (copy results.json and grids/ into a
+fresh `--out` to go on elsewhere).
 
-    python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --only dcgan-default --train-only \
+    python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --only dcgan-default --train-only \\
         --rates-from docs/benchmarks/peers-cars-15min --out peers-cifar10-60min  # the 15-minute table's CPU
-    python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --score-only --num-gen 10000 \
+    python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --score-only --num-gen 10000 \\
         --rates-from docs/benchmarks/peers-cars-15min --out peers-cifar10-60min  # all entries, when trained
 
 Scoring, the same for every entry: `--num-gen` samples (image i from seed i), 64x64 output box-
@@ -99,10 +99,10 @@ def import_mimicry():
 
 
 class MetricLog(dict):
-    """What mimicry's train steps log into; nothing reads it here."""
+    """What mimicry's train steps log into; the progress line prints it."""
 
     def add_metric(self, name, value, group=None, **kwargs):
-        self[name] = value
+        self[name] = torch.as_tensor(value).detach().item()
 
 
 def train_mimicry(name: str, data_root: str, classes: list[str], minutes: float, kimg_budget: float, seed: int,
@@ -144,7 +144,7 @@ def train_mimicry(name: str, data_root: str, classes: list[str], minutes: float,
             schedule.step()
         if step % 50 == 0:
             print(f"step {step} kimg {kimg:.1f} {time.monotonic() - started:.0f}s "
-                  + " ".join(f"{k} {float(v):.3f}" for k, v in log.items()), flush=True)
+                  + " ".join(f"{k} {v:.3f}" for k, v in log.items()), flush=True)
     seconds = time.monotonic() - started
     atomic_write(out / "netG.pt", lambda tmp: torch.save(netG.state_dict(), tmp))
     write_json(out / "trained.json", {"steps": step, "kimg": kimg, "seconds": seconds, "cpu": cpu_name()})
