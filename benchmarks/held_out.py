@@ -6,10 +6,11 @@ The scripts import it by name (`python benchmarks/X.py` puts this folder on the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
+
+from dcgan.files import write_json, write_text
 
 
 class HeldOut:
@@ -45,6 +46,6 @@ class HeldOut:
 def write_results(out: Path, args, table: str, **payload) -> None:
     """results.json (the arguments and `payload`) and results.md (`table`) in `out`; the table printed."""
     document = {"args": {k: str(v) for k, v in vars(args).items()}, **payload}
-    (out / "results.json").write_text(json.dumps(document, indent=2))
-    (out / "results.md").write_text(table)
+    write_json(out / "results.json", document)
+    write_text(out / "results.md", table)
     print(table)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from dcgan.devices import cpu_name
+from dcgan.files import write_json, write_text
 
 
 def copied(images: torch.Tensor, training: torch.Tensor, share: float, kind: str, seed: int = 0) -> torch.Tensor:
@@ -91,8 +92,8 @@ def main() -> None:
     for row in rows:
         lines.append(f"| {row['set']} | {row['features_share_closer']:.1%} | {row['features_share_ratio']:.1%} | "
                      f"{row['pixels_share_closer']:.1%} | {row['pixels_share_ratio']:.1%} |")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_text(out / "results.md", "\n".join(lines) + "\n")
+    write_json(out / "results.json", rows)
     print("\n".join(lines))
 
 
