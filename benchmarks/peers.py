@@ -147,7 +147,7 @@ def train_mimicry(name: str, data_root: str, classes: list[str], minutes: float,
                   + " ".join(f"{k} {v:.3f}" for k, v in log.items()), flush=True)
     seconds = time.monotonic() - started
     atomic_write(out / "netG.pt", lambda tmp: torch.save(netG.state_dict(), tmp))
-    write_json(out / "trained.json", {"steps": step, "kimg": kimg, "seconds": seconds, "cpu": cpu_name()})
+    write_json(out / "trained.json", {"steps": step, "kimg": round(kimg, 3), "seconds": seconds, "cpu": cpu_name()})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,9 +182,9 @@ def train_examples(main_py: Path, data_root: str, classes: list[str], minutes: f
         raise SystemExit(f"examples-dcgan finished no epoch in {minutes} minutes; see {out / 'train.log'}")
     last = epochs[-1]
     epoch = int(last.stem.rsplit("_", 1)[1])
-    steps = (epoch + 1) * (len(list(folder.glob("*/*"))) // 64)
+    images = (epoch + 1) * len(list(folder.glob("*/*")))  # its loader keeps each epoch's last, partial batch
     atomic_write(out / "netG.pt", lambda tmp: tmp.write_bytes(last.read_bytes()))
-    write_json(out / "trained.json", {"epochs": epoch + 1, "kimg": steps * 64 / 1000, "seconds": seconds,
+    write_json(out / "trained.json", {"epochs": epoch + 1, "kimg": images / 1000, "seconds": seconds,
                                       "checkpoint": last.name, "cpu": cpu_name()})
 
 
