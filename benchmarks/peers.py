@@ -25,7 +25,7 @@ scheduler); the examples script as a subprocess, stopped when the budget runs ou
 `netG_epoch_N.pth` kept. The budget counts from the process start for the examples script (its
 start-up is its own), from the first step for the others.
 
-An hour per entry is five hours of a 2-core CPU, more than one sitting. `--rates-from DIR` turns
+An hour per entry is five hours of a 2-core CPU for the whole table. `--rates-from DIR` turns
 the wall-clock budget into an image budget: DIR is an earlier, short run of the same entries on the
 CPU whose budget is meant (e.g. `--minutes 3`), and each entry now trains for the images it made per
 second there times `--minutes`, however long that takes on this machine, so the entries can be
