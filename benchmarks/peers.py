@@ -160,10 +160,11 @@ def train_examples(main_py: Path, data_root: str, classes: list[str], minutes: f
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         if not (folder / name).exists():
             (folder / name).symlink_to(Path(data_root).resolve() / name)
+    num_images = len(list(folder.glob("*/*")))
     command = [sys.executable, str(main_py), "--dataset", "folder", "--dataroot", str(folder), "--outf",
                str(out / "examples"), "--manualSeed", str(seed)]  # its own default: 25 epochs
     if kimg_budget:  # the whole number of epochs nearest the images it would have trained on in the budget
-        epochs = round(kimg_budget * 1000 / len(list(folder.glob("*/*"))))
+        epochs = round(kimg_budget * 1000 / num_images)
         if epochs == 0:
             raise SystemExit(f"examples-dcgan finishes no epoch in {kimg_budget:.1f} kimg")
         command += ["--niter", str(epochs)]
@@ -182,7 +183,7 @@ def train_examples(main_py: Path, data_root: str, classes: list[str], minutes: f
         raise SystemExit(f"examples-dcgan finished no epoch in {minutes} minutes; see {out / 'train.log'}")
     last = epochs[-1]
     epoch = int(last.stem.rsplit("_", 1)[1])
-    images = (epoch + 1) * len(list(folder.glob("*/*")))  # its loader keeps each epoch's last, partial batch
+    images = (epoch + 1) * num_images  # its loader keeps each epoch's last, partial batch
     atomic_write(out / "netG.pt", lambda tmp: tmp.write_bytes(last.read_bytes()))
     write_json(out / "trained.json", {"epochs": epoch + 1, "kimg": images / 1000, "seconds": seconds,
                                       "checkpoint": last.name, "cpu": cpu_name()})
