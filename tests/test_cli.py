@@ -103,8 +103,8 @@ def test_generate_grid_and_files(generator_file, tmp_path):
     code, _, stderr = dcgan("generate", "--checkpoint", generator_file, "--num", 3, "--seed", 6,
                             "--outdir", tmp_path / "each")
     assert code == 0, stderr
-    assert sorted(p.name for p in (tmp_path / "each").iterdir()) == ["seed000006.png", "seed000007.png",
-                                                                      "seed000008.png"]
+    assert sorted(p.name for p in (tmp_path / "each").iterdir()) == [".dcgan-files.json", "seed000006.png",
+                                                                      "seed000007.png", "seed000008.png"]
     # Seed 6 is the same image alone or as the second image of a grid that starts at seed 5.
     grid = Image.open(tmp_path / "grid.png").crop((36, 2, 68, 34))
     assert np.array_equal(np.asarray(grid), np.asarray(Image.open(tmp_path / "each" / "seed000006.png")))

@@ -130,13 +130,37 @@ def test_the_page_makes_dcgan_generates_images(tmp_path, source, conditional_fil
             f.stat().st_size for f in site.rglob("*") if f.is_file())}))
 
 
-def test_web_export_refuses_a_folder_of_other_files_and_a_wrong_runtime(tmp_path, capsys, monkeypatch):
+def test_web_export_writes_beside_the_users_files_and_replaces_only_its_own(tmp_path, capsys, monkeypatch):
     cli = functools.partial(dcgan_here, capsys)
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "web", "--out",
-                                    tmp_path / "mine"), "holds other files")
-    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    mine = tmp_path / "mine"
+    (mine / ".git").mkdir(parents=True)
+    (mine / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (mine / "CNAME").write_text("gan.example.org\n")
+    code, out, _ = cli("export", "--model", "cifar10-cars", "--format", "web", "--out", mine)
+    assert code == 0, out
+    assert (mine / "index.html").is_file() and (mine / "generator.onnx").is_file()
+    code, out, _ = cli("export", "--model", "cifar10-cars", "--format", "web", "--out", mine)  # its own files: replaced
+    assert code == 0, out
+    assert (mine / "CNAME").read_text() == "gan.example.org\n"
+    assert (mine / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"
+    (mine / "index.html").write_text("<p>my edited page</p>")  # changed since dcgan wrote it: the user's now
+    before = {path: path.read_bytes() for path in mine.rglob("*") if path.is_file()}
+    assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "web", "--out", mine),
+                          "already holds index.html, not written by dcgan")
+    assert {path: path.read_bytes() for path in mine.rglob("*") if path.is_file()} == before
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.json").write_text('{"name": "a TensorFlow.js model"}')  # not ours: kept
+    assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "web", "--out", other),
+                          "already holds model.json")
+    assert sorted(p.name for p in other.iterdir()) == ["model.json"]
+    (tmp_path / "page").write_text("a file")
+    assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "web", "--out", tmp_path / "page"),
+                          "not a folder")
+
+
+def test_web_export_refuses_a_wrong_runtime_and_other_formats_flags(tmp_path, capsys):
+    cli = functools.partial(dcgan_here, capsys)
     fake = tmp_path / "onnxruntime-web.tgz"
     fake.write_bytes(b"not the package")
     assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "web", "--out", tmp_path / "s",
@@ -148,10 +172,3 @@ def test_web_export_refuses_a_folder_of_other_files_and_a_wrong_runtime(tmp_path
                               "--batch", 4), "the web page takes any batch")
     assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "pt2", "--out", tmp_path / "g.onnx"),
                           "writes a .pt2 file")
-    (tmp_path / "mine" / "model.json").write_text('{"name": "a TensorFlow.js model"}')  # not ours: kept
-    assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "web", "--out", tmp_path / "mine"),
-                          "holds other files")
-    monkeypatch.chdir(tmp_path / "mine")
-    assert_one_line_error(cli("export", "--model", "cifar10-cars", "--format", "web", "--out", "."),
-                          "is the current folder or above it")
-    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

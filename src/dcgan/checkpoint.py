@@ -153,6 +153,10 @@ def build_checked(build, kwargs: dict, state_dict: dict, *, path: Path, what: st
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
             raise UserError(f"{path}: the {what} argument {key}={str(value)[:40]} is not a whole number from 0 to "
                             f"{limit:,}; the file is damaged or was not written by dcgan")
+    if "class_names" in kwargs:
+        from dcgan.models import check_class_names
+
+        check_class_names(kwargs["class_names"], f"{path}")
     try:
         with torch.device("meta"):
             skeleton = build(**kwargs)

@@ -124,7 +124,11 @@ class RunFolderLock:
             import fcntl
         except ImportError:  # Windows
             return
-        handle = open(self.path, "a+")
+        try:
+            handle = open(self.path, "a+")
+        except OSError as error:  # a read-only or foreign folder
+            raise UserError(f"cannot write the run folder {self.path.parent} "
+                            f"({error.strerror or type(error).__name__})") from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -197,16 +197,21 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
     save_image(to_pil(make_grid(images, nrow)), path)
 
 
-def save_images(images: torch.Tensor, outdir: str | Path, seeds, class_names: list[str] | None = None) -> list[Path]:
-    """One PNG per image: seedNNNNNN.png, or seedNNNNNN-<class>.png with `class_names` (one per image)."""
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, (image, seed) in enumerate(zip(images, seeds)):
-        suffix = f"-{class_names[i]}" if class_names else ""
-        path = outdir / f"seed{int(seed):06d}{suffix}.png"
-        save_image(image_to_pil(image), path)
-        paths.append(path)
+def save_images(images: torch.Tensor, outdir: str | Path, seeds, class_names: list[str] | None = None,
+                force: bool = False) -> list[Path]:
+    """One PNG per image: seedNNNNNN.png, or seedNNNNNN-<class>.png with `class_names` (one per image).
+    Into a folder that holds files of its own, only files dcgan wrote there are replaced
+    (`dcgan.outputs.FolderOutput`); any other file in the way is refused before anything is written."""
+    from dcgan.models import check_class_names
+    from dcgan.outputs import FolderOutput
+
+    if class_names:
+        check_class_names(list(dict.fromkeys(class_names)), "the class names")
+    names = [f"seed{int(seed):06d}{f'-{class_names[i]}' if class_names else ''}.png" for i, seed in enumerate(seeds)]
+    output = FolderOutput(outdir, force=force).claim(names)
+    paths = [output.write(name, lambda tmp, image=image: image_to_pil(image).save(tmp, format="PNG"))
+             for name, image in zip(names, images)]
+    output.finish()
     return paths
 
 

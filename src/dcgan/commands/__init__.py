@@ -35,3 +35,22 @@ def generator_source(args: argparse.Namespace, required: bool = True) -> str | N
         raise UserError("pass --checkpoint (a run folder or generator file) or --model (a shipped generator: "
                         "see `dcgan models`)")
     return None
+
+
+def add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="replace an output that is a file of another kind, a link, this command's own input "
+                             "or a file in the output folder that dcgan did not write (refused otherwise)")
+
+
+def source_files(source: str | None) -> list[str]:
+    """The files a generator source reads (for "the output is this command's own input")."""
+    if not source:
+        return []
+    from pathlib import Path
+
+    path = Path(source)
+    files = [str(path)]
+    if path.is_dir():
+        files += [str(p) for p in path.glob("*") if p.suffix in (".pt", ".safetensors")]
+    return files

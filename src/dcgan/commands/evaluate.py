@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dcgan.commands import add_generator_source, generator_source
+from dcgan.commands import add_force, add_generator_source, generator_source, source_files
 from dcgan.errors import UserError
 
 MAX_IMAGES = 1_000_000
@@ -78,6 +78,7 @@ def register(subparsers) -> None:
     parser.add_argument("--no-cache", action="store_true", help="recompute the reference statistics")
     parser.add_argument("--out", metavar="JSON", help="append the result here (default: beside the checkpoint)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    add_force(parser)
     parser.set_defaults(run=run)
 
 
@@ -93,8 +94,9 @@ def check_arguments(args: argparse.Namespace) -> None:
                         "one of them")
     if not 2 <= args.num_gen <= MAX_IMAGES:
         raise UserError(f"--num-gen must be between 2 and {MAX_IMAGES:,}, not {args.num_gen}")
-    if args.seed < 0 or args.metric_seed < 0:
-        raise UserError("--seed and --metric-seed must be non-negative")
+    if not (0 <= args.seed <= 2**63 - args.num_gen and 0 <= args.metric_seed < 2**63):
+        raise UserError("--seed and --metric-seed must be whole numbers from 0 to 2**63 - 1 (--seed + --num-gen "
+                        "at most 2**63)")
     if args.batch_size < 1 or args.kid_subsets < 1 or args.kid_subset_size < 2 or args.is_splits < 1:
         raise UserError("--batch-size, --kid-subsets and --is-splits must be at least 1, --kid-subset-size at least 2")
     if "is" in parse_metrics(args.metrics) and args.is_splits > args.num_gen:
@@ -139,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from dcgan.metrics import MetricOptions
     from dcgan.metrics.evaluate import append_record, choose_reference, evaluate, format_scores, second_real_set
     from dcgan.metrics.reference import RealSource, parse_reference
+    from dcgan.outputs import IMAGE, METRICS, check_file_output
 
     check_arguments(args)
     download = args.download and not args.offline
@@ -153,8 +156,13 @@ def run(args: argparse.Namespace) -> int:
                         "automobile for cifar10-cars); the test split beside them sets the bar")
     reference = choose_reference(args.ref, checkpoint=source, model=args.model, data_root=args.data_root,
                                  classes=classes, download=download)
+    out = output_path(args, checkpoint, ".metrics.json", args.out)
+    if out is not None:  # checked before minutes of extraction, so that a refusal costs nothing
+        check_file_output(out, METRICS, inputs=source_files(source), force=args.force, option="--out")
     if args.nearest:
-        return run_nearest(args, checkpoint, reference, download, classes, device)
+        grid = check_file_output(output_path(args, checkpoint, ".nearest.png", args.grid), IMAGE,
+                                 inputs=source_files(source), force=args.force, option="--grid")
+        return run_nearest(args, checkpoint, reference, download, classes, device, grid, out)
     if checkpoint is not None:
         scored, _ = load_generator(checkpoint, device, use_ema=not args.no_ema)
         describe = {"checkpoint": str(checkpoint.resolve()),
@@ -182,7 +190,6 @@ def run(args: argparse.Namespace) -> int:
     count = f"{result.reference_count:,} of " if result.reference_count else ""  # unknown for pytorch-fid files
     print(f"{result.scored_name} vs {count}{result.reference_name}; {result.extractor_summary}")
 
-    out = output_path(args, checkpoint, ".metrics.json", args.out)
     if out is not None:
         subject = {"checkpoint": str(checkpoint.resolve())} if checkpoint else {"real_vs_real": True}
         append_record(out, result.record, subject)
@@ -212,7 +219,7 @@ def held_out_beside(training):
 
 
 def run_nearest(args: argparse.Namespace, checkpoint: Path, reference, download: bool, classes: list[str],
-                device) -> int:
+                device, grid: Path, out: Path) -> int:
     """`--nearest`: the memorization check of the generator against the reference (training) set."""
     from dcgan.checkpoint import load_generator
     from dcgan.metrics.evaluate import append_record
@@ -234,12 +241,10 @@ def run_nearest(args: argparse.Namespace, checkpoint: Path, reference, download:
         fast_extractor=args.fast_extractor, batch_size=args.batch_size, use_cache=not args.no_cache, device=device)
     for line in format_memorization(result):
         print(line)
-    grid = output_path(args, checkpoint, ".nearest.png", args.grid)
     images, per_row = result.grid_images()
     save_grid(images, grid, nrow=per_row)
     print(f"wrote {grid}: each row a generated image (the {len(images) // per_row} nearest the training set), "
           f"its {args.nearest_k} nearest training images in {result.extractor_label} features, a blank, then in pixels")
-    out = output_path(args, checkpoint, ".metrics.json", args.out)
     append_record(out, result.record, {"checkpoint": str(checkpoint.resolve())})
     print(f"wrote {out}")
     return 0

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dcgan.commands import add_generator_source, generator_source
+from dcgan.commands import add_force, add_generator_source, generator_source, source_files
 from dcgan.errors import UserError
 
 FORMATS = ("onnx", "pt2", "torchscript", "web")
@@ -49,6 +49,7 @@ def register(subparsers) -> None:
                         help="web: the onnxruntime-web npm tarball to take the runtime from (default: the cache, "
                              "else a download from the npm registry)")
     parser.add_argument("--offline", action="store_true", help="web: download nothing")
+    add_force(parser)
     parser.set_defaults(run=run)
 
 
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dcgan.checkpoint import load_generator
     from dcgan.export import OPSET, check_onnx, export_onnx, export_pt2, export_torchscript
+    from dcgan.outputs import ONNX, TORCH_EXPORT, check_file_output
 
     if not 0 <= args.batch <= 65536:
         raise UserError(f"--batch must be between 0 (dynamic) and 65,536, not {args.batch}")
@@ -71,9 +73,10 @@ def run(args: argparse.Namespace) -> int:
     suffixes = {"onnx": (".onnx",), "pt2": (".pt2",), "torchscript": (".pt", ".pth")}[args.format]
     if out.suffix.lower() not in suffixes:
         raise UserError(f"--format {args.format} writes a {' or '.join(suffixes)} file, not {out.name!r}")
-    if out.parent and not out.parent.is_dir():
-        raise UserError(f"folder {out.parent} does not exist")
-    generator, kwargs = load_generator(generator_source(args), "cpu", use_ema=not args.no_ema)
+    source = generator_source(args)
+    out = check_file_output(out, ONNX if args.format == "onnx" else TORCH_EXPORT, inputs=source_files(source),
+                            force=args.force)
+    generator, kwargs = load_generator(source, "cpu", use_ema=not args.no_ema)
     torch.set_num_threads(min(4, torch.get_num_threads()))
     if args.format == "onnx":
         export_onnx(generator, out, batch=args.batch, kwargs=kwargs)
@@ -92,13 +95,15 @@ def run(args: argparse.Namespace) -> int:
 
 def run_web(args: argparse.Namespace, out: Path) -> int:
     from dcgan.checkpoint import load_generator, model_name
+    from dcgan.outputs import check_folder_output
     from dcgan.web import PAGE_FILES, export_web, folder_size
 
     source = generator_source(args)
+    check_folder_output(out, inputs=source_files(source), force=args.force, option="--out")
     generator, kwargs = load_generator(source, "cpu", use_ema=not args.no_ema)
     name = args.model or model_name(source)
     metadata = export_web(generator, kwargs, out, name=name, precision=args.precision, runtime=args.runtime,
-                          allow_download=not args.offline)
+                          allow_download=not args.offline, force=args.force)
     difference = metadata["largest_difference_from_pytorch"]
     check = (f"onnxruntime's images differ from PyTorch's by at most {difference} uint8 level(s) on seeds "
              f"{metadata['checked_seeds']}" if difference is not None else "not checked: onnxruntime is not installed")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from dcgan.commands import add_force
 from dcgan.config import DATASETS
 from dcgan.errors import UserError
 
@@ -32,6 +33,7 @@ def register(subparsers) -> None:
     parser.add_argument("--retrain", action="store_true", help="train again even if one is cached")
     parser.add_argument("--out", metavar="FILE", help="save here instead of the cache")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    add_force(parser)
     parser.set_defaults(run=run)
 
 
@@ -48,6 +50,13 @@ def run(args: argparse.Namespace) -> int:
         extractor = FastExtractor(path)
         print(json.dumps(extractor.describe() | {"report": extractor.report}, indent=2))
         return 0
+    if args.out:
+        from dcgan.metrics.fast import FORMAT
+        from dcgan.outputs import check_file_output, extractor_kind
+
+        check_file_output(args.out, extractor_kind(FORMAT), inputs=[args.data_root], force=args.force)
+    if not 0 <= args.seed < 2**63:
+        raise UserError(f"--seed must be a whole number from 0 to 2**63 - 1, not {args.seed}")
     path = ensure_fast_extractor(args.dataset, args.data_root, resolution=args.resolution, channels=args.channels,
                                  download=args.download, epochs=args.epochs, seed=args.seed,
                                  device=pick_device(args.device), retrain=args.retrain, out=args.out)

@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dcgan.commands import add_generator_source, generator_source
+from dcgan.commands import add_force, add_generator_source, generator_source, source_files
 from dcgan.errors import UserError
 
 MAX_IMAGES = 100_000
+SEED_LIMIT = 2**63  # seeds seed a torch.Generator, which takes a signed 64-bit integer
 
 
 def register(subparsers) -> None:
@@ -47,6 +48,7 @@ def register(subparsers) -> None:
     parser.add_argument("--fps", type=float, help="with --walk: frames per second (default 24)")
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator of a checkpoint .pt")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    add_force(parser)
     parser.set_defaults(run=run)
 
 
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from dcgan.api import generate
     from dcgan.checkpoint import load_generator
     from dcgan.devices import pick_device
+    from dcgan.outputs import IMAGE, check_file_output, check_folder_output
     from dcgan.sampling import check_truncation, resolve_classes, save_grid, save_images
 
     if args.walk is not None:
@@ -76,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.outdir and out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise UserError(f"--out must end in .png, .jpg or .webp, not {out.name!r}")
     check_truncation(args.truncation)
-    generator, _ = load_generator(generator_source(args), pick_device(args.device), use_ema=not args.no_ema)
+    source = generator_source(args)
+    if args.outdir:
+        check_folder_output(args.outdir, inputs=source_files(source), force=args.force)
+    else:
+        out = check_file_output(out, IMAGE, inputs=source_files(source), force=args.force, create_parent=True)
+    generator, _ = load_generator(source, pick_device(args.device), use_ema=not args.no_ema)
     seeds = range(args.seed, args.seed + args.num)
     classes = resolve_classes(generator, [c for text in args.classes for c in text.split(",")]) \
         if args.classes else [None]
@@ -86,11 +94,9 @@ def run(args: argparse.Namespace) -> int:
     all_seeds = list(seeds) * len(classes)
     if args.outdir:
         names = [generator.class_names[c] for c in classes for _ in seeds] if classes != [None] else None
-        paths = save_images(images, args.outdir, all_seeds, names)
+        paths = save_images(images, args.outdir, all_seeds, names, force=args.force)
         print(f"wrote {len(paths)} images to {args.outdir}")
     else:
-        if out.parent and not out.parent.exists():
-            out.parent.mkdir(parents=True)
         nrow = args.nrow or (args.num if len(classes) > 1 else None)  # a row per class
         save_grid(images, out, nrow=nrow)
         what = f" of {', '.join(generator.class_names[c] for c in classes)}" if classes != [None] else ""
@@ -100,15 +106,19 @@ def run(args: argparse.Namespace) -> int:
 
 def parse_seeds(text: str) -> list[int]:
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise UserError(f"--walk takes comma-separated seeds such as 0,7,42, not {text[:40]!r}") from None
+    if not all(0 <= seed < SEED_LIMIT for seed in seeds):
+        raise UserError(f"--walk seeds must be whole numbers from 0 to 2**63 - 1, not {text[:40]!r}")
+    return seeds
 
 
 def run_walk(args: argparse.Namespace) -> int:
     """`--walk`: the looping video through the seeds."""
     from dcgan.checkpoint import load_generator
     from dcgan.devices import pick_device
+    from dcgan.outputs import VIDEO, check_file_output
     from dcgan.sampling import check_truncation, resolve_classes
     from dcgan.video import check_output, save_walk, walk_frames
 
@@ -119,7 +129,9 @@ def run_walk(args: argparse.Namespace) -> int:
     out = Path(args.out or "walk.mp4")
     check_output(out, fps)
     check_truncation(args.truncation)
-    generator, _ = load_generator(generator_source(args), pick_device(args.device), use_ema=not args.no_ema)
+    source = generator_source(args)
+    out = check_file_output(out, VIDEO, inputs=source_files(source), force=args.force, create_parent=True)
+    generator, _ = load_generator(source, pick_device(args.device), use_ema=not args.no_ema)
     classes = resolve_classes(generator, [c for text in args.classes for c in text.split(",")]) \
         if args.classes else [None]
     if len(classes) > 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from dcgan.config import DEFAULT_EPOCHS, FIELDS, PRESETS, data_changes, preset_values, read_config_file, resolve_config
@@ -42,18 +43,19 @@ def run(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k in FIELDS}
     file_values = read_config_file(args.config) if getattr(args, "config", None) else {}
     lengths = ("epochs", "kimg", "minutes")
-    resume_state, run_dir = None, None
+    resume_state, run_dir, lock = None, None, None
     if getattr(args, "resume", None):
-        # The saved config is the base; flags and --config change it (a changed architecture
-        # then fails to load, naming the shapes). A new length replaces the old ones.
-        path = Path(args.resume)
-        checkpoint_path = path / "checkpoint-last.pt" if path.is_dir() else path
-        if path.is_dir() and not checkpoint_path.exists():
-            raise UserError(f"{path} has no checkpoint-last.pt to resume from")
+        # The run folder is locked before anything in it is read, so that a run still writing it
+        # cannot end in between. The saved config is the base; flags and --config change it (a
+        # changed architecture then fails to load, naming the shapes). A new length replaces the old ones.
         from dcgan.checkpoint import load_checkpoint
+        from dcgan.files import RunFolderLock
+        from dcgan.training.run_dir import check_run_folder
 
+        run_dir, checkpoint_path = check_run_folder(Path(args.resume))
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 writes the folder
+            lock = RunFolderLock(run_dir)
         resume_state = load_checkpoint(checkpoint_path)
-        run_dir = checkpoint_path.parent
         saved = dict(resume_state["config"])
         if any(k in given or k in file_values for k in lengths):
             saved.update({k: 0 for k in lengths})
@@ -62,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     elif not any(k in given or k in file_values for k in lengths):
         given["epochs"] = DEFAULT_EPOCHS  # The default length applies only when none is set.
     config = resolve_config(file_values=file_values, overrides=given, resuming=resume_state is not None)
+    if resume_state is not None and config.freeze_d != resume_state["config"].get("freeze_d", 0):
+        raise UserError(f"{run_dir} was trained with --freeze-d {resume_state['config'].get('freeze_d', 0)}; "
+                        f"a resume keeps it (leave --freeze-d out)")
     if resume_state is not None and (changes := data_changes(resume_state["config"], config)):
         if not getattr(args, "allow_new_data", False):
             raise UserError(f"{run_dir} was trained on other data ({'; '.join(changes)}): pass --allow-new-data "
@@ -70,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "dry_run", False):
         print(json.dumps(config.to_dict(), indent=2))
         return 0
+    if resume_state is None:
+        from dcgan.training.run_dir import check_outdir
+
+        check_outdir(config)
     from dcgan.training.loop import train  # torch is imported only once the config is valid
 
-    train(config, run_dir=run_dir, resume_state=resume_state)
+    train(config, run_dir=run_dir, resume_state=resume_state, lock=lock)
     return 0

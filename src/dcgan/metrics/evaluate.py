@@ -178,19 +178,20 @@ def format_scores(scores: dict, metrics: list[str], extractor_kind: str) -> list
 
 
 def append_record(path: Path, record: dict, subject: dict) -> None:
-    """Add one evaluation to the JSON file `path` ({..subject, "evaluations": [...]}), atomically."""
+    """Add one evaluation to the JSON file `path` ({..subject, "evaluations": [...]}), atomically and
+    under a lock, so that two evaluations that finish together both keep their record. The command
+    has checked `path` first (`dcgan.outputs.check_file_output`): a file there that is not a metrics
+    file is replaced only under --force."""
     from dcgan.files import write_json
+    from dcgan.outputs import METRICS, locked
 
-    document = {**subject, "evaluations": []}
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text())
-            if isinstance(previous, dict) and isinstance(previous.get("evaluations"), list):
-                document["evaluations"] = previous["evaluations"]
-        except (OSError, ValueError):
-            pass  # An unreadable file is replaced rather than lost in a crash: it had no valid content.
-    document["evaluations"].append(record)
-    write_json(path, document)
+    path = Path(path)
+    with locked(path):
+        document = {**subject, "evaluations": []}
+        if path.is_file() and METRICS.matches(path):
+            document["evaluations"] = json.loads(path.read_text())["evaluations"]
+        document["evaluations"].append(record)
+        write_json(path, document)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def find_weights(path: str | Path | None = None, *, allow_download: bool = True)
             return cache / name
     packaged = inception_package.package_weights()
     if packaged is not None:
-        return packaged
+        return inception_package.verified_package_weights(packaged)
     target = cache / WEIGHTS_FILENAME
     where = (f"`{inception_package.INSTALL_HINT}` (the weights, offline), or download {WEIGHTS_URL} and put it "
              f"at {target} (or pass --inception-weights PATH, or set ${WEIGHTS_ENV})")

@@ -57,6 +57,20 @@ def package_weights() -> Path | None:
     return path if path.is_file() else None
 
 
+def verified_package_weights(path: Path) -> Path:
+    """`path` (the package's file), once its SHA-256 is the pinned one; else one line."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != PACKAGE_FILE_SHA256:
+        raise UserError(f"{path} is not {EXPECTED} of {PACKAGE} {PACKAGE_VERSION} (its SHA-256 differs from the "
+                        f"pinned one): reinstall it with `{INSTALL_HINT} --force-reinstall`")
+    return path
+
+
 def is_torchscript_archive(path: Path) -> bool:
     """A TorchScript zip (it has code/ and constants.pkl), as opposed to a `torch.save` state dict."""
     if not zipfile.is_zipfile(path):
@@ -96,7 +110,33 @@ class StorageType:
         self.dtype = STORAGE_DTYPES[name]
 
 
+# Bounds on what the archive may declare, checked before anything is allocated: the FID Inception's
+# largest tensor has 1.2 M elements and the whole archive is 87 MB.
+MAX_STORAGE_BYTES = 64 << 20
+MAX_TOTAL_BYTES = 256 << 20
+MAX_PICKLE_BYTES = 16 << 20
+
+
+def _whole_numbers(value, what: str) -> tuple[int, ...]:
+    if not isinstance(value, (tuple, list)) or len(value) > 8 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 40 for v in value):
+        raise pickle.UnpicklingError(f"a tensor's {what} is not a short list of non-negative whole numbers")
+    return tuple(value)
+
+
 def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
+    """A tensor's view of its storage, copied out; the view must lie inside the storage and hold no
+    more elements than it (a stride-0 view of a huge size would allocate without bound)."""
+    size, stride = _whole_numbers(size, "size"), _whole_numbers(stride, "stride")
+    if not isinstance(storage, torch.Tensor) or not isinstance(offset, int) or len(size) != len(stride):
+        raise pickle.UnpicklingError("a tensor record that does not describe a view of a storage")
+    elements = 1
+    for extent in size:
+        elements *= extent
+    last = offset + sum((extent - 1) * step for extent, step in zip(size, stride)) if elements else offset
+    if elements > storage.numel() or offset < 0 or (elements and last >= storage.numel()):
+        raise pickle.UnpicklingError(f"a tensor of size {list(size)} does not fit its storage of "
+                                     f"{storage.numel()} elements")
     return torch.as_strided(storage, size, stride, offset).clone()
 
 
@@ -106,6 +146,7 @@ class SafeUnpickler(pickle.Unpickler):
     def __init__(self, handle, archive: zipfile.ZipFile, prefix: str):
         super().__init__(handle)
         self.archive, self.prefix, self.storages = archive, prefix, {}
+        self.total_bytes = 0
 
     def find_class(self, module: str, name: str):
         if module.startswith("__torch__"):
@@ -125,11 +166,23 @@ class SafeUnpickler(pickle.Unpickler):
         if kind != "storage" or not isinstance(storage_type, StorageType):
             raise pickle.UnpicklingError(f"unknown persistent record {kind!r}")
         if key not in self.storages:
-            data = self.archive.read(f"{self.prefix}data/{key}")
             dtype = storage_type.dtype
             itemsize = torch.empty((), dtype=dtype).element_size()
-            if len(data) != numel * itemsize:
-                raise pickle.UnpicklingError(f"storage {key} holds {len(data)} bytes, not {numel} x {itemsize}")
+            if not isinstance(numel, int) or isinstance(numel, bool) or not 0 <= numel * itemsize <= MAX_STORAGE_BYTES:
+                raise pickle.UnpicklingError(f"storage {str(key)[:20]} declares {str(numel)[:20]} elements "
+                                             f"(at most {MAX_STORAGE_BYTES >> 20} MB a storage)")
+            try:
+                entry = self.archive.getinfo(f"{self.prefix}data/{key}")
+            except KeyError:
+                raise pickle.UnpicklingError(f"the archive has no storage {str(key)[:20]}") from None
+            if entry.file_size != numel * itemsize:  # checked before the entry is read
+                raise pickle.UnpicklingError(f"storage {key} holds {entry.file_size} bytes, not {numel} x {itemsize}")
+            self.total_bytes += entry.file_size
+            if self.total_bytes > MAX_TOTAL_BYTES:
+                raise pickle.UnpicklingError(f"the storages add up to more than {MAX_TOTAL_BYTES >> 20} MB")
+            data = self.archive.read(entry)
+            if len(data) != entry.file_size:
+                raise pickle.UnpicklingError(f"storage {key} holds {len(data)} bytes, not {entry.file_size}")
             numpy_dtype = np.dtype(str(dtype).removeprefix("torch.")).newbyteorder("<")
             self.storages[key] = torch.from_numpy(np.frombuffer(data, dtype=numpy_dtype).copy())
         return self.storages[key]
@@ -144,9 +197,13 @@ def read_torchscript_tensors(path: str | Path) -> dict[str, torch.Tensor]:
             if len(pickles) != 1:
                 raise UserError(f"{path} is a zip without one data.pkl; expected {EXPECTED}")
             prefix = pickles[0][: -len("data.pkl")]
+            if archive.getinfo(pickles[0]).file_size > MAX_PICKLE_BYTES:
+                raise UserError(f"{path}: its data.pkl declares more than {MAX_PICKLE_BYTES >> 20} MB; "
+                                f"expected {EXPECTED}")
             with archive.open(pickles[0]) as handle:
                 root = SafeUnpickler(handle, archive, prefix).load()
-    except (zipfile.BadZipFile, pickle.UnpicklingError, KeyError, ValueError, TypeError, EOFError) as error:
+    except (zipfile.BadZipFile, pickle.UnpicklingError, KeyError, ValueError, TypeError, EOFError,
+            IndexError, AttributeError, RuntimeError, OverflowError, MemoryError, NotImplementedError) as error:
         raise UserError(f"{path} is not a readable TorchScript archive ({error}); expected {EXPECTED}") from None
     tensors: dict[str, torch.Tensor] = {}
 

@@ -6,8 +6,11 @@ family this registry lacks is refused on load in one line."""
 
 from __future__ import annotations
 
+import unicodedata
+
 import torch.nn as nn
 
+from dcgan.errors import UserError
 from dcgan.models import dcgan
 
 MODEL_FAMILIES = {
@@ -47,3 +50,26 @@ def discriminator_kwargs(config, resolution: int, channels: int, num_classes: in
     if config.conditional and num_classes:
         kwargs["conditioning"] = config.conditional
     return kwargs
+
+
+MAX_CLASS_NAME = 100  # characters
+
+
+def check_class_names(names, what: str) -> None:
+    """Class names become file names (seed000007-horse.png) and page text: each must be a string of
+    1-100 characters without a path separator, `..` or a control character; else one line."""
+    if not isinstance(names, list):
+        raise UserError(f"{what}: class_names is a {type(names).__name__}, not a list")
+    for name in names:
+        problem = None
+        if not isinstance(name, str):
+            problem = f"is a {type(name).__name__}, not a string"
+        elif not 1 <= len(name) <= MAX_CLASS_NAME:
+            problem = f"has {len(name)} characters (1 to {MAX_CLASS_NAME})"
+        elif "/" in name or "\\" in name or ".." in name:
+            problem = "holds a path separator or '..'"
+        elif any(unicodedata.category(c).startswith("C") for c in name):
+            problem = "holds a control character"
+        if problem:
+            raise UserError(f"{what}: the class name {str(name)[:40]!r} {problem}; the file is damaged or was "
+                            f"not written by dcgan")

@@ -26,7 +26,7 @@ from dcgan.checkpoint import save_checkpoint, save_generator
 from dcgan.config import TrainConfig
 from dcgan.data import BatchStream, ImageData
 from dcgan.errors import UserError
-from dcgan.files import save_image, write_json
+from dcgan.files import RunFolderLock, save_image, write_json
 from dcgan.sampling import generate_from_latents, latents_from_seeds, make_grid, to_pil
 from dcgan.training import distributed
 from dcgan.training.distributed import ProcessInfo
@@ -55,13 +55,14 @@ class TrainingDiverged(UserError):
 
 
 def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dict | None = None,
-          data: ImageData | None = None, show_progress: bool = True) -> Path | None:
+          data: ImageData | None = None, show_progress: bool = True, lock: RunFolderLock | None = None) -> Path | None:
     """Train a GAN as `config` says; return the run folder (None on ranks other than 0).
 
     Args:
         run_dir: the folder of a run to resume (with `resume_state`); a new one is made if None.
         resume_state: a checkpoint dict from `load_checkpoint`, to continue exactly.
         data: already-loaded images (tests, benchmarks); loaded from `config` if None.
+        lock: the run folder's lock, when the caller took it before reading `resume_state`.
     """
     # Set up: process and device, data, networks (same initial weights on every rank).
     process, device = distributed.init_process(config.device)
@@ -92,10 +93,11 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
 
     # Metric tracking, then the run folder, locked for this process (rank 0 writes files).
     tracker = build_tracker(config, data, device, progress.summary, process, run_dir, show_progress)
-    lock = contextlib.nullcontext()
+    if not process.is_main:
+        lock = contextlib.nullcontext()
     if process.is_main:
         run_dir, lock = prepare_run_dir(config, run_dir, resumed=resume_state is not None, nets=nets, data=data,
-                                        device=device)
+                                        device=device, lock=lock)
     run = Run(config, nets, training_state, stream, run_dir, class_names, data,
               *fixed_grid_inputs(config.grid_size, config.z_dim, len(class_names)), process, device)
 

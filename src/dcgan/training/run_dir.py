@@ -15,7 +15,34 @@ import torch
 
 from dcgan import __version__
 from dcgan.devices import cpu_name
+from dcgan.errors import UserError
 from dcgan.files import atomic_write
+
+
+def check_run_folder(path: Path) -> tuple[Path, Path]:
+    """(run folder, checkpoint) that `--resume PATH` names: a run folder (its checkpoint-last.pt) or a
+    checkpoint-*.pt inside one. A folder that `dcgan train` did not make is refused: resuming writes
+    config.json there and clears temporary files beneath it."""
+    checkpoint = path / "checkpoint-last.pt" if path.is_dir() else path
+    folder = checkpoint.parent
+    if path.is_dir() and not checkpoint.is_file():
+        raise UserError(f"{path} has no checkpoint-last.pt to resume from")
+    if not checkpoint.is_file():
+        raise UserError(f"checkpoint not found: {checkpoint}")
+    if not (checkpoint.name.startswith("checkpoint-") and checkpoint.suffix == ".pt"
+            and (folder / "config.json").is_file() and (folder / "samples").is_dir()):
+        raise UserError(f"--resume {path}: {folder} is not a run folder of `dcgan train` (config.json, samples/ and "
+                        f"checkpoint-*.pt); to start from these weights use --init-from {path}")
+    return folder, checkpoint
+
+
+def check_outdir(config) -> None:
+    """A new run's --outdir may not lie inside the image folder it trains on (its sample grids would
+    become training images of the next run)."""
+    if config.dataset == "folder":
+        from dcgan.outputs import check_folder_output
+
+        check_folder_output(config.outdir, inputs=[config.data_root], option="--outdir")
 
 
 def new_run_dir(outdir: str | Path, dataset: str, preset: str) -> Path:
@@ -81,5 +108,15 @@ def keep_snapshot(run_dir: Path, cur_nimg: int, keep: int) -> None:
         os.link(run_dir / "checkpoint-last.pt", path)
     except OSError:
         atomic_write(path, lambda tmp: shutil.copyfile(run_dir / "checkpoint-last.pt", tmp))
-    for old in sorted(run_dir.glob("checkpoint-kimg*.pt"))[:-keep]:
+    # Pruned by the images each holds, and only those this run has reached: a run resumed from an
+    # older snapshot leaves the later snapshots of the line it abandoned alone (and so never counts
+    # them as the newest and prunes the one it resumed from).
+    reached = sorted((kimg, old) for old in run_dir.glob("checkpoint-kimg*.pt")
+                     if (kimg := snapshot_kimg(old)) is not None and kimg <= cur_nimg // 1000)
+    for _, old in reached[:-keep]:
         old.unlink(missing_ok=True)
+
+
+def snapshot_kimg(path: Path) -> int | None:
+    match = re.fullmatch(r"checkpoint-kimg(\d+)\.pt", path.name)
+    return int(match.group(1)) if match else None

@@ -27,7 +27,7 @@ from dcgan.models import build_discriminator, build_generator, discriminator_kwa
 from dcgan.training import distributed
 from dcgan.training.distributed import ProcessInfo
 from dcgan.training.precision import Precision
-from dcgan.training.run_dir import count_parameters, environment_info, model_summary, new_run_dir
+from dcgan.training.run_dir import check_outdir, count_parameters, environment_info, model_summary, new_run_dir
 from dcgan.training.state import TrainingState
 from dcgan.training.tracking import MetricTracker
 
@@ -180,13 +180,14 @@ def describe_protocol(old: dict, new: dict) -> str:
 
 
 def prepare_run_dir(config: TrainConfig, run_dir: Path | None, *, resumed: bool, nets: Networks, data: ImageData,
-                    device: torch.device) -> tuple[Path, RunFolderLock]:
+                    device: torch.device, lock: RunFolderLock | None = None) -> tuple[Path, RunFolderLock]:
     """The run folder (a new numbered one unless resuming), locked for this process before anything
     in it is touched, with config.json; a new run also gets environment.json, model_summary.txt and
-    model.json. Rank 0 only."""
+    model.json. Rank 0 only. `lock`: the folder's lock, taken by a caller that read the folder first."""
     if run_dir is None:
+        check_outdir(config)
         run_dir = new_run_dir(config.outdir, config.dataset, config.preset)
-    lock = RunFolderLock(run_dir)
+    lock = lock or RunFolderLock(run_dir)
     (run_dir / "samples").mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(run_dir)  # left by a process killed mid-write
     write_json(run_dir / "config.json", config.to_dict())

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from dcgan.checkpoint import load_state_checked
+from dcgan.errors import UserError
 
 
 @dataclass
@@ -62,8 +63,13 @@ class TrainingState:
         load_state_checked(self.D, state["D"], "discriminator")
         if self.G_ema is not None:
             load_state_checked(self.G_ema, state.get("G_ema") or state["G"], "EMA generator")
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
+        for name, optimizer in (("generator", self.opt_G), ("discriminator", self.opt_D)):
+            try:
+                optimizer.load_state_dict(state["opt_G" if name == "generator" else "opt_D"])
+            except (ValueError, KeyError, TypeError) as error:  # another --freeze-d gives other parameter groups
+                raise UserError(f"the {name}'s optimizer state in the checkpoint does not fit this run's settings "
+                                f"({str(error).splitlines()[0][:100]}): resume with the settings the run had "
+                                f"(its config.json; --freeze-d included)") from None
         self.scaler.load_state_dict(state["scaler"])
         self.augmenter.load_state_dict(state.get("augment", self.augmenter.state_dict()))
         self.loss.load_state_dict(state.get("loss", {}))

@@ -23,7 +23,6 @@ import base64
 import hashlib
 import io
 import json
-import shutil
 import tarfile
 from importlib import resources
 from pathlib import Path
@@ -165,6 +164,7 @@ def choose_model(generator: torch.nn.Module, kwargs: dict, precision: str) -> tu
 
 
 def is_previous_export(folder: Path) -> bool:
+    """A folder an export wrote before the toolkit kept a record of its files (model.json with our keys)."""
     try:
         metadata = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):
@@ -172,29 +172,12 @@ def is_previous_export(folder: Path) -> bool:
     return isinstance(metadata, dict) and {"dcgan", "onnxruntime_web", "precision"} <= set(metadata)
 
 
-def prepare_folder(out: Path) -> Path:
-    """`out`, resolved: new, empty or a previous export (replaced); anything else is refused. A
-    previous export left aside by a crash between the two renames of `replace_folder` is put back."""
-    out = out.expanduser().resolve()
-    old = out.with_name(f".{out.name}.old") if out.name else None
-    if old is not None and not out.exists() and old.is_dir():
-        old.rename(out)
-    if out == Path.cwd() or out in Path.cwd().parents or not out.name:
-        raise UserError(f"--out {out} is the current folder or above it; name a folder for the page, e.g. site/")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} is a file; --out names the folder the page goes in")
-    if out.is_dir() and any(out.iterdir()) and not is_previous_export(out):
-        raise UserError(f"{out} holds other files; pass a new or empty folder (or a previous web export)")
-    if not out.parent.is_dir():
-        raise UserError(f"folder {out.parent} does not exist")
-    return out
-
-
 def export_web(generator: torch.nn.Module, kwargs: dict, out: str | Path, *, name: str, precision: str = "auto",
-               runtime: str | Path | None = None, allow_download: bool = True) -> dict:
-    """Write the static page for `generator` into the folder `out`: built beside it, then moved in
-    whole (a crash between the two moves leaves the old folder aside, and the next export puts it
-    back). Returns what model.json says."""
+               runtime: str | Path | None = None, allow_download: bool = True, force: bool = False) -> dict:
+    """Write the static page for `generator` into the folder `out`, each file atomically, model.json
+    last. Only the page's own files are written: a file of that name that dcgan did not write is
+    refused before anything is written (replaced with `force`), and every other file in the folder
+    (a CNAME, a .git/, notes) is left as it is. Returns what model.json says."""
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -202,7 +185,9 @@ def export_web(generator: torch.nn.Module, kwargs: dict, out: str | Path, *, nam
             from None
     if precision not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    out = prepare_folder(Path(out))
+    from dcgan.outputs import FolderOutput
+
+    output = FolderOutput(out, force=force, option="--out", legacy=is_previous_export)
     package = runtime_package(runtime, allow_download=allow_download)
     model, chosen, difference = choose_model(generator, kwargs, precision)
     metadata = {"name": name, "z_dim": kwargs["z_dim"], "resolution": kwargs["img_resolution"],
@@ -217,38 +202,12 @@ def export_web(generator: torch.nn.Module, kwargs: dict, out: str | Path, *, nam
     files["ort/NOTICE.txt"] = f"onnxruntime-web {ORT_VERSION} (npm), MIT License, (c) Microsoft Corporation.\n"
     files["generator.onnx"] = model
     files[MARKER] = json.dumps(metadata, indent=2) + "\n"
-    staging = out.with_name(f".{out.name}.partial")
-    try:
-        write_folder(staging, files)
-        replace_folder(staging, out)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise UserError(f"could not write {out}: {error.strerror or error}") from None
+    output.claim(files)
+    for file_name, data in files.items():  # model.json, the marker, last
+        payload = data.encode() if isinstance(data, str) else data
+        output.write(file_name, lambda tmp, payload=payload: tmp.write_bytes(payload))
+    output.finish()
     return metadata
-
-
-def write_folder(folder: Path, files: dict[str, bytes | str]) -> None:
-    """A new folder holding `files` (relative path -> contents), each flushed to disk."""
-    import os
-
-    shutil.rmtree(folder, ignore_errors=True)
-    for name, data in files.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-
-def replace_folder(new: Path, out: Path) -> None:
-    """Move the finished folder `new` to `out`, the old `out` (if any) out of the way first."""
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    new.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def folder_size(folder: Path) -> int:
