@@ -43,7 +43,7 @@ from dcgan.metrics.conditional import per_class_scores
 from dcgan.metrics.evaluate import generated_features, load_extractor
 from dcgan.metrics.reference import RealSource, reference_features
 from dcgan.sampling import generate_images, is_conditional, save_grid
-from held_out import write_results
+from held_out import check_results_folder, write_results
 
 
 def read_sweep(path: Path) -> list[dict]:
@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=None, help="folder of the runs (default OUT/runs); "
                                                                  "share it between sweeps to extend runs")
     args = parser.parse_args()
+    check_results_folder(args.out)
     if args.minutes and args.jobs != 1:
         parser.error("a wall-clock budget is timed: run it with --jobs 1, alone on the machine")
     args.classes = [c for c in args.classes.split(",") if c]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from scipy.stats import spearmanr
 
-from held_out import HeldOut, write_results
+from held_out import HeldOut, check_results_folder, write_results
 
 
 def train_recipe(preset: str, kimg: float, snapshot_kimg: float, args, outdir: Path) -> None:
@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--cpu", default="", help="the machine, as the report names it")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    check_results_folder(args.out)
     args.classes = [c for c in args.classes.split(",") if c]
     runs = {}
     for spec in args.recipe:

@@ -22,6 +22,7 @@ import torch
 
 from dcgan.devices import cpu_name
 from dcgan.files import write_json, write_text
+from held_out import check_results_folder
 
 
 def copied(images: torch.Tensor, training: torch.Tensor, share: float, kind: str, seed: int = 0) -> torch.Tensor:
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--num-gen", type=int, default=1000)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    check_results_folder(args.out)
 
     import dcgan
     from dcgan.metrics.reference import parse_reference

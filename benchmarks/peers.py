@@ -73,7 +73,7 @@ import torch.nn.functional as F
 
 from dcgan.devices import cpu_name
 from dcgan.files import atomic_write, write_json
-from held_out import HeldOut, write_results
+from held_out import HeldOut, check_results_folder, write_results
 
 ENTRIES = ["dcgan-default", "dcgan-classic", "mimicry-sngan", "mimicry-dcgan", "examples-dcgan", "lightweight-gan"]
 LIGHTWEIGHT_GAN_RESULT = ("does not start without CUDA: `lightweight_gan/lightweight_gan.py` asserts "
@@ -396,6 +396,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--train-child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    check_results_folder(args.out)
     args.classes = [c for c in args.classes.split(",") if c]
     if args.train_child:
         train_mimicry(args.train_child, str(Path(args.data_root) / "train"), args.classes, args.minutes, args.kimg,

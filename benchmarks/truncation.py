@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from held_out import HeldOut, write_results
+from held_out import HeldOut, check_results_folder, write_results
 
 
 def main() -> None:
@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--num-gen", type=int, default=1000)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    check_results_folder(args.out)
 
     import dcgan
     from dcgan.sampling import save_grid

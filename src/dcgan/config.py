@@ -151,17 +151,19 @@ class TrainConfig:
         require(self.dataset in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}, not {self.dataset!r}")
         require(self.resolution in (0, 32, 64), f"--resolution must be 32 or 64, not {self.resolution}")
         require(self.channels in (0, 1, 3), f"--channels must be 1 or 3, not {self.channels}")
-        require(self.z_dim > 0, f"--z-dim must be positive, not {self.z_dim}")
-        require(self.g_channels > 0 and self.d_channels > 0, "--g-channels and --d-channels must be positive")
+        require(0 < self.z_dim <= 4096, f"--z-dim must be between 1 and 4,096, not {self.z_dim}")
+        require(0 < self.g_channels <= 4096 and 0 < self.d_channels <= 4096,
+                "--g-channels and --d-channels must be between 1 and 4,096")
         require(self.g_norm in NORMS, f"--g-norm must be one of {', '.join(NORMS)}, not {self.g_norm!r}")
         require(self.d_norm in D_NORMS, f"--d-norm must be one of {', '.join(D_NORMS)}, not {self.d_norm!r}")
         require(self.g_output in G_OUTPUTS, f"--g-output must be one of {', '.join(G_OUTPUTS)}, not {self.g_output!r}")
-        require(self.d_mbstd >= 0, f"--d-mbstd must be >= 0, not {self.d_mbstd}")
+        require(0 <= self.d_mbstd <= 256, f"--d-mbstd must be between 0 and 256, not {self.d_mbstd}")
         require(self.conditional in ("", *CONDITIONINGS),
                 f"--conditional must be one of {', '.join(CONDITIONINGS)}, not {self.conditional!r}")
         require(self.ac_weight >= 0, f"--ac-weight must be >= 0, not {self.ac_weight}")
         require(self.instance_noise >= 0, f"--instance-noise must be >= 0, not {self.instance_noise}")
-        require(self.keep_snapshots >= 0, f"--keep-snapshots must be >= 0, not {self.keep_snapshots}")
+        require(0 <= self.keep_snapshots <= 100_000, f"--keep-snapshots must be between 0 and 100,000, "
+                                                     f"not {self.keep_snapshots}")
         require(self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         require(0.0 <= self.label_smoothing < 0.5, f"--label-smoothing must be in [0, 0.5), not {self.label_smoothing}")
         require(self.label_smoothing == 0 or self.loss == "bce",
@@ -171,7 +173,8 @@ class TrainConfig:
                 "add --d-norm none")
         require(self.r1_gamma >= 0, f"--r1-gamma must be >= 0, not {self.r1_gamma}")
         require(self.r2_gamma >= 0, f"--r2-gamma must be >= 0, not {self.r2_gamma}")
-        require(self.r1_interval >= 1, f"--r1-interval must be >= 1, not {self.r1_interval}")
+        require(1 <= self.r1_interval <= 100_000,
+                f"--r1-interval must be between 1 and 100,000, not {self.r1_interval}")
         require(self.lecam_weight >= 0, f"--lecam-weight must be >= 0, not {self.lecam_weight}")
         require(0 <= self.augment_p <= 1, f"--augment-p must be in [0, 1], not {self.augment_p}")
         require(0 <= self.ada_target < 1, f"--ada-target must be in [0, 1), not {self.ada_target}")
@@ -187,23 +190,24 @@ class TrainConfig:
         require(self.gp_weight >= 0, f"--gp-weight must be >= 0, not {self.gp_weight}")
         unknown = [p for p in self.augment_policy(0) if p not in AUGMENTS]
         require(not unknown, f"--diffaugment takes {', '.join(AUGMENTS)}, none or auto; unknown: {', '.join(unknown)}")
-        require(self.batch_size >= 2, f"--batch-size must be at least 2, not {self.batch_size}")
+        require(2 <= self.batch_size <= 65536, f"--batch-size must be between 2 and 65,536, not {self.batch_size}")
         require(self.lr_g > 0 and self.lr_d > 0, "--lr-g and --lr-d must be positive")
         require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1 and --beta2 must be in [0, 1)")
-        require(self.n_dis >= 1, f"--n-dis must be at least 1, not {self.n_dis}")
+        require(1 <= self.n_dis <= 100, f"--n-dis must be between 1 and 100, not {self.n_dis}")
         require(self.ema_kimg >= 0 and self.ema_rampup >= 0, "--ema-kimg and --ema-rampup must be >= 0")
         require(min(self.epochs, self.kimg, self.minutes) >= 0, "--epochs, --kimg and --minutes must be >= 0")
-        require(self.log_every >= 1, f"--log-every must be at least 1, not {self.log_every}")
+        require(1 <= self.log_every <= 10**9, f"--log-every must be between 1 and 10**9, not {self.log_every}")
         require(self.snapshot_kimg >= 0, f"--snapshot-kimg must be >= 0, not {self.snapshot_kimg}")
         require(1 <= self.grid_size <= 256, f"--grid-size must be in 1..256, not {self.grid_size}")
         bad_sinks = [s for s in self.log if s not in LOG_SINKS]
         require(not bad_sinks, f"--log takes {', '.join(LOG_SINKS)}; unknown: {', '.join(bad_sinks)}")
         _ = self.tracked_metrics  # raises UserError for a bad --metric
         parse_interval(self.metric_every)
-        require(self.metric_samples >= 2, f"--metric-samples must be at least 2, not {self.metric_samples}")
-        require(self.threads >= 0, f"--threads must be >= 0, not {self.threads}")
+        require(2 <= self.metric_samples <= 100_000,
+                f"--metric-samples must be between 2 and 100,000, not {self.metric_samples}")
+        require(0 <= self.threads <= 1024, f"--threads must be between 0 and 1,024, not {self.threads}")
         require(self.freeze_d >= 0, f"--freeze-d must be >= 0, not {self.freeze_d}")
-        require(self.seed >= 0, f"--seed must be >= 0, not {self.seed}")
+        require(0 <= self.seed < 2**32, f"--seed must be a whole number from 0 to 2**32 - 1, not {self.seed}")
         return self
 
     @property

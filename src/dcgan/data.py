@@ -116,13 +116,28 @@ def test_folder_beside(root: str | Path) -> Path | None:
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "F")
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I")
 PROBE_SAMPLE = 256  # images of a folder read (headers only) to decide its resolution and channels
+# The largest image decoded (a 40-megapixel photo; a JPEG is decoded at a reduced scale first):
+# checked from the header, before any pixel is read, so that a small file declaring a huge image
+# (a few-KB PNG of 500 megapixels) is refused instead of costing gigabytes.
+MAX_PIXELS = 40_000_000
+DECODE_THREADS = 4
+
+
+def _check_size(path: Path, image: Image.Image) -> None:
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise UserError(f"cannot read image {path}: it is {width:,} x {height:,} pixels, more than "
+                        f"{MAX_PIXELS // 1_000_000} megapixels; shrink it first")
 
 
 def _probe(path: Path) -> tuple[int, int]:
     """(shorter side, channels) of an image, without decoding its pixels."""
     try:
         with Image.open(path) as image:
+            _check_size(path, image)
             return min(image.size), 1 if image.mode in GREY_MODES else 3
+    except UserError:
+        raise
     except Exception as error:  # Pillow raises OSError, SyntaxError, EOFError, zlib.error, ... by format
         raise _image_error(path, error) from None
 
@@ -141,6 +156,9 @@ def _decode(path: Path, resolution: int, mode: str) -> tuple[np.ndarray, set[str
     done = set()
     try:
         with Image.open(path) as image:
+            _check_size(path, image)
+            if image.format == "JPEG":  # decoded at 1/2, 1/4 or 1/8 scale where that still covers `resolution`
+                image.draft(image.mode, (resolution, resolution))
             if image.getexif().get(EXIF_ORIENTATION, 1) not in (1, None):
                 image, done = ImageOps.exif_transpose(image), done | {"rotated"}
             if image.mode in SIXTEEN_BIT_MODES:
@@ -152,6 +170,8 @@ def _decode(path: Path, resolution: int, mode: str) -> tuple[np.ndarray, set[str
             if image.size != (resolution, resolution):
                 image = _center_crop_resize(image, resolution)
             array = np.asarray(image, dtype=np.uint8)
+    except UserError:
+        raise
     except Exception as error:  # Pillow raises OSError, SyntaxError, EOFError, zlib.error, ... by format
         raise _image_error(path, error) from None
     return (array[:, :, None] if array.ndim == 2 else array), done
@@ -163,11 +183,13 @@ EXIF_ORIENTATION = 0x0112
 def _to_8_bit(image: Image.Image) -> tuple[Image.Image, bool]:
     """A 16-bit (or 32-bit integer) grey image as 8-bit grey: 0-65535 scaled to 0-255 where its
     values exceed 255 (Pillow's convert("L") would clip them to white); whether it was scaled."""
-    values = np.asarray(image, dtype=np.int64)
+    values = np.asarray(image)  # uint16 or int32: 2-4 bytes a pixel, converted a band of rows at a time
     scaled = values.size > 0 and values.max() > 255
-    if scaled:
-        values = np.round(values.clip(0, 65535) / 257)
-    return Image.fromarray(values.clip(0, 255).astype(np.uint8), "L"), bool(scaled)
+    out = np.empty(values.shape, dtype=np.uint8)
+    for top in range(0, values.shape[0], 256):
+        band = values[top:top + 256].clip(0, 65535 if scaled else 255).astype(np.uint32)
+        out[top:top + 256] = (band * 255 + 32767) // 65535 if scaled else band  # round(v / 257)
+    return Image.fromarray(out, "L"), bool(scaled)
 
 
 def _on_white(image: Image.Image) -> Image.Image:
@@ -219,7 +241,7 @@ def _load_folder(root: Path, split: str, classes, resolution: int, channels: int
 
     def decode_all() -> ImageData:
         mode = "L" if channels == 1 else "RGB"
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, os.cpu_count() or 1)) as pool:
             decoded = list(pool.map(lambda pl: _decode(pl[0], resolution, mode), files, chunksize=64))
         say_what_was_done(root, [done for _, done in decoded], channels, detected_channels)
         images = torch.from_numpy(np.stack([array for array, _ in decoded])).permute(0, 3, 1, 2).contiguous()
@@ -291,7 +313,7 @@ def _load_torchvision(name, root: Path, split, classes, resolution, channels, do
             keep = _class_indices(classes, class_names)
             paths = [Path(dataset.root) / dataset.base_folder / "img_align_celeba" / f for f in dataset.filename]
             mode = "L" if channels == 1 else "RGB"
-            with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, os.cpu_count() or 1)) as pool:
                 arrays = [array for array, _ in pool.map(lambda p: _decode(p, resolution, mode), paths,
                                                          chunksize=64)]
             images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()

@@ -169,7 +169,7 @@ def check_folder_output(folder: str | Path, *, inputs: Iterable[str | Path] = ()
         if target == source or source in target.parents:
             if not force:
                 raise UserError(f"{option} {folder} is inside this command's input {source}; "
-                                f"name a folder outside it ({FORCE_HINT.replace('it', 'files there')})")
+                                f"name a folder outside it")
     return folder
 
 

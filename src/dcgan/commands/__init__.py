@@ -44,13 +44,31 @@ def add_force(parser: argparse.ArgumentParser) -> None:
 
 
 def source_files(source: str | None) -> list[str]:
-    """The files a generator source reads (for "the output is this command's own input")."""
+    """The file a generator source reads (for "the output is this command's own input"): a run
+    folder's generator.safetensors or checkpoint-last.pt, or the file itself."""
     if not source:
         return []
-    from pathlib import Path
+    from dcgan.checkpoint import resolve_generator_path
+    from dcgan.errors import UserError
 
-    path = Path(source)
-    files = [str(path)]
-    if path.is_dir():
-        files += [str(p) for p in path.glob("*") if p.suffix in (".pt", ".safetensors")]
-    return files
+    try:
+        return [str(resolve_generator_path(source))]
+    except UserError:  # loading it says what is wrong, in one line
+        return []
+
+
+def whole(low: int, high: int):
+    """An argparse type: a whole number from `low` to `high`, else argparse's one-line error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low:,} and {high:,}")
+        return value
+    parse.__name__ = "whole number"
+    return parse
+
+
+SEED_LIMIT = 2**63 - 1  # seeds seed a torch.Generator, which takes a signed 64-bit integer

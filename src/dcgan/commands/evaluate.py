@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dcgan.commands import add_force, add_generator_source, generator_source, source_files
+from dcgan.commands import SEED_LIMIT, add_force, add_generator_source, generator_source, source_files, whole
 from dcgan.errors import UserError
 
 MAX_IMAGES = 1_000_000
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument("--metrics", default="fid",
                         help="comma-separated: fid, kid, is, pr (precision and recall, k=3), dc (density and "
                              "coverage, k=5) (default fid)")
-    parser.add_argument("--num-gen", type=int, default=10_000, help="generated images (default 10,000)")
+    parser.add_argument("--num-gen", type=whole(2, 1_000_000), default=10_000, help="generated images (default 10,000)")
     parser.add_argument("--ref", metavar="REF",
                         help="reference: cifar10-train (any dataset-split), an image folder or a .npz statistics "
                              "file (default: the run's training data)")
@@ -54,7 +54,7 @@ def register(subparsers) -> None:
                                                       "held-out images (default: the reference's test split)")
     parser.add_argument("--nearest", action="store_true",
                         help="a memorization check against the reference (the training data) instead of scores")
-    parser.add_argument("--nearest-k", type=int, default=5, help="with --nearest: training images per row (5)")
+    parser.add_argument("--nearest-k", type=whole(1, 32), default=5, help="with --nearest: training images per row (5)")
     parser.add_argument("--grid", metavar="PNG",
                         help="with --nearest: the grid (default <checkpoint>.nearest.png or <model>.nearest.png)")
     parser.add_argument("--features", choices=("inception", "fast"),
@@ -66,12 +66,14 @@ def register(subparsers) -> None:
                              "package, then a download)")
     parser.add_argument("--offline", action="store_true", help="download nothing: no Inception weights, no dataset")
     parser.add_argument("--fast-extractor", metavar="FILE", help="a fast extractor from `dcgan features train`")
-    parser.add_argument("--seed", type=int, default=0, help="first generation seed; image i uses seed + i")
-    parser.add_argument("--metric-seed", type=int, default=2020, help="seed of KID subsets and IS splits (2020)")
-    parser.add_argument("--kid-subsets", type=int, default=100)
-    parser.add_argument("--kid-subset-size", type=int, default=1000)
-    parser.add_argument("--is-splits", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=whole(0, SEED_LIMIT), default=0,
+                        help="first generation seed; image i uses seed + i")
+    parser.add_argument("--metric-seed", type=whole(0, SEED_LIMIT), default=2020,
+                        help="seed of KID subsets and IS splits (2020)")
+    parser.add_argument("--kid-subsets", type=whole(1, 10_000), default=100)
+    parser.add_argument("--kid-subset-size", type=whole(2, 1_000_000), default=1000)
+    parser.add_argument("--is-splits", type=whole(1, 10_000), default=10)
+    parser.add_argument("--batch-size", type=whole(1, 4096), default=64)
     parser.add_argument("--no-per-class", action="store_true",
                         help="conditional models: overall scores only (no per-class scores, no class accuracy)")
     parser.add_argument("--no-ema", action="store_true", help="score the raw generator of a checkpoint .pt")
@@ -110,6 +112,11 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.nearest and (args.metrics != "fid" or args.no_per_class or args.real_vs_real):
         raise UserError("--nearest checks for copying; it takes no --metrics, --no-per-class or --real-vs-real")
     args.features = args.features or ("fast" if args.nearest else "inception")
+    from dcgan.metrics.nearest import MAX_GENERATED
+
+    if args.nearest and args.num_gen > MAX_GENERATED:
+        raise UserError(f"--nearest checks at most {MAX_GENERATED:,} generated images (it keeps each image and its "
+                        f"features in memory), not --num-gen {args.num_gen:,}; 1,000 are enough to see copying")
     if not 1 <= args.nearest_k <= 32:
         raise UserError(f"--nearest-k must be between 1 and 32, not {args.nearest_k}")
     if args.grid and Path(args.grid).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):

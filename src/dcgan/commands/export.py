@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dcgan.commands import add_force, add_generator_source, generator_source, source_files
+from dcgan.commands import add_force, add_generator_source, generator_source, source_files, whole
 from dcgan.errors import UserError
 
 FORMATS = ("onnx", "pt2", "torchscript", "web")
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", required=True, metavar="PATH",
                         help="the file to write (.onnx, .pt2 or .pt; web: a folder)")
-    parser.add_argument("--batch", type=int, default=0, help="a fixed batch size; 0 (default): dynamic")
+    parser.add_argument("--batch", type=whole(0, 65536), default=0, help="a fixed batch size; 0 (default): dynamic")
     parser.add_argument("--no-ema", action="store_true", help="the raw generator of a checkpoint .pt")
     parser.add_argument("--precision", default="auto", choices=("auto", "float16", "float32"),
                         help="web: the ONNX weights; auto takes float16 where its images stay within one uint8 "
@@ -99,7 +99,7 @@ def run_web(args: argparse.Namespace, out: Path) -> int:
     from dcgan.web import PAGE_FILES, export_web, folder_size
 
     source = generator_source(args)
-    check_folder_output(out, inputs=source_files(source), force=args.force, option="--out")
+    check_folder_output(out, force=args.force, option="--out")
     generator, kwargs = load_generator(source, "cpu", use_ema=not args.no_ema)
     name = args.model or model_name(source)
     metadata = export_web(generator, kwargs, out, name=name, precision=args.precision, runtime=args.runtime,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from dcgan.commands import add_force
+from dcgan.commands import SEED_LIMIT, add_force, whole
 from dcgan.config import DATASETS
 from dcgan.errors import UserError
 
@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     parser.add_argument("--resolution", type=int, default=0, choices=(0, 32, 64), help="0 follows the data")
     parser.add_argument("--channels", type=int, default=0, choices=(0, 1, 3), help="0 follows the data")
     parser.add_argument("--epochs", type=float, default=4, help="training epochs (default 4)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=whole(0, SEED_LIMIT), default=0)
     parser.add_argument("--retrain", action="store_true", help="train again even if one is cached")
     parser.add_argument("--out", metavar="FILE", help="save here instead of the cache")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")

@@ -19,23 +19,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dcgan.commands import add_force, add_generator_source, generator_source, source_files
+from dcgan.commands import SEED_LIMIT, add_force, add_generator_source, generator_source, source_files, whole
 from dcgan.errors import UserError
 
 MAX_IMAGES = 100_000
-SEED_LIMIT = 2**63  # seeds seed a torch.Generator, which takes a signed 64-bit integer
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("generate", help="generate images from a checkpoint", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_generator_source(parser)
-    parser.add_argument("--num", type=int, help="number of images (default 64)")
-    parser.add_argument("--seed", type=int, help="first seed; image i uses seed + i (default 0)")
+    parser.add_argument("--num", type=whole(1, 100_000), help="number of images (default 64)")
+    parser.add_argument("--seed", type=whole(0, SEED_LIMIT), help="first seed; image i uses seed + i (default 0)")
     parser.add_argument("--out", metavar="PNG", help="write one grid image here (default grid.png; with --walk: the "
                                                      "video, .mp4, .gif or .webp, default walk.mp4)")
     parser.add_argument("--outdir", metavar="DIR", help="write one PNG per image here instead of a grid")
-    parser.add_argument("--nrow", type=int, default=0, help="images per grid row (default: square)")
+    parser.add_argument("--nrow", type=whole(0, 100_000), default=0, help="images per grid row (default: square)")
     parser.add_argument("--class", dest="classes", action="append", metavar="CLASS",
                         help="conditional models: a class name or index (repeatable; 'all' for every class): "
                              "--num images of each, one grid row per class")
@@ -44,7 +43,7 @@ def register(subparsers) -> None:
                              "lowers quality (docs/benchmarks.md) (default: none)")
     parser.add_argument("--walk", metavar="SEEDS", help="a looping latent walk through these seeds (e.g. 0,7,42) "
                                                         "written as a video to --out")
-    parser.add_argument("--frames", type=int, help="with --walk: frames in the loop (default 60)")
+    parser.add_argument("--frames", type=whole(2, 10_000), help="with --walk: frames in the loop (default 60)")
     parser.add_argument("--fps", type=float, help="with --walk: frames per second (default 24)")
     parser.add_argument("--no-ema", action="store_true", help="use the raw generator of a checkpoint .pt")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     check_truncation(args.truncation)
     source = generator_source(args)
     if args.outdir:
-        check_folder_output(args.outdir, inputs=source_files(source), force=args.force)
+        check_folder_output(args.outdir, force=args.force)  # FolderOutput replaces only its own files
     else:
         out = check_file_output(out, IMAGE, inputs=source_files(source), force=args.force, create_parent=True)
     generator, _ = load_generator(source, pick_device(args.device), use_ema=not args.no_ema)
@@ -109,7 +108,7 @@ def parse_seeds(text: str) -> list[int]:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise UserError(f"--walk takes comma-separated seeds such as 0,7,42, not {text[:40]!r}") from None
-    if not all(0 <= seed < SEED_LIMIT for seed in seeds):
+    if not all(0 <= seed <= SEED_LIMIT for seed in seeds):
         raise UserError(f"--walk seeds must be whole numbers from 0 to 2**63 - 1, not {text[:40]!r}")
     return seeds
 

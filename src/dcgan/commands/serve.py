@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from dcgan.commands import add_generator_source
+from dcgan.commands import add_generator_source, whole
 from dcgan.errors import UserError
 
 RESERVED_THREADS = 2  # server threads no generating request may take: /healthz and the pages always answer
@@ -22,15 +22,15 @@ def register(subparsers) -> None:
     add_generator_source(parser, repeatable=True)
     parser.add_argument("--runs", metavar="DIR", help="show the training runs in this folder (e.g. runs/)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    parser.add_argument("--port", type=whole(0, 65535), default=5000, help="port (default 5000)")
     parser.add_argument("--allowed-hosts", metavar="NAMES", default="",
                         help="comma-separated host names requests may be addressed to besides --host and the "
                              "loopback names (a proxy's public name; * for any)")
-    parser.add_argument("--max-images", type=int, default=64, help="most images one request may ask for")
-    parser.add_argument("--threads", type=int, default=10,
+    parser.add_argument("--max-images", type=whole(1, 10_000), default=64, help="most images one request may ask for")
+    parser.add_argument("--threads", type=whole(1, 1024), default=10,
                         help="server worker threads (default 10): 2 are kept for /healthz and the pages, the "
                              "others take requests that generate; past them a request gets 503 at once")
-    parser.add_argument("--torch-threads", type=int, default=0,
+    parser.add_argument("--torch-threads", type=whole(0, 1024), default=0,
                         help="torch CPU threads for generation (default: all cores, at most 4)")
     parser.add_argument("--nearest", action="store_true",
                         help="load each run's training images: the gallery links each sample to its nearest ones "

@@ -39,6 +39,9 @@ import torch
 PERCENTILE = 1.0  # the bar: this percentile of held-out images' nearest-training distances
 NEIGHBOURS = 5  # training images shown per generated image, in each space
 MAX_NEIGHBOURS = 32
+# The check holds every generated image (uint8) and its features in memory: 20,000 images of 64 px
+# are 250 MB, and a thousand already say whether a generator copies.
+MAX_GENERATED = 20_000
 MIN_TEST_IMAGES = 100  # a 1st percentile of fewer means little
 ROWS = 8  # generated images in the grid
 QUERY_CHUNK = 512  # query rows per distance block
@@ -224,8 +227,9 @@ def check_request(scored, training, test, num_gen: int, k: int) -> None:
     if not 1 <= k <= MAX_NEIGHBOURS:
         raise UserError(f"k (training images shown per image) must be between 1 and {MAX_NEIGHBOURS}, not {k}")
     if isinstance(scored, torch.nn.Module):
-        if not 2 <= num_gen <= 1_000_000:
-            raise UserError(f"num_gen must be between 2 and 1,000,000, not {num_gen}")
+        if not 2 <= num_gen <= MAX_GENERATED:
+            raise UserError(f"num_gen must be between 2 and {MAX_GENERATED:,} for the memorization check (it keeps "
+                            f"every image and its features in memory), not {num_gen:,}")
     elif not (isinstance(scored, torch.Tensor) and scored.dtype == torch.uint8 and scored.dim() == 4
               and scored.shape[1] in (1, 3) and len(scored) >= 2):
         raise UserError("images to check must be a uint8 (N, C, H, W) tensor of at least 2 images with 1 or 3 "

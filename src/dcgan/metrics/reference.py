@@ -150,11 +150,56 @@ def save_chunk(path: Path, chunk: np.ndarray) -> None:
     atomic_write(path, write)
 
 
+def declared_npy_bytes(handle) -> int | None:
+    """The bytes the .npy array at `handle` declares (from its header alone), or None if it has no
+    valid header: checked against the file before numpy allocates the declared shape."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}[version]
+        shape, _, dtype = read_header(handle, max_header_size=10_000)
+    except Exception:  # not a .npy header
+        return None
+    if dtype.hasobject:
+        return None
+    count = 1
+    for extent in shape:
+        count *= extent
+    return count * dtype.itemsize
+
+
+def npz_fits(path: Path, limit: int) -> bool:
+    """Whether every array of an .npz declares no more bytes than its member holds, and all of them
+    together at most `limit`: a small file that declares a huge array (a compressed member of
+    zeros, a header with a giant shape) is refused before anything is allocated."""
+    import zipfile
+
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            if member.file_size > limit or member.file_size > 64 * member.compress_size + (1 << 20):
+                return False
+            with archive.open(member) as handle:
+                declared = declared_npy_bytes(handle)
+            if declared is None or declared > member.file_size:
+                return False
+            total += declared
+    return total <= limit
+
+
+# The largest statistics file read: a 100,000-image reference's Inception features (819 MB) and more.
+MAX_STATS_BYTES = 1 << 30
+
+
 def read_chunk(path: Path | None, shape: tuple[int, int]) -> np.ndarray | None:
     """A saved chunk of features, or None if there is none or it is damaged (then it is recomputed)."""
     if path is None or not path.is_file():
         return None
     try:
+        with open(path, "rb") as handle:
+            declared = declared_npy_bytes(handle)
+        if declared is None or declared != shape[0] * shape[1] * 4 or declared > path.stat().st_size:
+            return None
         chunk = np.load(path, allow_pickle=False)
     except (OSError, ValueError):
         return None
@@ -187,6 +232,15 @@ def load_stats(path: Path, expected: dict | None = None) -> FeatureSet:
     if what != "a zip archive":  # np.load would try pickle, or return one .npy array
         raise UserError(f"{path} is not a statistics file: it is {what}; expected {wanted}")
     try:
+        fits = npz_fits(path, MAX_STATS_BYTES)
+    except Exception:
+        fits = None
+    if fits is False:
+        raise UserError(f"{path} declares arrays larger than it holds, or more than {MAX_STATS_BYTES >> 20} MB "
+                        f"in all; expected {wanted}")
+    try:
+        if fits is None:
+            raise ValueError("not a readable zip")
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except Exception:  # zipfile's and numpy's own text (allow_pickle, CRC) says nothing more to a user

@@ -174,7 +174,7 @@ def int_arg(name: str, default: int | None, low: int, high: int) -> int:
         if default is None:
             raise BadRequest(f"missing parameter '{name}'")
         return default
-    if not re.fullmatch(r"-?[0-9]{1,12}", raw):  # int() would take ' 5', '1_000' and non-ASCII digits
+    if not re.fullmatch(r"-?[0-9]{1,19}", raw):  # int() would take ' 5', '1_000' and non-ASCII digits; 19: 2**63
         raise BadRequest(f"'{name}' must be an integer, not {raw[:40]!r}")
     value = int(raw)
     if not low <= value <= high:

@@ -37,12 +37,12 @@ def check_run_folder(path: Path) -> tuple[Path, Path]:
 
 
 def check_outdir(config) -> None:
-    """A new run's --outdir may not lie inside the image folder it trains on (its sample grids would
-    become training images of the next run)."""
-    if config.dataset == "folder":
-        from dcgan.outputs import check_folder_output
+    """A new run's --outdir is a folder (or new), and not inside the image folder it trains on (its
+    sample grids would become training images of the next run)."""
+    from dcgan.outputs import check_folder_output
 
-        check_folder_output(config.outdir, inputs=[config.data_root], option="--outdir")
+    check_folder_output(config.outdir, inputs=[config.data_root] if config.dataset == "folder" else [],
+                        option="--outdir")
 
 
 def new_run_dir(outdir: str | Path, dataset: str, preset: str) -> Path:
