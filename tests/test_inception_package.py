@@ -116,7 +116,10 @@ def test_the_package_file_comes_after_the_hub_cache_and_before_a_download(tmp_pa
     packaged.parent.mkdir(parents=True)
     packaged.write_bytes(b"x")
     monkeypatch.setattr(inception_package, "package_weights", lambda: packaged)
-    assert find_weights(None, allow_download=True) == packaged  # no download is tried
+    with pytest.raises(UserError, match="SHA-256 differs"):  # found, then checked: no download is tried
+        find_weights(None, allow_download=True)
+    monkeypatch.setattr(inception_package, "PACKAGE_FILE_SHA256", inception.file_sha256(packaged))
+    assert find_weights(None, allow_download=True) == packaged
     cache = tmp_path / "torch" / "hub" / "checkpoints"
     cache.mkdir(parents=True)
     (cache / inception.WEIGHTS_FILENAME).write_bytes(b"x")

@@ -347,3 +347,13 @@ def test_a_mirrored_copy_is_found_as_the_nearest(generated_cars):
     found = nearest_in_pixels(training[7].flip(-1), training, k=3)
     assert torch.equal(found[0], training[7].flip(-1))
     assert torch.equal(nearest_in_pixels(training[7], training, k=1)[0], training[7])
+
+
+def test_the_api_takes_every_seed_the_static_page_takes(client):
+    """Seeds up to 2**63 - 1 (19 digits), as `dcgan generate` and the exported page; past it, a 400."""
+    top = 2**63 - 1
+    body = client.get(f"/api/generate?model=cars&seed={top}&num=1&format=json").get_json()
+    assert body["seeds"] == [top]
+    assert client.get(f"/api/generate?model=cars&seed={top}&num=2").status_code == 400
+    assert client.get(f"/api/generate?model=cars&seed={top + 1}").status_code == 400
+    assert client.get("/api/generate?model=cars&seed=12345678901234567890").status_code == 400

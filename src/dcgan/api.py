@@ -73,15 +73,20 @@ def generate(generator: Generator | str | Path, seeds: Iterable[int] | int = 16,
 
 
 def walk(generator: Generator | str | Path, seeds: Iterable[int], *, frames: int = 60, label: str | int | None = None,
-         truncation: float | None = None, out: str | Path | None = None, fps: float = 24.0) -> torch.Tensor:
+         truncation: float | None = None, out: str | Path | None = None, fps: float = 24.0,
+         force: bool = False) -> torch.Tensor:
     """The looping latent walk of `dcgan generate --walk` through `seeds`: (frames, C, H, W) uint8,
-    also written to `out` (.mp4, .gif or .webp) when given. `label`: a conditional generator's class
+    also written to `out` (.mp4, .gif or .webp) when given; an `out` that is a file of another kind
+    or a link is refused unless `force` (dcgan.outputs). `label`: a conditional generator's class
     for the whole walk (None: from each seed's class to the next's)."""
     from dcgan.sampling import check_truncation, resolve_classes
     from dcgan.video import check_output, save_walk, walk_frames
 
     if out is not None:
+        from dcgan.outputs import VIDEO, check_file_output
+
         check_output(out, fps)
+        out = check_file_output(out, VIDEO, force=force, create_parent=True)
     if not isinstance(generator, torch.nn.Module):
         generator = load_generator(generator)
     check_truncation(truncation)

@@ -43,7 +43,7 @@ def api_generate():
     max_images = state().max_images
     model = model_arg()
     num = int_arg("num", 1, 1, max_images)
-    seed = int_arg("seed", random_seed(), 0, MAX_SEED - num)
+    seed = int_arg("seed", random_seed(), 0, MAX_SEED - num + 1)  # seeds seed .. seed + num - 1
     fmt = format_arg("png", "json")
     nrow = int_arg("nrow", 0, 0, max_images) or None
     class_index = class_arg(model)
