@@ -81,6 +81,7 @@ def test_run_folder_holds_every_artifact(tmp_path, few_cars):
     assert "Generator" in (run / "model_summary.txt").read_text()
     environment = json.loads((run / "environment.json").read_text())
     assert environment["cpu"] and "cores" in environment["cpu"]  # the machine a figure came from, named
+    assert environment["precision"] in ("fp32", "bf16") and environment["precision_reason"]  # and its precision
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     with open(run / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))

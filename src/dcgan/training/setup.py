@@ -192,7 +192,8 @@ def prepare_run_dir(config: TrainConfig, run_dir: Path | None, *, resumed: bool,
     remove_stale_temp_files(run_dir)  # left by a process killed mid-write
     write_json(run_dir / "config.json", config.to_dict())
     if not resumed:
-        write_json(run_dir / "environment.json", environment_info(device))
+        write_json(run_dir / "environment.json", {**environment_info(device), "precision": nets.precision.name,
+                                                  "precision_reason": nets.precision.reason})
         write_text(run_dir / "model_summary.txt",
                    model_summary(nets.G, nets.D, config.z_dim, data.resolution, data.channels))
         write_json(run_dir / "model.json", {
