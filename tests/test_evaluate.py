@@ -55,9 +55,13 @@ def test_fast_scores_of_a_run_are_printed_and_recorded_with_their_protocol(run_f
         fast_extractor_file.read_bytes()).hexdigest()
     assert protocol["kid"]["subsets"] == 100 and protocol["is"]["splits"] == 10
 
-    # The same command gives the same scores (seeded), appended as a second record.
-    code, _, stderr = dcgan(*args)
+    assert "is now written --metrics fid-fast,kid-fast,is-fast" in stderr  # the older spelling, with a note
+
+    # The same scores in the one vocabulary (seeded: equal), appended as a second record.
+    code, _, stderr = dcgan("evaluate", "--checkpoint", run_folder, "--fast-extractor", fast_extractor_file,
+                            "--metrics", "fid-fast,kid-fast,is-fast", "--num-gen", 1000)
     assert code == 0, stderr
+    assert "note:" not in stderr
     evaluations = json.loads(record_path.read_text())["evaluations"]
     assert len(evaluations) == 2 and evaluations[0]["scores"] == evaluations[1]["scores"]
 

