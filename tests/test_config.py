@@ -97,7 +97,7 @@ def test_json_config_file(tmp_path):
     ({"diffaugment": "color,zoom"}, "unknown: zoom"),
     ({"lr_g": "nan"}, "--lr-g expects float"),
     ({"preset": "fancy"}, "--preset must be one of"),
-    ({"n_dis": 0}, "--n-dis must be at least 1"),
+    ({"n_dis": 0}, "--n-dis must be between 1 and 100"),
     ({"bogus": 1}, "unknown setting 'bogus'"),
     ({"loss": "hinge", "label_smoothing": 0.1}, "--label-smoothing works with --loss bce only"),
     ({"loss": "wgan-gp"}, "--loss wgan-gp needs a critic without BatchNorm"),
@@ -123,3 +123,17 @@ def test_every_setting_has_its_help_text_in_the_field_metadata():
         assert text and text != field.name.replace("_", " ") and "\n" not in text, field.name
         assert _field_help(field.name) == text
     assert TrainConfig().classes == [] and TrainConfig().classes is not TrainConfig().classes
+
+
+def test_the_default_length_comes_from_the_config():
+    """`dcgan.train(dcgan.TrainConfig(...))` stops where `dcgan train` does: the default length is
+    the config's, recorded like any other setting, and any given length replaces it."""
+    from dcgan.config import DEFAULT_EPOCHS, TrainConfig, resolve_config
+    from dcgan.training.schedule import Budget
+
+    assert resolve_config().epochs == DEFAULT_EPOCHS
+    assert resolve_config(overrides={"kimg": 5}).epochs == 0
+    assert resolve_config(overrides={"minutes": 2}).epochs == 0
+    assert TrainConfig(kimg=5).epochs == 0 and TrainConfig().epochs == DEFAULT_EPOCHS
+    budget = Budget.from_config(TrainConfig(), dataset_size=100, epoch_nimg=64)
+    assert budget.total_nimg == DEFAULT_EPOCHS * 100

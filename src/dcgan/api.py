@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from dcgan.config import DEFAULT_EPOCHS, TrainConfig, resolve_config
+from dcgan.config import LENGTHS, TrainConfig, resolve_config
 from dcgan.errors import UserError
 from dcgan.metrics import MetricOptions
 from dcgan.metrics.evaluate import Evaluation
@@ -167,6 +167,6 @@ def train(config: TrainConfig | None = None, **settings) -> Path:
     base = config.to_dict() if config is not None else {}
     preset = settings.pop("preset", None) or base.pop("preset", None)
     base.pop("preset", None)
-    if not any({**base, **settings}.get(length) for length in ("epochs", "kimg", "minutes")):
-        settings["epochs"] = DEFAULT_EPOCHS
+    if any(settings.get(length) for length in LENGTHS):  # a length given here replaces the config's
+        base.update({length: 0 for length in LENGTHS})
     return run_training(resolve_config(preset, base, settings))

@@ -36,6 +36,7 @@ LOG_SINKS = ("tensorboard", "wandb")
 TRACKED_METRICS = ("fid-fast", "fid", "is-fast", "is", "pr-fast", "pr")
 CONDITIONINGS = ("projection", "acgan")  # or "": unconditional
 DEFAULT_EPOCHS = 25  # a run's length when no --epochs, --kimg or --minutes is given
+LENGTHS = ("epochs", "kimg", "minutes")  # the first reached ends a run
 INTERVAL_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
 
 
@@ -140,6 +141,10 @@ class TrainConfig:
     channels_last: bool = setting(True, "channels-last memory format for both networks")
     compile: bool = setting(False, "torch.compile both networks (slow to start; pays on long runs)")
     threads: int = setting(0, "torch CPU threads; 0: one per physical core")
+
+    def __post_init__(self) -> None:
+        if not any(getattr(self, length) for length in LENGTHS):
+            self.epochs = DEFAULT_EPOCHS  # the default length, recorded in config.json as any other setting
 
     def validate(self) -> TrainConfig:
         def require(ok: bool, message: str) -> None:

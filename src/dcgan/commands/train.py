@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from dcgan.config import DEFAULT_EPOCHS, FIELDS, PRESETS, data_changes, preset_values, read_config_file, resolve_config
+from dcgan.config import FIELDS, LENGTHS, PRESETS, data_changes, preset_values, read_config_file, resolve_config
 from dcgan.errors import UserError
 
 
@@ -42,7 +42,6 @@ def _field_help(name: str) -> str:
 def run(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k in FIELDS}
     file_values = read_config_file(args.config) if getattr(args, "config", None) else {}
-    lengths = ("epochs", "kimg", "minutes")
     resume_state, run_dir, lock = None, None, None
     if getattr(args, "resume", None):
         # The run folder is locked before anything in it is read, so that a run still writing it
@@ -57,12 +56,10 @@ def run(args: argparse.Namespace) -> int:
             lock = RunFolderLock(run_dir)
         resume_state = load_checkpoint(checkpoint_path)
         saved = dict(resume_state["config"])
-        if any(k in given or k in file_values for k in lengths):
-            saved.update({k: 0 for k in lengths})
+        if any(k in given or k in file_values for k in LENGTHS):
+            saved.update({k: 0 for k in LENGTHS})
         given.setdefault("preset", saved.pop("preset"))
         file_values = {**saved, **file_values}
-    elif not any(k in given or k in file_values for k in lengths):
-        given["epochs"] = DEFAULT_EPOCHS  # The default length applies only when none is set.
     config = resolve_config(file_values=file_values, overrides=given, resuming=resume_state is not None)
     if resume_state is not None and config.freeze_d != resume_state["config"].get("freeze_d", 0):
         raise UserError(f"{run_dir} was trained with --freeze-d {resume_state['config'].get('freeze_d', 0)}; "
