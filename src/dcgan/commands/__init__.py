@@ -65,7 +65,7 @@ def whole(low: int, high: int):
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is not between {low:,} and {high:,}")
+            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}, not {value}")
         return value
     parse.__name__ = "whole number"
     return parse

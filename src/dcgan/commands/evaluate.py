@@ -41,7 +41,7 @@ def register(subparsers) -> None:
                         help="comma-separated: fid, kid, is, pr (precision and recall, k=3), dc (density and "
                              "coverage, k=5) on Inception features, or the same with -fast (fid-fast, kid-fast, ...) "
                              "on the fast extractor's (default fid)")
-    parser.add_argument("--num-gen", type=whole(2, 1_000_000), default=10_000, help="generated images (default 10,000)")
+    parser.add_argument("--num-gen", type=int, default=10_000, help="generated images (default 10,000)")
     parser.add_argument("--ref", metavar="REF",
                         help="reference: cifar10-train (any dataset-split), an image folder or a .npz statistics "
                              "file (default: the run's training data)")
@@ -55,7 +55,7 @@ def register(subparsers) -> None:
                                                       "held-out images (default: the reference's test split)")
     parser.add_argument("--nearest", action="store_true",
                         help="a memorization check against the reference (the training data) instead of scores")
-    parser.add_argument("--nearest-k", type=whole(1, 32), default=5, help="with --nearest: training images per row (5)")
+    parser.add_argument("--nearest-k", type=int, default=5, help="with --nearest: training images per row (5)")
     parser.add_argument("--grid", metavar="PNG",
                         help="with --nearest: the grid (default <checkpoint>.nearest.png or <model>.nearest.png)")
     parser.add_argument("--features", choices=("inception", "fast"),

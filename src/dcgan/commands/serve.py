@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     add_generator_source(parser, repeatable=True)
     parser.add_argument("--runs", metavar="DIR", help="show the training runs in this folder (e.g. runs/)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=whole(0, 65535), default=5000, help="port (default 5000)")
+    parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     parser.add_argument("--allowed-hosts", metavar="NAMES", default="",
                         help="comma-separated host names requests may be addressed to besides --host and the "
                              "loopback names (a proxy's public name; * for any)")

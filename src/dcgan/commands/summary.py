@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from dcgan.commands import whole
 from dcgan.config import CONDITIONINGS, DEFAULT_PRESET, PRESET_CHOICES
 from dcgan.errors import UserError
 
@@ -17,7 +16,7 @@ def register(subparsers) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings")
     parser.add_argument("--conditional", choices=CONDITIONINGS,
                         help="the class-conditional networks (label embedding in G; projection or AC-GAN D)")
-    parser.add_argument("--num-classes", type=whole(2, 10_000), default=10,
+    parser.add_argument("--num-classes", type=int, default=10,
                         help="classes of a conditional model (default 10)")
     parser.set_defaults(run=run)
 
