@@ -46,7 +46,7 @@ from dcgan.training.setup import (
     training_data,
 )
 from dcgan.training.state import Progress, TrainingState, restore_rng
-from dcgan.training.stopping import StopSignals, gather_rng_states, stop_vote
+from dcgan.training.stopping import Stop, StopSignals, gather_rng_states, stop_vote
 from dcgan.training.tracking import MetricTracker
 
 
@@ -114,7 +114,8 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
     if tracker is not None:
         tracker.start(progress.cur_nimg)
     epoch_lines = EpochLines(stream.epoch)
-    stop_reason = "length reached"
+    stop = Stop.LENGTH
+    now = clock.seconds()  # the clock, read once per step (and again after a metric evaluation)
 
     # Train, with the run's log open.
     resume_step = progress.step if resume_state is not None else None
@@ -127,7 +128,7 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                 # Learning rates and instance noise over the run's length (under torchrun by rank 0's
                 # clock, so that every process takes the same rates).
                 if config.lr_decay != "none" or config.instance_noise:
-                    seconds = agreed_seconds if process.distributed else clock.seconds()
+                    seconds = agreed_seconds if process.distributed else now
                     update_rates(run, progress, budget.fraction(progress.cur_nimg, seconds), log if log_now else None,
                                  bar if show_progress else None)
 
@@ -138,48 +139,50 @@ def train(config: TrainConfig, *, run_dir: Path | None = None, resume_state: dic
                 bar.update(images_per_step)
                 beta = step_ema(nets.G_ema, nets.G, config.batch_size * process.world_size, config.ema_kimg,
                                 progress.cur_nimg, config.ema_rampup)
+                now = clock.seconds()
 
                 # Log statistics every --log-every steps, and one line per epoch.
                 loss_problem = ""  # rank 0: the non-finite losses of this step's row, if any
                 if log_now:
-                    loss_problem = log_step(run, log, progress, clock.seconds(), beta, throughput, epoch_lines, bar)
+                    loss_problem = log_step(run, log, progress, now, beta, throughput, epoch_lines, bar)
                 if line := epoch_lines.end_of_epoch(stream.epoch, progress.cur_nimg):
                     bar.write(line)
 
                 # Decide, all processes together, whether to stop (time, divergence, SIGTERM or Ctrl-C)
                 # and whether to score the generator now: rank 0's clock and losses, anyone's signal.
-                seconds = clock.seconds()
-                final = progress.cur_nimg >= budget.total_nimg or seconds >= budget.deadline
+                final = progress.cur_nimg >= budget.total_nimg or now >= budget.deadline
                 metric_due = tracker is not None and process.is_main and tracker.due(progress.cur_nimg, final=final)
-                decision = stop_vote(seconds >= budget.deadline, bool(loss_problem), signals.received is not None,
-                                     metric_due, seconds=seconds, distributed=process.distributed,
+                decision = stop_vote(now >= budget.deadline, bool(loss_problem), signals.received is not None,
+                                     metric_due, seconds=now, distributed=process.distributed,
                                      is_main=process.is_main, device=device)
                 agreed_seconds = decision.seconds
                 if decision.diverged:
                     raise TrainingDiverged(f"training diverged at step {progress.step} "
                                            f"({loss_problem or 'a non-finite loss'}); {last_good(run_dir)}")
                 if decision.signalled:
-                    take_snapshot(run, progress, clock.seconds(), output_generator)
-                    stop_reason = f"stopped by {signals.received or 'a signal to another process'}"
+                    take_snapshot(run, progress, now, output_generator)
+                    stop = Stop.SIGNAL
                     break
 
                 # Evaluate the tracked metric; save a snapshot.
                 if decision.evaluate:
-                    evaluate_metric(run, tracker, output_generator(progress.step), progress, clock.seconds(), log,
-                                    bar)
+                    evaluate_metric(run, tracker, output_generator(progress.step), progress, now, log, bar)
+                    now = clock.seconds()  # the evaluation's time counts toward the run's
                 if progress.cur_nimg >= next_snapshot or progress.cur_nimg >= budget.total_nimg or decision.out_of_time:
-                    take_snapshot(run, progress, clock.seconds(), output_generator)
+                    take_snapshot(run, progress, now, output_generator)
                     next_snapshot = budget.next_snapshot(progress.cur_nimg)
                 if decision.out_of_time:
-                    stop_reason = f"time budget of {config.minutes:g} minutes reached"
+                    stop = Stop.TIME
                     break
         except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of this step
-            stop_reason = "interrupted"
+            stop = Stop.INTERRUPTED
             bar.write(f"interrupted at step {progress.step}; resume from {run_dir}")
 
         # The end: final pictures and summary.json; under torchrun, check that every process ends
         # with the same weights.
-        finish_run(run, progress, clock.seconds(), stop_reason, tracker, output_generator)
+        finish_run(run, progress, clock.seconds(), stop, stop.describe(minutes=config.minutes,
+                                                                        signal_name=signals.received),
+                   tracker, output_generator)
     distributed.shutdown(process)
     return run_dir if process.is_main else None
 
@@ -364,14 +367,14 @@ def evaluate_metric(run: Run, tracker: MetricTracker, sampler: torch.nn.Module, 
     bar.write(f"{tracker.title} {value:.3f}{also} at {progress.cur_nimg / 1000:.1f} kimg{note}")
 
 
-def finish_run(run: Run, progress: Progress, seconds: float, stop_reason: str, tracker: MetricTracker | None,
-               output_generator: OutputGenerator) -> None:
+def finish_run(run: Run, progress: Progress, seconds: float, stop: Stop, stop_reason: str,
+               tracker: MetricTracker | None, output_generator: OutputGenerator) -> None:
     """real_vs_fake.png and summary.json, and the closing lines (rank 0); under torchrun, whether
     every process ended with the same weights."""
     process, run_dir, summary = run.process, run.run_dir, progress.summary
-    if stop_reason == "interrupted":
+    if stop is Stop.INTERRUPTED:
         return
-    if stop_reason.startswith("stopped by") and process.is_main:
+    if stop is Stop.SIGNAL and process.is_main:
         tqdm.write(f"{stop_reason} at step {progress.step}: checkpoint-last.pt saved; resume with "
                    f"dcgan train --resume {run_dir}")
     identical = distributed.weights_identical([run.nets.G, run.nets.D], process)

@@ -13,12 +13,29 @@ numbers per step.
 
 from __future__ import annotations
 
+import enum
 import signal
 import threading
 from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
+
+
+class Stop(enum.Enum):
+    """Why a run ended (summary.json's `stop_reason` is its words)."""
+
+    LENGTH = "length reached"
+    TIME = "time budget reached"
+    SIGNAL = "stopped by a signal"
+    INTERRUPTED = "interrupted"
+
+    def describe(self, *, minutes: float = 0.0, signal_name: str | None = None) -> str:
+        if self is Stop.TIME:
+            return f"time budget of {minutes:g} minutes reached"
+        if self is Stop.SIGNAL:
+            return f"stopped by {signal_name or 'a signal to another process'}"
+        return self.value
 
 
 class StopSignals:
