@@ -82,7 +82,7 @@ def run_facts(run: Path) -> dict:
 
 
 def plot(curves: dict[str, list[tuple[float, float]]], anchors: dict[str, tuple[float, float]], path: Path,
-         title: str) -> None:
+         title: str, floor: float | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,6 +94,10 @@ def plot(curves: dict[str, list[tuple[float, float]]], anchors: dict[str, tuple[
     for name, (mimg, fid) in anchors.items():
         axes.scatter([mimg], [fid], marker="*", s=120, color="black", zorder=3)
         axes.annotate(name, (mimg, fid), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    if floor is not None:
+        axes.axhline(floor, color="grey", linestyle="--", linewidth=1)
+        axes.annotate(f"real vs real floor {floor:g}", (axes.get_xlim()[0], floor), textcoords="offset points",
+                      xytext=(4, 4), fontsize=8, color="grey")
     axes.set_xscale("log")
     axes.set_xlabel("millions of real images seen by D")
     axes.set_ylabel("Inception FID (lower is better)")
@@ -116,6 +120,8 @@ def main() -> None:
     parser.add_argument("--num-gen", type=int, default=10_000)
     parser.add_argument("--anchor", action="append", default=[], metavar="NAME=MIMG:FID",
                         help="a published figure drawn as a labelled point (repeatable)")
+    parser.add_argument("--floor", type=float, help="the FID of real training images against the reference, drawn "
+                                                     "as a line")
     parser.add_argument("--score-only", action="store_true", help="score, write no table")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -145,7 +151,7 @@ def main() -> None:
     first = next(iter(results.values()))
     cpu = first["run"]["cpu"] or "unknown CPU"
     plot(curves, anchors, args.out / "curves.png",
-         f"Inception FID, {args.num_gen:,} samples vs {args.ref} {args.classes}".strip() + f"; {cpu}")
+         f"Inception FID, {args.num_gen:,} samples vs {args.ref} {args.classes}".strip() + f"; {cpu}", args.floor)
     lines = [f"Inception FID / KID ({args.num_gen:,} samples, seeds 0-{args.num_gen - 1}, against {args.ref}"
              f"{' [' + args.classes + ']' if args.classes else ''}); D's loss and mean logits over the 5 kimg "
              f"before each snapshot. Trained on {cpu}, "
@@ -163,7 +169,8 @@ def main() -> None:
                   protocol={"metric": "Inception FID/KID", "feature_extractor": protocol["feature_extractor"],
                             "generated": {"num_images": args.num_gen, "seeds": f"0-{args.num_gen - 1}"},
                             "reference": protocol.get("reference")},
-                  anchors={k: {"mimg": v[0], "fid": v[1]} for k, v in anchors.items()}, results=results)
+                  anchors={k: {"mimg": v[0], "fid": v[1]} for k, v in anchors.items()}, floor=args.floor,
+                  results=results)
 
 
 if __name__ == "__main__":
