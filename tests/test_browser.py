@@ -150,3 +150,41 @@ def test_pages_as_a_person_sees_them(shipped_server_url):
         assert "cannot be read" in page.inner_text(".broken")  # the torn run is one line, not a 500
         page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
         browser.close()
+
+
+OVERFLOWING = """(selectors) => {
+  const out = [];
+  const page = document.documentElement;
+  if (page.scrollWidth > window.innerWidth) out.push(`the page: ${page.scrollWidth} > ${window.innerWidth}`);
+  for (const selector of selectors) {
+    for (const frame of document.querySelectorAll(selector)) {
+      const box = frame.getBoundingClientRect();
+      for (const child of frame.querySelectorAll("img, figure, canvas")) {
+        const r = child.getBoundingClientRect();
+        if (r.right > box.right + 1 || r.left < box.left - 1 || r.bottom > box.bottom + 1)
+          out.push(`${selector} ${child.id || child.alt || child.tagName}: `
+                   + `${Math.round(r.left)}-${Math.round(r.right)} `
+                   + `in ${Math.round(box.left)}-${Math.round(box.right)}`);
+      }
+    }
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("width", [1200, 800])
+def test_the_gallery_fits_its_frames_at_every_width(shipped_server_url, width):
+    """The interpolation strip and the sample grid stay inside their frames (they wrap or shrink)."""
+    playwright = playwright_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(f"{shipped_server_url}/?num=16&seed=0")
+        page.wait_for_function("Array.from(document.querySelectorAll('.strip img')).every(i => i.complete "
+                               "&& i.naturalWidth > 0)", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / f"gallery-{width}px.png"), full_page=True)
+        assert page.evaluate(OVERFLOWING, [".strip", "#gallery"]) == []
+        strip = page.eval_on_selector("#interpolation", "e => e.getBoundingClientRect().width")
+        assert strip > 200  # still a readable strip, not a thumbnail
+        browser.close()
