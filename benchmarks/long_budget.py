@@ -114,7 +114,8 @@ def plot(curves: dict[str, list[tuple[float, float]]], anchors: dict[str, tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="append", required=True, metavar="NAME=RUN", help="a run folder (repeatable)")
-    parser.add_argument("--kimg", required=True, help="comma-separated snapshots to score, e.g. 500,1000,1500")
+    parser.add_argument("--kimg", required=True, help="comma-separated snapshots to score, e.g. 500,1000,1500 (a run "
+                                                      "without one of them is left out there)")
     parser.add_argument("--ref", required=True, help="the held-out reference (a split or an image folder)")
     parser.add_argument("--classes", default="", help="classes of the reference")
     parser.add_argument("--num-gen", type=int, default=10_000)
@@ -136,6 +137,10 @@ def main() -> None:
     for name, run in runs.items():
         rows = []
         for kimg in points:
+            if not (run / f"checkpoint-kimg{kimg:06d}.pt").is_file() and \
+                    not (args.out / "scores" / f"{name}-kimg{kimg}.json").is_file():
+                print(f"{name}: no snapshot at {kimg} kimg (the run did not reach it); left out")
+                continue
             record = score(name, run, kimg, args)
             rows.append({"kimg": kimg, "fid": record["scores"]["fid"], "kid": record["scores"]["kid"],
                          "d": d_state(run, kimg)})

@@ -18,6 +18,7 @@ with the one-line message the CLI prints.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -110,18 +111,23 @@ def evaluate(subject: Generator | str | Path | torch.Tensor, reference: str | Pa
     `metrics`: fid, kid, is, pr, dc on the standard Inception network, or fid-fast, kid-fast, ...
     on the fast extractor, as `dcgan evaluate --metrics` (`features="fast"` with plain names is the
     older spelling of the -fast names). Returns the scores and their protocol record (`.scores`, `.record`)."""
-    from dcgan.metrics import parse_metrics
+    from dcgan.metrics import older_spelling, parse_metrics
     from dcgan.metrics.evaluate import evaluate as run_evaluation
 
-    features, metrics = parse_metrics(metrics, "metrics", features)
+    given = list(metrics)
+    note = older_spelling(given, features, "metrics")
+    features, metrics = parse_metrics(given, "metrics", features)
     if isinstance(subject, (str, Path)):
         subject = load_generator(subject, device=device)
     if not isinstance(reference, RealSource):
         reference = parse_reference(str(reference), data_root=data_root, classes=list(classes), download=download)
-    return run_evaluation(subject, reference, metrics=metrics, features=features, num_gen=num_gen, seed=seed,
-                          inception_weights=inception_weights, allow_download=download,
-                          fast_extractor=fast_extractor, per_class=per_class, device=device, options=options,
-                          progress=progress)
+    result = run_evaluation(subject, reference, metrics=metrics, features=features, num_gen=num_gen, seed=seed,
+                            inception_weights=inception_weights, allow_download=download,
+                            fast_extractor=fast_extractor, per_class=per_class, device=device, options=options,
+                            progress=progress)
+    if note:
+        print(note, file=sys.stderr)
+    return result
 
 
 def nearest(subject: Generator | str | Path | torch.Tensor, training: str | Path, test: str | Path | None = None, *,

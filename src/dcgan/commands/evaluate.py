@@ -25,6 +25,7 @@ fast extractor's classifier judges them (how often a "horse" is classified as a 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from dcgan.commands import SEED_LIMIT, add_force, add_generator_source, generator_source, source_files, whole
@@ -203,6 +204,10 @@ def run(args: argparse.Namespace) -> int:
             print(line)
     count = f"{result.reference_count:,} of " if result.reference_count else ""  # unknown for pytorch-fid files
     print(f"{result.scored_name} vs {count}{result.reference_name}; {result.extractor_summary}")
+    from dcgan.metrics import older_spelling
+
+    if note := older_spelling(args.metrics, args.features):
+        print(note, file=sys.stderr)  # once the scores stand: a refusal stays one line
 
     if out is not None:
         subject = {"checkpoint": str(checkpoint.resolve())} if checkpoint else {"real_vs_real": True}

@@ -92,10 +92,9 @@ def metric_vocabulary() -> list[str]:
 def parse_metrics(names, what: str = "--metrics", features: str | None = None) -> tuple[str, list[str]]:
     """(extractor kind, base metric names) of metric names in the one vocabulary: `fid,kid` ->
     ("inception", ["fid", "kid"]), `fid-fast,pr-fast` -> ("fast", ["fid", "pr"]). All names use one
-    extractor. `features` is the older spelling (plain names with --features fast): it still works,
-    with a one-line note on stderr. Anything else is a one-line UserError naming what `what` takes."""
-    import sys
-
+    extractor. `features` is the older spelling (plain names with --features fast): it still works
+    (`older_spelling` gives the note to print once the command runs). Anything else is a one-line
+    UserError naming what `what` takes."""
     from dcgan.errors import UserError
 
     if isinstance(names, str):
@@ -113,11 +112,19 @@ def parse_metrics(names, what: str = "--metrics", features: str | None = None) -
         raise UserError(f"features must be inception or fast, not {features!r}")
     if features == "fast" and kind == "inception":
         kind = "fast"
-        print(f"note: --features fast with {','.join(given)} is now written {what} "
-              f"{','.join(m + FAST for m in given)}", file=sys.stderr)
     elif features == "inception" and kind == "fast":
         raise UserError(f"{what} {','.join(given)} are fast-extractor metrics; leave out --features inception")
     return kind, [m.removesuffix(FAST) for m in given]
+
+
+def older_spelling(names, features: str | None, what: str = "--metrics") -> str | None:
+    """The one-line note for plain metric names with --features fast, or None."""
+    if isinstance(names, str):
+        names = names.split(",")
+    given = [str(m).strip().lower() for m in names if str(m).strip()]
+    if features != "fast" or any(m.endswith(FAST) for m in given):
+        return None
+    return f"note: --features fast with {','.join(given)} is now written {what} {','.join(m + FAST for m in given)}"
 
 
 def metric_names(names, what: str = "--metrics") -> list[str]:
