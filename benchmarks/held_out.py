@@ -45,14 +45,16 @@ class HeldOut:
 
 def check_results_folder(out: str | Path) -> Path:
     """`--out`, once it is safe to write a benchmark's results there: new, empty or a results folder
-    a benchmark wrote before (a results.json, a runs/ folder of its training runs, or the peers'
+    a benchmark wrote before (a results.json, a runs/ folder of its training runs, a scores/ folder of
+    its evaluations, or the peers.
     entry folders with their trained.json), which it then adds to. A file, a link or a folder of
     other files is one line and exit 1, with nothing written."""
     out = Path(out)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise SystemExit(f"--out {out} is {'a symbolic link' if out.is_symlink() else 'a file'}; name a folder for "
                          f"the results")
-    ours = (out / "results.json").is_file() or (out / "runs").is_dir() or any(out.glob("*/trained.json"))
+    ours = (out / "results.json").is_file() or (out / "runs").is_dir() or (out / "scores").is_dir() \
+        or any(out.glob("*/trained.json"))
     if out.is_dir() and any(out.iterdir()) and not ours:
         raise SystemExit(f"--out {out} holds files that are not a benchmark's results (no results.json); name a new "
                          f"or empty folder")
