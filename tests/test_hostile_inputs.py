@@ -148,20 +148,19 @@ HOSTILE_TENSORS = {
 }
 
 
-@pytest.mark.parametrize("case", HOSTILE_TENSORS)
-def test_an_inception_archive_with_hostile_sizes_is_refused_unallocated(case, tmp_path):
-    record, storage = HOSTILE_TENSORS[case]
-    path = archive_with(tmp_path / "default_1.pt", record, storage, torchscript=True)
-    result = peak_rise(f"dcgan.metrics.inception_package.read_torchscript_tensors({str(path)!r})")
-    assert result["outcome"].startswith("refused"), result
-    assert result["rise_mb"] < BOUND_MB, result
+READERS = {  # (file name, TorchScript layout?, the call that reads it)
+    "Inception archive": ("default_1.pt", True, "dcgan.metrics.inception_package.read_torchscript_tensors"),
+    "checkpoint": ("checkpoint-last.pt", False, "dcgan.checkpoint.load_generator"),
+}
 
 
+@pytest.mark.parametrize("reader", READERS)
 @pytest.mark.parametrize("case", HOSTILE_TENSORS)
-def test_a_checkpoint_with_hostile_sizes_is_refused_unallocated(case, tmp_path):
+def test_an_archive_with_hostile_sizes_is_refused_unallocated(case, reader, tmp_path):
     record, storage = HOSTILE_TENSORS[case]
-    path = archive_with(tmp_path / "checkpoint-last.pt", record, storage, torchscript=False)
-    result = peak_rise(f"dcgan.checkpoint.load_generator({str(path)!r})")
+    name, torchscript, call = READERS[reader]
+    path = archive_with(tmp_path / name, record, storage, torchscript=torchscript)
+    result = peak_rise(f"{call}({str(path)!r})")
     assert result["outcome"].startswith("refused"), result
     assert result["rise_mb"] < BOUND_MB, result
 

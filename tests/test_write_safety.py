@@ -210,13 +210,19 @@ def test_benchmark_out_refuses_a_file_a_users_folder_and_a_link(script, user):
 # ----------------------------------------------------------------------------------------------
 # Resume: the lock before any read, run folders only, pruning by images reached, one-line mismatches.
 
-def test_resume_takes_the_lock_before_it_reads_the_checkpoint(tmp_path, capsys):
-    """A run still writing its folder is named before its (perhaps half-written) checkpoint is read."""
-    cli = functools.partial(dcgan_here, capsys)
+def run_folder_of(tmp_path: Path, checkpoint: bytes) -> Path:
+    """A folder with what makes a run folder (config.json, samples/) and `checkpoint` as its checkpoint."""
     run = tmp_path / "run"
     (run / "samples").mkdir(parents=True)
     (run / "config.json").write_text("{}")
-    (run / "checkpoint-last.pt").write_bytes(b"being written")
+    (run / "checkpoint-last.pt").write_bytes(checkpoint)
+    return run
+
+
+def test_resume_takes_the_lock_before_it_reads_the_checkpoint(tmp_path, capsys):
+    """A run still writing its folder is named before its (perhaps half-written) checkpoint is read."""
+    cli = functools.partial(dcgan_here, capsys)
+    run = run_folder_of(tmp_path, b"being written")
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from dcgan.files import RunFolderLock; "
                                "lock = RunFolderLock(sys.argv[1]); print('locked', flush=True); time.sleep(60)",
                                str(run)], stdout=subprocess.PIPE, text=True)
@@ -230,10 +236,7 @@ def test_resume_takes_the_lock_before_it_reads_the_checkpoint(tmp_path, capsys):
 
 def test_a_run_folder_that_cannot_be_written_is_one_line(tmp_path, capsys):
     cli = functools.partial(dcgan_here, capsys)
-    run = tmp_path / "run"
-    (run / "samples").mkdir(parents=True)
-    (run / "config.json").write_text("{}")
-    (run / "checkpoint-last.pt").write_bytes(b"x")
+    run = run_folder_of(tmp_path, b"x")
     (run / ".lock").mkdir()  # the lock file cannot be opened (as in a read-only folder)
     refused(cli, tmp_path, ["train", "--resume", run], "cannot write the run folder")
 
