@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from dcgan.errors import UserError
+from dcgan.files import file_sha256
 from dcgan.metrics import MetricOptions, compute_scores, inception, inception_package
 from dcgan.metrics.evaluate import check_metrics_fit
 from dcgan.metrics.features import extract_features, image_batches
@@ -118,7 +119,7 @@ def test_the_package_file_comes_after_the_hub_cache_and_before_a_download(tmp_pa
     monkeypatch.setattr(inception_package, "package_weights", lambda: packaged)
     with pytest.raises(UserError, match="SHA-256 differs"):  # found, then checked: no download is tried
         find_weights(None, allow_download=True)
-    monkeypatch.setattr(inception_package, "PACKAGE_FILE_SHA256", inception.file_sha256(packaged))
+    monkeypatch.setattr(inception_package, "PACKAGE_FILE_SHA256", file_sha256(packaged))
     assert find_weights(None, allow_download=True) == packaged
     cache = tmp_path / "torch" / "hub" / "checkpoints"
     cache.mkdir(parents=True)
@@ -149,7 +150,7 @@ def test_weights_without_logits_give_fid_but_refuse_is_in_one_line(stand_in_ince
 
 @needs_package
 def test_the_package_file_is_the_pinned_one():
-    assert inception.file_sha256(PACKAGED) == PACKAGE_FILE_SHA256
+    assert file_sha256(PACKAGED) == PACKAGE_FILE_SHA256
     tensors = read_torchscript_tensors(PACKAGED)
     assert len(tensors) == 376 and sum(t.numel() for t in tensors.values()) == 21_802_784
 

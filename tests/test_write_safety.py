@@ -3,7 +3,7 @@ another kind, a folder holding a user's files, its own input and a path through 
 
 Each case snapshots every file under the test's folder (bytes and symlink targets) before the
 command and compares after it: a refusal must be one line with a non-zero exit and leave the
-snapshot as it was; a command that may write (a new file in a user's folder) must leave every file
+snapshot unchanged; a command that may write (a new file in a user's folder) must leave every file
 that was there as it was.
 """
 

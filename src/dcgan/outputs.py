@@ -18,7 +18,6 @@ Every command that writes goes through here, so the rules are the same everywher
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import zipfile
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcgan.errors import UserError
-from dcgan.files import atomic_write, write_json
+from dcgan.files import atomic_write, file_sha256, write_json
 
 FORCE_HINT = "pass --force to replace it"
 
@@ -176,14 +175,6 @@ def check_folder_output(folder: str | Path, *, inputs: Iterable[str | Path] = ()
 MANIFEST = ".dcgan-files.json"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class FolderOutput:
     """A folder a command writes files into, replacing only files it wrote itself.
 
@@ -224,7 +215,7 @@ class FolderOutput:
         if path.is_symlink() or not path.is_file():
             return False
         if name in self.record:
-            return sha256_of(path) == self.record[name]
+            return file_sha256(path) == self.record[name]
         return self.legacy is not None and self.legacy(self.folder)
 
     def claim(self, names: Iterable[str]) -> FolderOutput:
@@ -248,7 +239,7 @@ class FolderOutput:
         if path.is_symlink():
             path.unlink()  # claimed with --force: the link goes, never the file it points to
         atomic_write(path, write)
-        self.written[name] = sha256_of(path)
+        self.written[name] = file_sha256(path)
         return path
 
     def finish(self) -> None:

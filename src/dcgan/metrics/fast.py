@@ -28,7 +28,7 @@ from dcgan import __version__
 from dcgan.checkpoint import atomic_write, build_checked, load_state_checked, read_safetensors, reason
 from dcgan.data import ImageData, cache_dir, load_dataset, resize_uint8, test_folder_beside
 from dcgan.errors import UserError
-from dcgan.metrics.inception import file_sha256
+from dcgan.files import file_sha256
 
 NAME = "dcgan-fast-v1"
 FORMAT = "dcgan-fast-extractor-v1"

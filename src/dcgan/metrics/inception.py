@@ -22,7 +22,6 @@ which runs none of its code. Without the logits layer the extractor gives FID an
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 
 from dcgan.checkpoint import torch_load_problem
 from dcgan.errors import UserError
+from dcgan.files import file_sha256
 from dcgan.metrics import inception_package
 
 WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -84,14 +84,6 @@ def find_weights(path: str | Path | None = None, *, allow_download: bool = True)
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"could not download the Inception weights ({reason[:120]}): {where}") from None
     return target
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

