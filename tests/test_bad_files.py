@@ -20,7 +20,7 @@ from dcgan.data import load_dataset
 from dcgan.errors import UserError
 from dcgan.metrics.fast import FastClassifier, FastExtractor, save_fast_extractor
 from dcgan.metrics.features import FeatureSet
-from dcgan.metrics.inception import read_state_dict
+from dcgan.metrics.inception_weights import read_state_dict
 from dcgan.metrics.reference import load_stats, save_stats
 from dcgan.models import build_generator
 

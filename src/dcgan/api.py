@@ -120,7 +120,8 @@ def evaluate(subject: Generator | str | Path | torch.Tensor, reference: str | Pa
     if isinstance(subject, (str, Path)):
         subject = load_generator(subject, device=device)
     if not isinstance(reference, RealSource):
-        reference = parse_reference(str(reference), data_root=data_root, classes=list(classes), download=download)
+        reference = parse_reference(str(reference), data_root=data_root, classes=list(classes), download=download,
+                                    what="reference")
     result = run_evaluation(subject, reference, metrics=metrics, features=features, num_gen=num_gen, seed=seed,
                             inception_weights=inception_weights, allow_download=download,
                             fast_extractor=fast_extractor, per_class=per_class, device=device, options=options,
@@ -141,7 +142,7 @@ def nearest(subject: Generator | str | Path | torch.Tensor, training: str | Path
     `.scores()` (the share of images nearer the training set than 99% of test images, in features
     and in pixels: about 0.01 when nothing is copied), `.grid_images()`, `.record`. `mirrored`:
     search each training image's mirror image too (training flips images)."""
-    from dcgan.metrics.evaluate import second_real_set
+    from dcgan.metrics.evaluate import test_set_beside
     from dcgan.metrics.nearest import memorization_check
 
     if features not in ("inception", "fast"):
@@ -149,14 +150,12 @@ def nearest(subject: Generator | str | Path | torch.Tensor, training: str | Path
     if isinstance(subject, (str, Path)):
         subject = load_generator(subject, device=device)
     sources = []
-    for spec in (training, test):
+    for what, spec in (("training", training), ("test", test)):
         if spec is not None:
-            source = parse_reference(str(spec), data_root=data_root, classes=list(classes), download=download)
-        else:
-            try:
-                source = second_real_set(sources[0])
-            except UserError:
-                raise UserError(f"no test split beside {sources[0].name}: pass test= (held-out images)") from None
+            source = parse_reference(str(spec), data_root=data_root, classes=list(classes), download=download,
+                                     what=what)
+        elif (source := test_set_beside(sources[0])) is None:
+            raise UserError(f"no test split beside {sources[0].name}: pass test= (held-out images)")
         if not isinstance(source, RealSource):
             raise UserError(f"{spec} is a statistics file; the check needs images (a dataset split or a folder)")
         sources.append(source)

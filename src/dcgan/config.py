@@ -18,26 +18,37 @@ from typing import Any
 
 import yaml
 
+from dcgan.augment import AUGMENTATIONS
+from dcgan.data import DATASETS
 from dcgan.errors import UserError
+from dcgan.losses import LOSSES
+from dcgan.metrics import tracked_vocabulary
+from dcgan.models.dcgan import CONDITIONINGS, D_NORMS, G_NORMS, G_OUTPUTS
+from dcgan.training.precision import PRECISIONS
+from dcgan.training.report import LOG_SINKS
+from dcgan.training.schedule import LR_DECAYS
 
-DATASETS = ("cifar10", "cifar100", "mnist", "fashion-mnist", "celeba", "folder")
-LOSSES = ("bce", "hinge", "wgan-gp", "rpgan")
-G_OUTPUTS = ("deconv", "conv3x3")
-LR_DECAYS = ("none", "linear", "cosine", "auto")
-PRECISIONS = ("auto", "fp32", "bf16")
-NORMS = ("batch", "instance", "none")  # of G
-D_NORMS = ("batch", "none")
-AUGMENTS = ("color", "translation", "cutout")
+# Each list of choices is declared beside the code that implements it; help texts and checks read it.
+AUGMENTS = tuple(AUGMENTATIONS)
 # --diffaugment auto: fine-tuning (--init-from) on at most this many images augments D's inputs with
 # these operations; docs/benchmarks.md, "Fine-tuning on 500 and 100 trucks", has the evidence.
 SMALL_FOLDER_IMAGES = 1000
 SMALL_FOLDER_AUGMENTS = AUGMENTS
-LOG_SINKS = ("tensorboard", "wandb")
-TRACKED_METRICS = ("fid-fast", "fid", "is-fast", "is", "pr-fast", "pr")
-CONDITIONINGS = ("projection", "acgan")  # or "": unconditional
+TRACKED_METRICS = tuple(tracked_vocabulary())
 DEFAULT_EPOCHS = 25  # a run's length when no --epochs, --kimg or --minutes is given
 LENGTHS = ("epochs", "kimg", "minutes")  # the first reached ends a run
 INTERVAL_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
+
+
+def one_of(choices) -> str:
+    """`a, b or c (what c is)`: a help text's list of the choices in a tuple or a {name: note} dict."""
+    notes = choices if isinstance(choices, dict) else dict.fromkeys(choices, "")
+    items = [f"{name} ({note})" if note else name for name, note in notes.items()]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def must_be_one_of(flag: str, value, choices) -> str:
+    return f"{flag} must be one of {', '.join(choices)}, not {value!r}"
 
 
 def setting(default: Any, help: str) -> Any:
@@ -54,7 +65,7 @@ class TrainConfig:
     preset: str = setting("cpu-v1", "cpu-v1 (tuned for minutes of a CPU; `default` names it) or classic "
                                     "(Radford et al. 2015)")
     # Data.
-    dataset: str = setting("cifar10", "cifar10, cifar100, mnist, fashion-mnist, celeba or folder")
+    dataset: str = setting("cifar10", one_of(DATASETS))
     data_root: str = setting("data", "where the dataset lives (for folder: root/<class>/*.png)")
     split: str = setting("train", "dataset split")
     classes: list[str] = setting([], "train on these classes only (names or indices)")
@@ -66,16 +77,15 @@ class TrainConfig:
     z_dim: int = setting(100, "latent size")
     g_channels: int = setting(64, "generator base width")
     d_channels: int = setting(64, "discriminator base width")
-    g_norm: str = setting("batch", "generator normalization: batch, instance or none")
-    g_output: str = setting("deconv", "G's last layer: deconv (Radford's 4x4 transposed conv) or conv3x3 (SNGAN)")
-    d_norm: str = setting("batch", "discriminator normalization: batch or none")
+    g_norm: str = setting("batch", f"generator normalization: {one_of(G_NORMS)}")
+    g_output: str = setting("deconv", f"G's last layer: {one_of(G_OUTPUTS)}")
+    d_norm: str = setting("batch", f"discriminator normalization: {one_of(D_NORMS)}")
     spectral_norm: bool = setting(False, "spectral normalization in D")
-    conditional: str = setting("", "class-conditional GAN: projection (label embedding in G, projection D) or "
-                                   "acgan (an auxiliary classifier head on D); empty: unconditional")
+    conditional: str = setting("", f"class-conditional GAN: {one_of(CONDITIONINGS)}; empty: unconditional")
     ac_weight: float = setting(1.0, "AC-GAN: weight of the class cross-entropy in D's and G's losses")
     d_mbstd: int = setting(0, "minibatch standard deviation in D over groups of this many images; 0 disables")
     # Objective.
-    loss: str = setting("bce", "bce (non-saturating), hinge, wgan-gp or rpgan (relativistic pairing, R3GAN)")
+    loss: str = setting("bce", one_of(LOSSES))
     label_smoothing: float = setting(0.0, "one-sided: real target 1 - this (bce only)")
     r1_gamma: float = setting(0.0, "R1 weight (gradient penalty on real images); 0 disables")
     r2_gamma: float = setting(0.0, "R2 weight (the same on fake images, as R3GAN); 0 disables")
@@ -98,7 +108,7 @@ class TrainConfig:
     beta1: float = setting(0.5, "Adam beta1 of both optimizers")
     beta2: float = setting(0.99, "Adam beta2 of both optimizers")
     n_dis: int = setting(1, "D steps per G step")
-    lr_decay: str = setting("auto", "none, linear or cosine to 0 over the run's length (--kimg, --epochs or "
+    lr_decay: str = setting("auto", f"{one_of(LR_DECAYS[:-1])} to 0 over the run's length (--kimg, --epochs or "
                                     "--minutes); "
                                     "auto: linear from --lr-decay-start if the run is long (>= 600 kimg), else none")
     lr_decay_start: float = setting(0.5, "fraction of the run's length at which --lr-decay begins (0.5: constant "
@@ -121,7 +131,7 @@ class TrainConfig:
     grid_size: int = setting(64, "images in each fixed-noise grid (conditional: a row per class, up to 10)")
     keep_snapshots: int = setting(0, "keep the last N snapshot checkpoints (checkpoint-kimgNNNNNN.pt) beside "
                                      "checkpoint-last.pt; 0 keeps none")
-    log: list[str] = setting([], "extra sinks: tensorboard, wandb")
+    log: list[str] = setting([], f"extra sinks: {', '.join(LOG_SINKS)}")
     outdir: str = setting("runs", "parent folder of run folders")
     # Metrics during training (the EMA generator; the best score keeps checkpoint-best.pt).
     metric: str = setting("", "fid-fast (the fast extractor) or fid (Inception), optionally with is-fast / is "
@@ -136,7 +146,7 @@ class TrainConfig:
     # System.
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
     seed: int = setting(0, "random seed of weights, noise and data order")
-    precision: str = setting("auto", "auto (bf16 where the CPU has native bf16, else fp32), fp32 or bf16")
+    precision: str = setting("auto", one_of(PRECISIONS))
     amp: bool = setting(False, "float16 mixed precision on CUDA")
     channels_last: bool = setting(True, "channels-last memory format for both networks")
     compile: bool = setting(False, "torch.compile both networks (slow to start; pays on long runs)")
@@ -152,24 +162,24 @@ class TrainConfig:
                 raise UserError(message)
 
         require(self.preset in PRESETS or self.preset in RECORDED_ONLY_PRESETS,
-                f"--preset must be one of {', '.join(PRESET_CHOICES)}, not {self.preset!r}")
-        require(self.dataset in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}, not {self.dataset!r}")
+                must_be_one_of("--preset", self.preset, PRESET_CHOICES))
+        require(self.dataset in DATASETS, must_be_one_of("--dataset", self.dataset, DATASETS))
         require(self.resolution in (0, 32, 64), f"--resolution must be 32 or 64, not {self.resolution}")
         require(self.channels in (0, 1, 3), f"--channels must be 1 or 3, not {self.channels}")
         require(0 < self.z_dim <= 4096, f"--z-dim must be between 1 and 4,096, not {self.z_dim}")
         require(0 < self.g_channels <= 4096 and 0 < self.d_channels <= 4096,
                 "--g-channels and --d-channels must be between 1 and 4,096")
-        require(self.g_norm in NORMS, f"--g-norm must be one of {', '.join(NORMS)}, not {self.g_norm!r}")
-        require(self.d_norm in D_NORMS, f"--d-norm must be one of {', '.join(D_NORMS)}, not {self.d_norm!r}")
-        require(self.g_output in G_OUTPUTS, f"--g-output must be one of {', '.join(G_OUTPUTS)}, not {self.g_output!r}")
+        require(self.g_norm in G_NORMS, must_be_one_of("--g-norm", self.g_norm, G_NORMS))
+        require(self.d_norm in D_NORMS, must_be_one_of("--d-norm", self.d_norm, D_NORMS))
+        require(self.g_output in G_OUTPUTS, must_be_one_of("--g-output", self.g_output, G_OUTPUTS))
         require(0 <= self.d_mbstd <= 256, f"--d-mbstd must be between 0 and 256, not {self.d_mbstd}")
         require(self.conditional in ("", *CONDITIONINGS),
-                f"--conditional must be one of {', '.join(CONDITIONINGS)}, not {self.conditional!r}")
+                must_be_one_of("--conditional", self.conditional, CONDITIONINGS))
         require(self.ac_weight >= 0, f"--ac-weight must be >= 0, not {self.ac_weight}")
         require(self.instance_noise >= 0, f"--instance-noise must be >= 0, not {self.instance_noise}")
         require(0 <= self.keep_snapshots <= 100_000, f"--keep-snapshots must be between 0 and 100,000, "
                                                      f"not {self.keep_snapshots}")
-        require(self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        require(self.loss in LOSSES, must_be_one_of("--loss", self.loss, LOSSES))
         require(0.0 <= self.label_smoothing < 0.5, f"--label-smoothing must be in [0, 0.5), not {self.label_smoothing}")
         require(self.label_smoothing == 0 or self.loss == "bce",
                 f"--label-smoothing works with --loss bce only (it has no meaning for {self.loss})")
@@ -184,14 +194,14 @@ class TrainConfig:
         require(0 <= self.augment_p <= 1, f"--augment-p must be in [0, 1], not {self.augment_p}")
         require(0 <= self.ada_target < 1, f"--ada-target must be in [0, 1), not {self.ada_target}")
         require(self.ada_kimg > 0, f"--ada-kimg must be positive, not {self.ada_kimg}")
-        require(self.lr_decay in LR_DECAYS, f"--lr-decay must be one of {', '.join(LR_DECAYS)}, not {self.lr_decay!r}")
+        require(self.lr_decay in LR_DECAYS, must_be_one_of("--lr-decay", self.lr_decay, LR_DECAYS))
         require(0 <= self.lr_decay_start < 1, f"--lr-decay-start must be in [0, 1), not {self.lr_decay_start}")
         require(self.lr_decay_start == 0 or self.lr_decay != "none",
                 "--lr-decay-start needs a schedule to start: add --lr-decay linear or --lr-decay cosine")
         require(self.lr_decay != "auto" or self.lr_decay_start > 0,
                 "--lr-decay auto decides at --lr-decay-start whether the run is long: give it a start > 0 (e.g. 0.5)")
         require(self.precision in PRECISIONS,
-                f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+                must_be_one_of("--precision", self.precision, PRECISIONS))
         require(self.gp_weight >= 0, f"--gp-weight must be >= 0, not {self.gp_weight}")
         unknown = [p for p in self.augment_policy(0) if p not in AUGMENTS]
         require(not unknown, f"--diffaugment takes {', '.join(AUGMENTS)}, none or auto; unknown: {', '.join(unknown)}")
@@ -366,7 +376,7 @@ def resolve_config(preset: str | None = None, file_values: dict | None = None,
     file_values.pop("preset", None)
     preset = PRESET_ALIASES.get(preset, preset)
     if not (preset in PRESETS or (resuming and preset in RECORDED_ONLY_PRESETS)):
-        raise UserError(f"--preset must be one of {', '.join(PRESET_CHOICES)}, not {preset!r}")
+        raise UserError(must_be_one_of("--preset", preset, PRESET_CHOICES))
     values: dict[str, Any] = dict(PRESETS.get(preset, {}))
     for source in (file_values, overrides):
         for name, value in source.items():

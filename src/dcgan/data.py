@@ -26,6 +26,9 @@ from dcgan.errors import UserError
 from dcgan.files import atomic_write, write_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
+TORCHVISION_CLASSES = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "mnist": "MNIST",
+                       "fashion-mnist": "FashionMNIST", "celeba": "CelebA"}
+DATASETS = (*TORCHVISION_CLASSES, "folder")  # --dataset: torchvision's or an image folder
 CACHE_VERSION = 2  # raised whenever decoding changes, so that older cache entries are not reused
 
 
@@ -266,8 +269,6 @@ def say_what_was_done(root: Path, done: list[set[str]], channels: int, detected_
 # ----------------------------------------------------------------------------------------------
 # torchvision datasets.
 
-TORCHVISION_CLASSES = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "mnist": "MNIST",
-                       "fashion-mnist": "FashionMNIST", "celeba": "CelebA"}
 
 
 def _download_failed(name: str, root: Path, why, offline: bool) -> UserError:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from dcgan.commands import SEED_LIMIT, add_force, add_generator_source, generator_source, source_files, whole
 from dcgan.errors import UserError
+from dcgan.metrics import EXTRACTORS
 
 MAX_IMAGES = 1_000_000
 
@@ -59,7 +60,7 @@ def register(subparsers) -> None:
     parser.add_argument("--nearest-k", type=int, default=5, help="with --nearest: training images per row (5)")
     parser.add_argument("--grid", metavar="PNG",
                         help="with --nearest: the grid (default <checkpoint>.nearest.png or <model>.nearest.png)")
-    parser.add_argument("--features", choices=("inception", "fast"),
+    parser.add_argument("--features", choices=EXTRACTORS,
                         help="--nearest: the features neighbours are found in, inception or fast (default fast); "
                              "for scores the metric names say it (fid-fast; --features fast --metrics fid is the "
                              "older spelling)")
@@ -154,8 +155,7 @@ def run(args: argparse.Namespace) -> int:
     from dcgan.checkpoint import load_generator, resolve_generator_path
     from dcgan.devices import pick_device
     from dcgan.metrics import MetricOptions
-    from dcgan.metrics.evaluate import append_record, choose_reference, evaluate, format_scores, second_real_set
-    from dcgan.metrics.reference import RealSource, parse_reference
+    from dcgan.metrics.evaluate import append_record, evaluate, format_scores
     from dcgan.outputs import IMAGE, METRICS, check_file_output
 
     check_arguments(args)
@@ -183,10 +183,7 @@ def run(args: argparse.Namespace) -> int:
         describe = {"checkpoint": str(checkpoint.resolve()),
                     "weights": "raw" if args.no_ema else "EMA where the checkpoint has one"}
     else:
-        scored = parse_reference(args.real, data_root=args.data_root, classes=classes, download=download) \
-            if args.real else second_real_set(reference)
-        if not isinstance(scored, RealSource):
-            raise UserError("--real must be a dataset split or an image folder, not a statistics file")
+        scored = second_real_set(reference, args, classes, download)
         describe = None
 
     result = evaluate(scored, reference, metrics=args.metrics_list, features=args.features,
@@ -216,6 +213,49 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def choose_reference(ref: str | None, *, checkpoint: str | Path | None = None, model: str | None = None,
+                     data_root: str = "data", classes: list[str] | None = None, download: bool = True):
+    """`ref` parsed (a dataset split, an image folder or a .npz file); without one, the data the
+    checkpoint's run trained on. A shipped model has no run folder: its card names the reference."""
+    from dcgan.metrics.reference import RealSource, parse_reference
+
+    if ref:
+        return parse_reference(ref, data_root=data_root, classes=classes, download=download, what="--ref")
+    if model:
+        from dcgan.pretrained import shipped_model
+
+        measured = (shipped_model(model).card.get("scores") or {}).get("command", "")
+        raise UserError(f"pass --ref (the test split of the model's data); its card measured it with: {measured}")
+    from dcgan.training.run_dir import run_config
+
+    try:
+        config = run_config(Path(checkpoint)) if checkpoint else None
+    except UserError as error:
+        raise UserError(f"{error}; pass --ref") from None
+    if config is None:
+        raise UserError("pass --ref (a dataset split such as cifar10-train, an image folder or a .npz file); "
+                        "there is no run config.json beside the checkpoint to take the training data from")
+    return RealSource(config["dataset"], config["data_root"], config["split"], classes or config["classes"],
+                      config["download"])
+
+
+def second_real_set(reference, args: argparse.Namespace, classes: list[str], download: bool):
+    """The set --real-vs-real scores: --real, or the test split beside the reference."""
+    from dcgan.metrics.evaluate import test_set_beside
+    from dcgan.metrics.reference import RealSource, parse_reference
+
+    if args.real:
+        scored = parse_reference(args.real, data_root=args.data_root, classes=classes, download=download,
+                                 what="--real")
+    else:
+        scored = test_set_beside(reference)
+        if scored is None:
+            raise UserError("--real-vs-real needs a second real set: pass --real (a dataset split or an image folder)")
+    if not isinstance(scored, RealSource):
+        raise UserError("--real must be a dataset split or an image folder, not a statistics file")
+    return scored
+
+
 def output_path(args: argparse.Namespace, checkpoint: Path | None, suffix: str, given: str | None) -> Path | None:
     """`given`, or <checkpoint stem><suffix> beside the checkpoint, or <model><suffix> here (never
     into the installed package); None for real-vs-real without --out."""
@@ -228,13 +268,12 @@ def output_path(args: argparse.Namespace, checkpoint: Path | None, suffix: str, 
 
 def held_out_beside(training):
     """The test split beside the training images, or a one-line error asking for --real."""
-    from dcgan.metrics.evaluate import second_real_set
+    from dcgan.metrics.evaluate import test_set_beside
 
-    try:
-        return second_real_set(training)
-    except UserError:
+    if (test := test_set_beside(training)) is None:
         raise UserError(f"--nearest needs held-out images beside the training images {training.name}: pass --real "
-                        f"(their test split or folder)") from None
+                        f"(their test split or folder)")
+    return test
 
 
 def run_nearest(args: argparse.Namespace, checkpoint: Path, reference, download: bool, classes: list[str],
@@ -249,7 +288,7 @@ def run_nearest(args: argparse.Namespace, checkpoint: Path, reference, download:
     if not isinstance(reference, RealSource):
         raise UserError("--nearest needs the training images as --ref (a dataset split or an image folder), "
                         "not a statistics file")
-    test = parse_reference(args.real, data_root=args.data_root, classes=classes, download=download) \
+    test = parse_reference(args.real, data_root=args.data_root, classes=classes, download=download, what="--real") \
         if args.real else held_out_beside(reference)
     if not isinstance(test, RealSource):
         raise UserError("--real must be a dataset split or an image folder, not a statistics file")

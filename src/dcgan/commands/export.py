@@ -29,6 +29,7 @@ from pathlib import Path
 
 from dcgan.commands import add_force, add_generator_source, generator_source, source_files, whole
 from dcgan.errors import UserError
+from dcgan.web import PRECISIONS as WEB_PRECISIONS
 
 FORMATS = ("onnx", "pt2", "torchscript", "web")
 
@@ -42,7 +43,7 @@ def register(subparsers) -> None:
                         help="the file to write (.onnx, .pt2 or .pt; web: a folder)")
     parser.add_argument("--batch", type=whole(0, 65536), default=0, help="a fixed batch size; 0 (default): dynamic")
     parser.add_argument("--no-ema", action="store_true", help="the raw generator of a checkpoint .pt")
-    parser.add_argument("--precision", default="auto", choices=("auto", "float16", "float32"),
+    parser.add_argument("--precision", default="auto", choices=WEB_PRECISIONS,
                         help="web: the ONNX weights; auto takes float16 where its images stay within one uint8 "
                              "level of PyTorch's (default auto)")
     parser.add_argument("--runtime", metavar="TGZ",

@@ -14,7 +14,7 @@ import argparse
 import json
 
 from dcgan.commands import SEED_LIMIT, add_force, whole
-from dcgan.config import DATASETS
+from dcgan.data import DATASETS
 from dcgan.errors import UserError
 
 

@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         from dcgan.metrics.reference import RealSource, parse_reference
 
         classes = [c.strip() for c in args.nearest_classes.split(",") if c.strip()]
-        nearest_reference = parse_reference(args.nearest_ref, data_root=args.data_root, classes=classes)
+        nearest_reference = parse_reference(args.nearest_ref, data_root=args.data_root, classes=classes,
+                                            what="--nearest-ref")
         if not isinstance(nearest_reference, RealSource):
             raise UserError("--nearest-ref must be a dataset split or an image folder, not a statistics file")
         if len(shipped) + sum(1 for path in args.checkpoint if not (Path(path) / "config.json").is_file()

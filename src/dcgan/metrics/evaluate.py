@@ -28,7 +28,6 @@ from dcgan.metrics.reference import (
     RealSource,
     chunked_features,
     load_stats,
-    parse_reference,
     reference_features,
     stats_dir,
 )
@@ -89,6 +88,55 @@ def generated_features(generator: torch.nn.Module, extractor: FeatureExtractor, 
     features = chunked_features(extractor, num, batches, partial, desc=desc, progress=progress)
     shutil.rmtree(partial, ignore_errors=True)
     return FeatureSet.from_features(features)
+
+
+def subject_shape(subject) -> tuple[int, int]:
+    """(resolution, channels) of what is scored: a generator, or a uint8 (N, C, H, W) tensor of
+    images (a one-line UserError for any other tensor)."""
+    if isinstance(subject, torch.nn.Module):
+        return subject.img_resolution, subject.img_channels
+    if not (isinstance(subject, torch.Tensor) and subject.dtype == torch.uint8 and subject.dim() == 4
+            and subject.shape[1] in (1, 3)):
+        found = f", not {subject.dtype} of shape {tuple(subject.shape)}" if isinstance(subject, torch.Tensor) else ""
+        raise UserError(f"images to score must be a uint8 (N, C, H, W) tensor with 1 or 3 channels{found}")
+    return subject.shape[-1], subject.shape[1]
+
+
+@dataclass
+class SubjectFeatures:
+    """The features of a generator's images or of given images, with the record's account of them."""
+
+    features: FeatureSet
+    info: dict  # kind, num_images, seeds, ...: the scored set in the protocol record
+    name: str  # "5,000 generated", for the printed summary
+    images: torch.Tensor | None = None  # the uint8 images themselves, when kept
+
+
+def subject_features(subject, extractor: FeatureExtractor, *, num_gen: int, seed: int = 0, batch_size: int = 64,
+                     labels: torch.Tensor | None = None, keep_images: bool = False, resumable: bool = False,
+                     progress: bool = True) -> SubjectFeatures:
+    """Features of `subject`: a generator's `num_gen` images (image i from seed `seed + i` and class
+    `labels[i]`, as `dcgan generate` makes them; streamed unless `keep_images`), or a uint8 tensor
+    of images. `dcgan evaluate` and the memorization check both score what this returns."""
+    subject_shape(subject)
+    if not isinstance(subject, torch.nn.Module):
+        features = extract_features(extractor, image_batches(subject, batch_size), len(subject),
+                                    desc=f"{extractor.label} features of {len(subject):,} images", progress=progress)
+        return SubjectFeatures(features, {"kind": "images", "num_images": len(subject)}, f"{len(subject):,} images",
+                               subject if keep_images else None)
+    info = {"kind": "generated", "num_images": num_gen, "seeds": f"{seed}-{seed + num_gen - 1}",
+            "latents": "image i: randn(z_dim) from a generator seeded with seed + i",
+            "quantization": "generator output in [-1, 1] -> uint8 by rounding 127.5 * (x + 1)"}
+    images = None
+    if keep_images:
+        images = torch.cat(list(generated_batches(subject, range(seed, seed + num_gen), batch_size, labels)))
+        features = extract_features(extractor, image_batches(images, batch_size), num_gen,
+                                    desc=f"{extractor.label} features of {num_gen:,} generated images",
+                                    progress=progress)
+    else:
+        features = generated_features(subject, extractor, num_gen, seed=seed, batch_size=batch_size, labels=labels,
+                                      resumable=resumable, progress=progress)
+    return SubjectFeatures(features, info, f"{num_gen:,} generated", images)
 
 
 def generated_partial(generator: torch.nn.Module, extractor: FeatureExtractor, seeds: range,
@@ -195,43 +243,11 @@ def append_record(path: Path, record: dict, subject: dict) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Which reference, and the whole evaluation.
+# The held-out set beside a reference, and the whole evaluation.
 
-def run_config(checkpoint: Path) -> dict | None:
-    """The training config of the run a checkpoint belongs to, if it is in a run folder."""
-    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    path = folder / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        config = json.loads(path.read_text())
-        return {key: config[key] for key in ("dataset", "data_root", "split", "classes", "download")}
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"{path} is not a readable run config; pass --ref") from None
-
-
-def choose_reference(ref: str | None, *, checkpoint: str | Path | None = None, model: str | None = None,
-                     data_root: str = "data", classes: list[str] | None = None,
-                     download: bool = True) -> RealSource | Path:
-    """`ref` parsed (a dataset split, an image folder or a .npz file); without one, the data the
-    checkpoint's run trained on. A shipped model has no run folder: its card names the reference."""
-    if ref:
-        return parse_reference(ref, data_root=data_root, classes=classes, download=download)
-    if model:
-        from dcgan.pretrained import shipped_model
-
-        measured = (shipped_model(model).card.get("scores") or {}).get("command", "")
-        raise UserError(f"pass --ref (the test split of the model's data); its card measured it with: {measured}")
-    config = run_config(Path(checkpoint)) if checkpoint else None
-    if config is None:
-        raise UserError("pass --ref (a dataset split such as cifar10-train, an image folder or a .npz file); "
-                        "there is no run config.json beside the checkpoint to take the training data from")
-    return RealSource(config["dataset"], config["data_root"], config["split"], classes or config["classes"],
-                      config["download"])
-
-
-def second_real_set(reference: RealSource | Path) -> RealSource:
-    """The test split beside a training-split reference: the second set of --real-vs-real."""
+def test_set_beside(reference: RealSource | Path) -> RealSource | None:
+    """The held-out images beside a training reference: the test split of a dataset's train split,
+    or the `test/` folder beside a folder's `train/`; None where there is none."""
     from dcgan.data import test_folder_beside
 
     if isinstance(reference, RealSource):
@@ -240,7 +256,7 @@ def second_real_set(reference: RealSource | Path) -> RealSource:
         test = test_folder_beside(reference.root) if reference.dataset == "folder" else None
         if test is not None:
             return RealSource("folder", str(test), "test", reference.classes)
-    raise UserError("--real-vs-real needs a second real set: pass --real (a dataset split or an image folder)")
+    return None
 
 
 @dataclass
@@ -275,15 +291,7 @@ def evaluate(scored, reference: RealSource | Path, *, metrics: list[str], featur
 
     started = time.time()
     generator = scored if isinstance(scored, torch.nn.Module) else None
-    if generator is not None:
-        resolution, channels = generator.img_resolution, generator.img_channels
-    elif isinstance(scored, torch.Tensor):
-        if scored.dtype != torch.uint8 or scored.dim() != 4 or scored.shape[1] not in (1, 3):
-            raise UserError(f"images to score must be a uint8 (N, C, H, W) tensor with 1 or 3 channels, not "
-                            f"{scored.dtype} of shape {tuple(scored.shape)}")
-        resolution, channels = scored.shape[-1], scored.shape[1]
-    else:
-        resolution = channels = 0
+    resolution, channels = (0, 0) if isinstance(scored, RealSource) else subject_shape(scored)
 
     # The extractor first: a missing weights file fails before any image is made.
     source = reference if isinstance(reference, RealSource) else None
@@ -297,7 +305,7 @@ def evaluate(scored, reference: RealSource | Path, *, metrics: list[str], featur
                                                          channels=channels, batch_size=batch_size,
                                                          use_cache=use_cache)
     conditional = generator is not None and is_conditional(generator)
-    if generator is not None:
+    if not isinstance(scored, RealSource):
         labels, class_draw = None, None
         if conditional:
             weights = class_frequencies(generator.class_names, reference.load(resolution, channels)) \
@@ -307,20 +315,11 @@ def evaluate(scored, reference: RealSource | Path, *, metrics: list[str], featur
                           if weights is not None else "image i: class drawn uniformly from seed + i")
         # A set of several chunks without IS (which needs logits) is extracted resumably.
         resumable = use_cache and num_gen > CHUNK and "is" not in metrics
-        scored_features = generated_features(generator, extractor, num_gen, seed=seed, batch_size=batch_size,
-                                             labels=labels, resumable=resumable, progress=progress)
-        scored_info = {"kind": "generated", "num_images": num_gen, "seeds": f"{seed}-{seed + num_gen - 1}",
-                       "latents": "image i: randn(z_dim) from a generator seeded with seed + i",
-                       "quantization": "generator output in [-1, 1] -> uint8 by rounding 127.5 * (x + 1)"}
+        subject = subject_features(scored, extractor, num_gen=num_gen, seed=seed, batch_size=batch_size,
+                                   labels=labels, resumable=resumable, progress=progress)
+        scored_features, scored_info, scored_name = subject.features, subject.info, subject.name
         if class_draw:
             scored_info.update(classes=generator.class_names, class_draw=class_draw)
-        scored_name = f"{num_gen:,} generated"
-    elif isinstance(scored, torch.Tensor):
-        scored_features = extract_features(extractor, image_batches(scored, batch_size), len(scored),
-                                           desc=f"{extractor.label} features of {len(scored):,} images",
-                                           progress=progress)
-        scored_info = {"kind": "images", "num_images": len(scored)}
-        scored_name = f"{len(scored):,} images"
     else:
         data = reference_set.metadata.get("data", {})
         whole = scored.load(data.get("resolution", 0), data.get("channels", 0))

@@ -255,17 +255,13 @@ def memorization_check(scored, training, test, *, features: str = "fast", num_ge
     from dcgan.data import ImageData
     from dcgan.errors import UserError
     from dcgan.metrics import MetricOptions
-    from dcgan.metrics.evaluate import load_extractor, make_record, real_sample
+    from dcgan.metrics.evaluate import load_extractor, make_record, real_sample, subject_features, subject_shape
     from dcgan.metrics.features import extract_features, image_batches
     from dcgan.metrics.reference import reference_features
-    from dcgan.sampling import generate_images
 
     started = time.time()
     check_request(scored, training, test, num_gen, k)
-    if isinstance(scored, torch.nn.Module):
-        resolution, channels = scored.img_resolution, scored.img_channels
-    else:
-        resolution, channels = scored.shape[-1], scored.shape[1]
+    resolution, channels = subject_shape(scored)
     extractor = load_extractor(features, inception_weights=inception_weights, allow_download=allow_download,
                                fast_extractor=fast_extractor, source=training, resolution=resolution,
                                channels=channels, device=device, progress=progress)
@@ -286,16 +282,10 @@ def memorization_check(scored, training, test, *, features: str = "fast", num_ge
     test_features = extract_features(extractor, image_batches(test_data.images, batch_size), len(test_data),
                                      desc=f"{extractor.label} features of {len(test_data):,} test images",
                                      progress=progress)
-    if isinstance(scored, torch.nn.Module):
-        images = generate_images(scored, range(seed, seed + num_gen), batch_size=batch_size)
-        generated = {"kind": "generated", "num_images": num_gen, "seeds": f"{seed}-{seed + num_gen - 1}"}
-    else:
-        images = scored
-        generated = {"kind": "images", "num_images": len(scored)}
-    generated_features = extract_features(extractor, image_batches(images, batch_size), len(images),
-                                          desc=f"{extractor.label} features of {len(images):,} generated images",
-                                          progress=progress)
-    result = check_memorization(images, generated_features.features, training_data.images,
+    subject = subject_features(scored, extractor, num_gen=num_gen, seed=seed, batch_size=batch_size,
+                               keep_images=True, progress=progress)
+    images, generated = subject.images, subject.info
+    result = check_memorization(images, subject.features.features, training_data.images,
                                 training_features.features, test_data.images, test_features.features, k,
                                 mirror_features=mirror_features)
     if result.pixels.bar == 0 or result.features.bar == 0:

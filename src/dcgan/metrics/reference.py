@@ -26,8 +26,7 @@ import torch
 from tqdm import tqdm
 
 from dcgan.checkpoint import atomic_write, describe_file, reason
-from dcgan.config import DATASETS
-from dcgan.data import ImageData, cache_dir, load_dataset
+from dcgan.data import DATASETS, ImageData, cache_dir, load_dataset
 from dcgan.errors import UserError
 from dcgan.metrics.features import FeatureExtractor, FeatureSet, image_batches
 
@@ -60,22 +59,24 @@ class RealSource:
 
 
 def parse_reference(spec: str, *, data_root: str = "data", classes: list[str] | None = None,
-                    download: bool = False) -> RealSource | Path:
-    """A `--ref` value -> a RealSource, or the Path of a statistics file."""
+                    download: bool = False, what: str = "reference") -> RealSource | Path:
+    """A reference as every command and the API write it -> a RealSource, or the Path of a statistics
+    file: a dataset split (`cifar10-train`, `cifar10-test`), an image folder, or a .npz statistics
+    file. `what` names the argument in messages (`--ref`, `--real`, `training`)."""
     classes = list(classes or [])
     path = Path(spec).expanduser()
     if spec.endswith(".npz"):
         if not path.is_file():
             raise UserError(f"statistics file not found: {path}")
         if classes:
-            raise UserError("--classes does not apply to a statistics file: its classes are fixed")
+            raise UserError(f"{what} {spec}: classes do not apply to a statistics file (its classes are fixed)")
         return path
     if path.is_dir():
         return RealSource("folder", str(path), "train", classes)
     for name in sorted(DATASETS, key=len, reverse=True):  # fashion-mnist before mnist
         if name != "folder" and spec.startswith(name + "-"):
             return RealSource(name, data_root, spec[len(name) + 1:], classes, download)
-    raise UserError(f"--ref {spec!r} is not a dataset split (e.g. cifar10-train, cifar10-test), an existing "
+    raise UserError(f"{what} {spec!r} is not a dataset split (e.g. cifar10-train, cifar10-test), an existing "
                     f"image folder or a .npz statistics file")
 
 

@@ -25,7 +25,11 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
 
-from dcgan.config import CONDITIONINGS, G_OUTPUTS
+# The choices these networks implement, each with the few words `dcgan train --help` shows.
+G_NORMS = {"batch": "", "instance": "", "none": ""}
+D_NORMS = {"batch": "", "none": ""}
+G_OUTPUTS = {"deconv": "Radford's 4x4 transposed conv", "conv3x3": "SNGAN"}
+CONDITIONINGS = {"projection": "label embedding in G, projection D", "acgan": "an auxiliary classifier head on D"}
 
 
 def _stage_count(img_resolution: int) -> int:
@@ -65,7 +69,7 @@ class Generator(nn.Module):
                  class_names: list[str] | None = None):
         super().__init__()
         if output not in G_OUTPUTS:
-            raise ValueError(f"output must be one of {G_OUTPUTS}, not {output!r}")
+            raise ValueError(f"output must be one of {tuple(G_OUTPUTS)}, not {output!r}")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
         self.z_dim, self.img_resolution, self.img_channels = z_dim, img_resolution, img_channels
@@ -131,7 +135,7 @@ class Discriminator(nn.Module):
                  conditioning: str = "projection"):
         super().__init__()
         if conditioning not in CONDITIONINGS:
-            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, not {conditioning!r}")
+            raise ValueError(f"conditioning must be one of {tuple(CONDITIONINGS)}, not {conditioning!r}")
         self.img_resolution, self.img_channels, self.num_classes = img_resolution, img_channels, num_classes
         self.conditioning = conditioning if num_classes else ""
         wrap = apply_spectral_norm if spectral_norm else (lambda m: m)

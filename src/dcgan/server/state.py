@@ -75,8 +75,8 @@ def load_models(checkpoints: list[str], device: str = "cpu", shipped: list[str] 
 
 def training_source(path: str | None):
     """The training data of a checkpoint's run (from its config.json), or None."""
-    from dcgan.metrics.evaluate import run_config
     from dcgan.metrics.reference import RealSource
+    from dcgan.training.run_dir import run_config
 
     config = run_config(Path(path)) if path else None
     if config is None:

@@ -36,6 +36,22 @@ def check_run_folder(path: Path) -> tuple[Path, Path]:
     return folder, checkpoint
 
 
+def run_config(checkpoint: Path) -> dict | None:
+    """The data settings of the run a checkpoint (or run folder) belongs to, from the config.json
+    beside it: dataset, data_root, split, classes, download; None outside a run folder."""
+    import json
+
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text())
+        return {key: config[key] for key in ("dataset", "data_root", "split", "classes", "download")}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is not a readable run config") from None
+
+
 def check_outdir(config) -> None:
     """A new run's --outdir is a folder (or new), and not inside the image folder it trains on (its
     sample grids would become training images of the next run)."""
