@@ -211,7 +211,26 @@ def make_record(scores: dict, extractor: FeatureExtractor, *, metrics: list[str]
     protocol.update({"dcgan": __version__, "torch": torch.__version__, "device": device,
                      "seconds": round(seconds, 1)})
     return {"time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "scores": scores,
+            "machine": machine_name(device), "precision": "fp32", "command": command_line(),
             "protocol": protocol}
+
+
+def machine_name(device: str) -> str:
+    """The GPU's name for a CUDA device, else the CPU's model, vector width and cores."""
+    from dcgan.devices import cpu_name
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return cpu_name()
+
+
+def command_line() -> str:
+    """The command that made a record: `dcgan evaluate ...` from the command line, else the script."""
+    import sys
+
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    words = ["dcgan", *sys.argv[1:]] if program == "dcgan" or program == "__main__.py" else ["python", *sys.argv]
+    return " ".join(words)
 
 
 def format_scores(scores: dict, metrics: list[str], extractor_kind: str) -> list[str]:
