@@ -9,8 +9,11 @@ class), never against the training images the run saw. With `--metric` in a conf
 own tracked curve is summarised too (best and last tracked score).
 
 The result is a markdown table (`results.md`, one row per config: mean over seeds and each seed),
-`results.json`, one EMA sample grid per config (seed of the first run) and, where runs track a
-metric, their tracked curves side by side (`curves.png`) in `--out`.
+`results.json` (the machine and precision each run recorded in its environment.json, the command
+line, the scoring protocol: the fast extractor and its weights' SHA-256, the samples and their
+seeds, the reference and its split; every run's figures), one EMA sample grid per config (seed of
+the first run) and, where runs track a metric, their tracked curves side by side (`curves.png`) in
+`--out`.
 
     python benchmarks/budget_sweep.py benchmarks/sweeps/example.yaml \\
         --data-root /path/to/cifar10 --classes automobile --kimg 100 --seeds 0,1 --jobs 2 --out sweep-out
@@ -41,9 +44,17 @@ from dcgan.errors import UserError
 from dcgan.metrics import compute_scores
 from dcgan.metrics.conditional import per_class_scores
 from dcgan.metrics.evaluate import generated_features, load_extractor
-from dcgan.metrics.reference import RealSource, reference_features
+from dcgan.metrics.reference import RealSource, data_identity, reference_features
 from dcgan.sampling import generate_images, is_conditional, save_grid
-from held_out import check_results_folder, write_results
+from held_out import (
+    check_results_folder,
+    command_line,
+    extractor_protocol,
+    recorded_machine,
+    recorded_precision,
+    run_environment,
+    write_results,
+)
 
 
 def read_sweep(path: Path) -> list[dict]:
@@ -113,15 +124,18 @@ def run_one(config: dict, seed: int, args) -> Path:
 
 
 def score_run(run_dir: Path, extractor, reference, num_gen: int, test_source: RealSource) -> dict:
-    """Held-out FID-fast/KID-fast of the raw and EMA generators, and the run's own figures; for a
-    conditional run also the class accuracy and the mean intra-class FID-fast of its EMA generator
-    (each class's samples against that class's test images)."""
+    """Held-out FID-fast/KID-fast of the raw and EMA generators, and the run's own figures (with the
+    machine and precision it recorded); for a conditional run also the class accuracy and the mean
+    intra-class FID-fast of its EMA generator (each class's samples against that class's test images)."""
+    trained = run_environment(run_dir)  # first: a run that does not say where it trained is not scored
     summary = json.loads((run_dir / "summary.json").read_text())
     with open(run_dir / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     logged = [r for r in rows if r["images_per_s"]]
     speeds = [float(r["images_per_s"]) for r in logged[len(logged) // 5:]]  # after warm-up
-    result = {"run": str(run_dir), "kimg": summary["kimg"], "seconds": summary["seconds"],
+    result = {"run": str(run_dir), "machine": trained["machine"], "precision": trained["precision"],
+              **({"precision_derived": trained["precision_derived"]} if "precision_derived" in trained else {}),
+              "kimg": summary["kimg"], "seconds": summary["seconds"],
               "images_per_s": statistics.median(speeds) if speeds else None}
     config = json.loads((run_dir / "config.json").read_text())
     for label, use_ema in (("raw", False), ("ema", True)):
@@ -265,7 +279,22 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     for (config, _), scored in zip(jobs, scores):
         results.setdefault(config["name"], []).append(scored)
-    write_results(args.out, args, write_table(results, args), configs=configs, results=results)
+    runs = [run for config_runs in results.values() for run in config_runs]
+    protocol = {"metrics": ["fid", "kid"], "feature_extractor": extractor_protocol(extractor),
+                "generated": {"num_images": args.num_gen, "seeds": f"0-{args.num_gen - 1}",
+                              "generators": "each run's checkpoint-last.pt: its raw generator and its EMA one",
+                              "latents": "image i: randn(z_dim) from a generator seeded with i; a conditional "
+                                         "generator's class drawn from seed i",
+                              "per_class": f"conditional runs: {args.num_gen:,} // classes images of seeds 0.. per "
+                                           f"class, scored against that class's test images (intra_fid_fast: "
+                                           f"their mean; class_accuracy: the fast extractor's classifier)"},
+                "reference": {**data_identity(probe, test_data), "name": args.reference_name, "split": "test"},
+                "tracked": "tracked_best / tracked_last / tracked_curve: the run's own --metric as it trained "
+                           "(against its training images), from its summary.json and metrics.csv"}
+    write_results(args.out, args, write_table(results, args),
+                  machine=recorded_machine((run["machine"] for run in runs), "the runs' environment.json"),
+                  precision=recorded_precision(run["precision"] for run in runs), command=command_line(),
+                  protocol=protocol, configs=configs, results=results)
     if any(run.get("tracked_curve") for runs in results.values() for run in runs):
         plot_tracked_curves(results, args.out / "curves.png")
 

@@ -12,9 +12,13 @@ fast extractor). The report gives, over all checkpoints and within each run:
   (the decision `--metric fid-fast` makes when it keeps `checkpoint-best.pt`).
 
     python benchmarks/fast_trust.py --data-root /tmp/cifar10 --classes automobile \\
-        --recipe cpu-v1:150:15 --recipe classic:60:15 --num-gen 1000 --out docs/benchmarks/fast-trust-cars
+        --recipe cpu-v1:150:15 --recipe classic:60:15 --num-gen 1000 --out docs/results/fast-trust-cars
 
-`--recipe PRESET:KIMG:SNAPSHOT_KIMG` trains one run; `--score-only` scores runs trained before.
+`--recipe PRESET:KIMG:SNAPSHOT_KIMG` trains one run; `--score-only` scores runs trained before. The
+evidence of an earlier run of the example is in docs/results/unverified/fast-trust-cars. results.json
+records the machine and precision each run recorded in its environment.json, the command line and
+the protocol (both extractors with their weights' SHA-256, the samples and their seeds, the
+reference and its split).
 """
 
 from __future__ import annotations
@@ -27,7 +31,17 @@ from pathlib import Path
 
 from scipy.stats import spearmanr
 
-from held_out import HeldOut, check_results_folder, write_results
+from held_out import (
+    HeldOut,
+    check_results_folder,
+    command_line,
+    recorded_machine,
+    recorded_precision,
+    run_environment,
+    write_results,
+)
+
+METRICS = {"inception": ["fid", "kid"], "fast": ["fid", "kid"]}
 
 
 def train_recipe(preset: str, kimg: float, snapshot_kimg: float, args, outdir: Path) -> None:
@@ -44,13 +58,18 @@ def train_recipe(preset: str, kimg: float, snapshot_kimg: float, args, outdir: P
             raise SystemExit(f"training {preset} failed; see {outdir / 'train.log'}")
 
 
+def run_folder(outdir: Path) -> Path:
+    """The finished run in a recipe's folder."""
+    return next(p for p in sorted(outdir.iterdir()) if (p / "summary.json").is_file())
+
+
 def checkpoints(outdir: Path) -> list[Path]:
     """A run's snapshot checkpoints in training order (kimg in the name)."""
-    run = next(p for p in sorted(outdir.iterdir()) if (p / "summary.json").is_file())
-    return sorted(run.glob("checkpoint-kimg*.pt"))
+    return sorted(run_folder(outdir).glob("checkpoint-kimg*.pt"))
 
 
-def score_checkpoints(runs: dict[str, list[Path]], args) -> list[dict]:
+def score_checkpoints(runs: dict[str, list[Path]], args) -> tuple[list[dict], dict]:
+    """A row of scores per checkpoint, and the scoring protocol."""
     from dcgan.checkpoint import load_generator
     from dcgan.sampling import generate_images
 
@@ -61,11 +80,11 @@ def score_checkpoints(runs: dict[str, list[Path]], args) -> list[dict]:
             generator, _ = load_generator(path)
             images = generate_images(generator, range(args.num_gen))  # once, for both extractors
             row = {"recipe": recipe, "checkpoint": path.name, "kimg": float(path.stem.removeprefix("checkpoint-kimg"))}
-            row.update(held_out.score(images, {"inception": ["fid", "kid"], "fast": ["fid", "kid"]},
-                                      f"{recipe} {path.stem}"))
+            row.update(held_out.score(images, METRICS, f"{recipe} {path.stem}"))
             print({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
             rows.append(row)
-    return rows
+    return rows, held_out.protocol(METRICS, args.num_gen, checkpoints="each snapshot's EMA generator (its "
+                                   "generator where the run keeps no EMA)")
 
 
 def agreement(rows: list[dict]) -> dict:
@@ -107,20 +126,27 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-gen", type=int, default=1000)
     parser.add_argument("--score-only", action="store_true", help="score runs trained before")
-    parser.add_argument("--cpu", default="", help="the machine, as the report names it")
+    parser.add_argument("--cpu", default="", help="the machine, as the report names it (default: the machine the "
+                                                   "runs recorded; results.json records that)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     check_results_folder(args.out)
     args.classes = [c for c in args.classes.split(",") if c]
-    runs = {}
+    runs, trained = {}, {}
     for spec in args.recipe:
         preset, kimg, snapshot = spec.split(":")
         outdir = args.out / "runs" / preset
         if not args.score_only:
             train_recipe(preset, float(kimg), float(snapshot), args, outdir)
         runs[preset] = checkpoints(outdir)
-    rows = score_checkpoints(runs, args)
-    write_results(args.out, args, report(rows, args), rows=rows)
+        trained[preset] = {"run": str(run_folder(outdir)), **run_environment(run_folder(outdir))}
+    machine = recorded_machine((run["machine"] for run in trained.values()), "the runs' environment.json")
+    rows, protocol = score_checkpoints(runs, args)
+    named = argparse.Namespace(**{**vars(args), "cpu": args.cpu or (  # the report's name of the machine
+        machine if isinstance(machine, str) else " / ".join(machine))})
+    write_results(args.out, args, report(rows, named), machine=machine,
+                  precision=recorded_precision(run["precision"] for run in trained.values()), command=command_line(),
+                  protocol=protocol, runs=trained, rows=rows)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,16 @@ import csv
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from held_out import check_results_folder, write_results
+from held_out import (
+    check_results_folder,
+    command_line,
+    recorded_machine,
+    recorded_precision,
+    run_environment,
+    write_results,
+)
 
 
 def parse_named(values: list[str], what: str) -> dict[str, str]:
@@ -72,11 +78,10 @@ def run_facts(run: Path) -> dict:
     environment = json.loads((run / "environment.json").read_text())
     config = json.loads((run / "config.json").read_text())
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
-    precision = environment.get("precision") or (  # run folders written before environment.json named it
-        "bf16" if config.get("precision") == "bf16" or (config.get("precision") == "auto"
-                                                         and "bf16" in str(environment.get("cpu"))) else "fp32")
-    return {"cpu": environment.get("cpu"), "torch": environment.get("torch"), "command": environment.get("command"),
-            "precision": precision, "precision_flag": config.get("precision"), "kimg": config.get("kimg"),
+    trained = run_environment(run)  # the precision too of run folders written before environment.json named it
+    where = {"gpu": environment["gpu"]} if environment.get("gpu") else {"cpu": environment.get("cpu")}
+    return {**where, "torch": environment.get("torch"), "command": environment.get("command"),
+            "precision": trained["precision"], "precision_flag": config.get("precision"), "kimg": config.get("kimg"),
             "seed": config.get("seed"),
             "summary": summary}
 
@@ -153,8 +158,9 @@ def main() -> None:
         curves[name] = [(row["kimg"] / 1000, row["fid"]) for row in rows]
     if args.score_only:
         return
-    first = next(iter(results.values()))
-    cpu = first["run"]["cpu"] or "unknown CPU"
+    machine = recorded_machine((result["run"].get("gpu") or result["run"].get("cpu") for result in results.values()),
+                               "the runs' environment.json")
+    cpu = machine if isinstance(machine, str) else " / ".join(machine)
     plot(curves, anchors, args.out / "curves.png",
          f"Inception FID, {args.num_gen:,} samples vs {args.ref} {args.classes}".strip() + f"; {cpu}", args.floor)
     lines = [f"Inception FID / KID ({args.num_gen:,} samples, seeds 0-{args.num_gen - 1}, against {args.ref}"
@@ -169,8 +175,8 @@ def main() -> None:
             loss = f"{d['loss_d']:.3f}" if d["rows"] else "-"
             lines.append(f"| {name} | {row['kimg']:,} | {row['fid']:.2f} | {row['kid']:.4f} | {loss} | {logits} |")
     lines += ["", "Commands:", *[f"- {name}: `{result['run']['command']}`" for name, result in results.items()], ""]
-    write_results(args.out, args, "\n".join(lines), machine=cpu, command=" ".join(sys.argv),
-                  precision=sorted({result["run"]["precision"] for result in results.values()}),
+    write_results(args.out, args, "\n".join(lines), machine=machine, command=command_line(),
+                  precision=recorded_precision(result["run"]["precision"] for result in results.values()),
                   protocol={"metric": "Inception FID/KID", "feature_extractor": protocol["feature_extractor"],
                             "generated": {"num_images": args.num_gen, "seeds": f"0-{args.num_gen - 1}"},
                             "reference": protocol.get("reference")},

@@ -7,6 +7,10 @@
   follow the share copied.
 
 Every set is checked against the same training images, with the test images setting the bar.
+results.md is the table; results.json records the machine that ran the check (in float32), the
+command line, the protocol (the extractor with its weights' SHA-256, the images and their seeds, the
+training images and their split, the test images that set the bar; each set's own where it differs)
+and the rows under `results`.
 
     python benchmarks/memorization.py --data-root /tmp/cifar10 --classes automobile --num-gen 1000 \\
         --checkpoint runs/00001-folder-cpu-v1 --train cars64/ --test cars-test/ --out docs/results/memorization
@@ -20,9 +24,7 @@ from pathlib import Path
 
 import torch
 
-from dcgan.devices import cpu_name
-from dcgan.files import write_json, write_text
-from held_out import check_results_folder
+from held_out import check_results_folder, command_line, extractor_protocol, this_machine, write_results
 
 
 def copied(images: torch.Tensor, training: torch.Tensor, share: float, kind: str, seed: int = 0) -> torch.Tensor:
@@ -63,10 +65,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     options = dict(features=args.features, num_gen=args.num_gen, classes=classes, download=False,
                    fast_extractor=args.fast_extractor)
-    rows = []
+    rows, records, extractors = [], {}, {}
 
     def check(name: str, subject, training, test=root / "test", grid: bool = True, **extra) -> None:
         result = dcgan.nearest(subject, training, test, **{**options, **extra})
+        records[name] = result.record["protocol"]
+        extractor = extractor_protocol(records[name]["feature_extractor"])
+        extractors[extractor["weights_sha256"]] = extractor
         scores = result.scores()
         rows.append({"set": name, **{f"{space}_{key}": scores[f"nearest_{space}"][key]
                                      for space in ("features", "pixels") for key in ("share_closer", "share_ratio")}})
@@ -86,17 +91,33 @@ def main() -> None:
     for checkpoint, train, test in zip(args.checkpoint, args.train, args.test, strict=True):
         check(Path(checkpoint).name, dcgan.load_generator(checkpoint), train, test, classes=[])
 
+    machine = this_machine()  # dcgan.nearest computes on the CPU, in float32
     lines = [f"# Memorization check ({args.features} features; {args.num_gen:,} images a set)", "",
              f"Training images: {root / 'train'} {classes}; the bar: the 1st percentile of the test images' "
-             f"nearest-training distances ({root / 'test'}). CPU: {cpu_name()}.", "",
+             f"nearest-training distances ({root / 'test'}). CPU: {machine}.", "",
              "| set | features: nearer than bar | features: ratio | pixels: nearer than bar | pixels: ratio |",
              "|---|---:|---:|---:|---:|"]
     for row in rows:
         lines.append(f"| {row['set']} | {row['features_share_closer']:.1%} | {row['features_share_ratio']:.1%} | "
                      f"{row['pixels_share_closer']:.1%} | {row['pixels_share_ratio']:.1%} |")
-    write_text(out / "results.md", "\n".join(lines) + "\n")
-    write_json(out / "results.json", rows)
-    print("\n".join(lines))
+    first = records[args.model]
+    method = {key: value for key, value in first["nearest"].items() if key != "test"}
+    sets = {}
+    for name, record in records.items():  # each set's own reference, bar, extractor and images
+        sets[name] = {"generated": record["generated"], "reference": record["reference"].get("name"),
+                      "bar": record["nearest"]["test"], "feature_extractor_sha256":
+                          record["feature_extractor"]["weights_sha256"]}
+    protocol = {"check": "dcgan.nearest (as `dcgan evaluate --nearest`)", "features": args.features,
+                "feature_extractors": list(extractors.values()),
+                "generated": {"num_images": args.num_gen, "seeds": f"0-{args.num_gen - 1}", "model": args.model,
+                              "calibration": "the model's images of seeds 0..N-1, the first share of them replaced "
+                                             "by training images drawn with seed 0: exact, with N(0, 3) noise "
+                                             "on uint8 levels, or mirrored",
+                              "checkpoints": "each --checkpoint's images of seeds 0..N-1, against its own "
+                                             "--train and --test"},
+                "reference": first["reference"], "bar": first["nearest"]["test"], "nearest": method, "sets": sets}
+    write_results(out, args, "\n".join(lines) + "\n", machine=machine, precision=["fp32"], command=command_line(),
+                  protocol=protocol, results=rows)
 
 
 if __name__ == "__main__":

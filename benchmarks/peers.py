@@ -39,18 +39,20 @@ so the entries can be trained and scored one or two at a time (copy results.json
 fresh `--out` to go on elsewhere).
 
     python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --only dcgan-default --train-only \\
-        --rates-from docs/benchmarks/peers-cars-15min --out peers-cifar10-60min  # the 15-minute table's CPU
+        --rates-from docs/results/unverified/peers-cars-15min --out peers-cifar10-60min  # the 15-minute table's CPU
     python benchmarks/peers.py --data-root /tmp/cifar10 --minutes 60 --score-only --num-gen 10000 \\
-        --rates-from docs/benchmarks/peers-cars-15min --out peers-cifar10-60min  # all entries, when trained
+        --rates-from docs/results/unverified/peers-cars-15min --out peers-cifar10-60min  # all entries, when trained
 
 Scoring, the same for every entry: `--num-gen` samples (image i from seed i), 64x64 output box-
 downsampled to the data's 32x32, against the test split of the same classes: Inception FID and KID
 (the standard 2015-12-05 network), precision and recall (k=3) on Inception features, and FID-fast
 and KID-fast on the toolkit's fast features; an 8x8 grid per entry. Results go to `results.md` and
-`results.json` in `--out`.
+`results.json` in `--out`; results.json records the machine each entry trained on and its precision
+(from its run folder's environment.json or its trained.json), the command line and that protocol
+(both extractors with their weights' SHA-256, the samples and their seeds, the reference and its split).
 
     python benchmarks/peers.py --data-root /tmp/cifar10 --classes automobile --minutes 15 \\
-        --examples-main /path/to/examples/dcgan/main.py --num-gen 2000 --out docs/benchmarks/peers-cars-15min
+        --examples-main /path/to/examples/dcgan/main.py --num-gen 2000 --out docs/results/peers-cars-15min
 """
 
 from __future__ import annotations
@@ -73,7 +75,15 @@ import torch.nn.functional as F
 
 from dcgan.devices import cpu_name
 from dcgan.files import atomic_write, write_json
-from held_out import HeldOut, check_results_folder, write_results
+from held_out import (
+    HeldOut,
+    check_results_folder,
+    command_line,
+    recorded_machine,
+    recorded_precision,
+    run_environment,
+    write_results,
+)
 
 ENTRIES = ["dcgan-default", "dcgan-classic", "mimicry-sngan", "mimicry-dcgan", "examples-dcgan", "lightweight-gan"]
 LIGHTWEIGHT_GAN_RESULT = ("does not start without CUDA: `lightweight_gan/lightweight_gan.py` asserts "
@@ -147,7 +157,8 @@ def train_mimicry(name: str, data_root: str, classes: list[str], minutes: float,
                   + " ".join(f"{k} {v:.3f}" for k, v in log.items()), flush=True)
     seconds = time.monotonic() - started
     atomic_write(out / "netG.pt", lambda tmp: torch.save(netG.state_dict(), tmp))
-    write_json(out / "trained.json", {"steps": step, "kimg": round(kimg, 3), "seconds": seconds, "cpu": cpu_name()})
+    write_json(out / "trained.json", {"steps": step, "kimg": round(kimg, 3), "seconds": seconds, "cpu": cpu_name(),
+                                      "precision": "fp32"})  # mimicry's steps have no autocast
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,7 +197,8 @@ def train_examples(main_py: Path, data_root: str, classes: list[str], minutes: f
     images = (epoch + 1) * num_images  # its loader keeps each epoch's last, partial batch
     atomic_write(out / "netG.pt", lambda tmp: tmp.write_bytes(last.read_bytes()))
     write_json(out / "trained.json", {"epochs": epoch + 1, "kimg": images / 1000, "seconds": seconds,
-                                      "checkpoint": last.name, "cpu": cpu_name()})
+                                      "checkpoint": last.name, "cpu": cpu_name(),
+                                      "precision": "fp32"})  # run without --cuda: float32 on the CPU
 
 
 def radford_generator(state: dict) -> nn.Module:
@@ -304,15 +316,23 @@ def train_entry(name: str, args, out: Path) -> None:
 
 
 def trained_summary(name: str, out: Path) -> dict:
+    """kimg, seconds, the machine (`cpu`, or `gpu` for a dcgan run on CUDA) and the arithmetic
+    (`train_precision`: fp32, bf16; `precision` is a score) of an entry trained in `out`: a dcgan run
+    folder's summary.json and environment.json, or the trained.json a peer's training wrote (mimicry's
+    loop and the examples script train in float32 on the CPU, also before trained.json said so)."""
     if name.startswith("dcgan-"):
         run = next(p for p in sorted((out / "runs").iterdir()) if (p / "summary.json").is_file())
         summary = json.loads((run / "summary.json").read_text())
         environment = json.loads((run / "environment.json").read_text())
-        return {"kimg": summary["kimg"], "seconds": summary["seconds"], "cpu": environment.get("cpu", "")}
-    return json.loads((out / "trained.json").read_text())
+        where = {"gpu": environment["gpu"]} if environment.get("gpu") else {"cpu": environment.get("cpu", "")}
+        return {"kimg": summary["kimg"], "seconds": summary["seconds"], **where,
+                "train_precision": run_environment(run)["precision"]}
+    trained = json.loads((out / "trained.json").read_text())
+    return {**trained, "train_precision": trained.pop("precision", "fp32")}
 
 
-def score_entries(names: list[str], args) -> dict:
+def score_entries(names: list[str], args) -> tuple[dict, dict]:
+    """{entry: its training facts and scores}, and the scoring protocol."""
     from dcgan.sampling import save_grid
 
     held_out = HeldOut(args.data_root, args.classes)
@@ -324,13 +344,18 @@ def score_entries(names: list[str], args) -> dict:
         result = {**trained_summary(name, out)}
         images = torch.cat([sample(range(start, min(start + 64, args.num_gen)))  # once, for both extractors
                             for start in range(0, args.num_gen, 64)])
-        result.update(held_out.score(images, {"inception": ["fid", "kid", "pr"], "fast": ["fid", "kid"]}, name))
+        result.update(held_out.score(images, METRICS, name))
         print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, flush=True)
         results[name] = result
-    return results
+    protocol = held_out.protocol(METRICS, args.num_gen, output="64x64 output box-downsampled (2x2 means) to the "
+                                 "data's resolution; 32x32 used as it is",
+                                 checkpoints="dcgan entries: the run's checkpoint-last.pt (its EMA generator where it "
+                                             "has one); peers: their last saved generator")
+    return results, protocol
 
 
 PROTOCOL = ["classes", "minutes", "rates_from", "seed", "num_gen"]
+METRICS = {"inception": ["fid", "kid", "pr"], "fast": ["fid", "kid"]}
 
 
 def scored_before(args) -> dict:
@@ -348,6 +373,27 @@ def scored_before(args) -> dict:
     if differ:
         raise SystemExit(f"{path} was scored with other {', '.join(differ)}; use another --out")
     return results
+
+
+def complete_earlier(earlier: dict, rescored: list[str], args) -> dict:
+    """The entries scored before that stay in the table, each with the machine and precision it
+    trained with: read again from its training folder in `--out` where results.json lacks one (it
+    was written before they were recorded); where that folder does not say them either, one line and
+    exit 1, before anything is scored."""
+    kept = {}
+    for name, entry in earlier.items():
+        if name in rescored or "note" in entry:
+            kept[name] = entry
+            continue
+        if not (entry.get("cpu") or entry.get("gpu")) or not entry.get("train_precision"):
+            try:
+                trained = trained_summary(name, args.out / name)
+            except (OSError, StopIteration, KeyError, ValueError):
+                raise SystemExit(f"{args.out / 'results.json'}: {name} records no machine or precision and "
+                                 f"{args.out / name} does not say them; score it again (--only {name})") from None
+            entry = {**entry, **{key: trained[key] for key in ("cpu", "gpu", "train_precision") if key in trained}}
+        kept[name] = entry
+    return kept
 
 
 def results_table(results: dict, args) -> str:
@@ -369,12 +415,30 @@ def results_table(results: dict, args) -> str:
                      f"{r['precision']:.3f} | {r['recall']:.3f} | {r['fid_fast']:.3f} | {r['kid_fast']:.5f} |")
     machines = {}
     for name, r in results.items():
-        if r.get("cpu"):
-            machines.setdefault(r["cpu"], []).append(name)
+        if r.get("gpu") or r.get("cpu"):
+            machines.setdefault(r.get("gpu") or r["cpu"], []).append(name)
     lines += [""] + [f"Trained on {cpu}: {', '.join(names)}." for cpu, names in machines.items()]
     lines += ["", "Grids (64 samples, seeds 0-63): " + ", ".join(f"[{n}](grids/{n}.png)" for n in results
                                                                if "note" not in results[n]), ""]
     return "\n".join(lines)
+
+
+def rates_machine(args) -> str:
+    """The machine whose rates set the image budgets (--rates-from): what its results.json or its
+    entries recorded; empty without --rates-from or a record of it."""
+    if not args.rates_from:
+        return ""
+    try:
+        document = json.loads((args.rates_from / "results.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    machine = document.get("machine") if isinstance(document, dict) else None
+    if isinstance(machine, dict):  # a role -> machine mapping
+        machine = sorted(set(machine.values()))
+    if not machine and isinstance(document, dict):
+        machine = sorted({entry.get("gpu") or entry.get("cpu") for entry in document.get("results", {}).values()
+                          if isinstance(entry, dict) and (entry.get("gpu") or entry.get("cpu"))})
+    return machine if isinstance(machine, str) else " / ".join(machine or [])
 
 
 def main() -> None:
@@ -392,7 +456,8 @@ def main() -> None:
     parser.add_argument("--score-only", action="store_true", help="score entries trained before")
     parser.add_argument("--train-only", action="store_true", help="train the entries and stop (score them later, "
                         "all together, with --score-only)")
-    parser.add_argument("--cpu", default="", help="the machine, as the table names it")
+    parser.add_argument("--cpu", default="", help="the machine, as the table names it (default: what --rates-from's "
+                                                   "results or the entries recorded; results.json records the latter)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--train-child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -420,12 +485,18 @@ def main() -> None:
             print(f"trained {', '.join(trainable)}; score with --score-only", flush=True)
             return
     args.reference_name = "test images" + (f" of {', '.join(args.classes)}" if args.classes else "")
-    earlier = scored_before(args)
-    results = score_entries(trainable, args)
+    earlier = complete_earlier(scored_before(args), trainable, args)
+    results, protocol = score_entries(trainable, args)
     if "lightweight-gan" in names:
         results["lightweight-gan"] = {"note": LIGHTWEIGHT_GAN_RESULT}
     results = {name: results.get(name, earlier.get(name)) for name in ENTRIES if name in results or name in earlier}
-    write_results(args.out, args, results_table(results, args), results=results)
+    trained = [entry for entry in results.values() if "note" not in entry]
+    machine = recorded_machine((entry.get("gpu") or entry.get("cpu") for entry in trained), "the entries")
+    named = argparse.Namespace(**{**vars(args), "cpu": args.cpu or rates_machine(args) or (
+        machine if isinstance(machine, str) else " / ".join(machine))})  # the table's name of the machine
+    write_results(args.out, args, results_table(results, named), machine=machine,
+                  precision=recorded_precision((entry.get("train_precision") for entry in trained), "the entries"),
+                  command=command_line(), protocol=protocol, results=results)
 
 
 if __name__ == "__main__":

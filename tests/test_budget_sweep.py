@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from test_results_files import problems
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -55,8 +57,19 @@ def test_a_conditional_config_gets_class_accuracy_and_a_row_per_class(tmp_path, 
                "--fast-extractor", str(fast_extractor_file), "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    scored = json.loads((out / "results.json").read_text())["results"]["tiny-acgan"][0]
+    document = json.loads((out / "results.json").read_text())
+    scored = document["results"]["tiny-acgan"][0]
     assert 0 <= scored["class_accuracy"] <= 1 and scored["intra_fid_fast"] > 0
+    # What the run recorded, the command line and the protocol: a results file the docs' schema accepts.
+    from dcgan.devices import cpu_name
+
+    assert problems(document) == []
+    assert document["machine"] == scored["machine"] == cpu_name()
+    assert document["precision"] == [scored["precision"]] and scored["precision"] in ("fp32", "bf16")
+    assert document["command"].startswith("benchmarks/budget_sweep.py ") and "--kimg 0.064" in document["command"]
+    protocol = document["protocol"]
+    assert protocol["feature_extractor"]["kind"] == "fast" and protocol["generated"]["num_images"] == 64
+    assert protocol["reference"]["split"] == "test" and protocol["reference"]["classes"] == ["airplane", "frog"]
     assert [kimg for kimg, _ in scored["tracked_curve"]] == [0.032, 0.064]  # drawn in curves.png
     assert scored["tracked_curve"][-1][1] == pytest.approx(scored["tracked_last"])
     assert (out / "curves.png").stat().st_size > 1000

@@ -13,6 +13,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import peers  # noqa: E402
 from held_out import write_results  # noqa: E402
+from test_results_files import problems  # noqa: E402
+
+SHA = "0" * 64
+RECORDED = dict(machine="AMD EPYC (AVX2, 2 cores)", precision=["fp32"],
+                command="benchmarks/peers.py --data-root cifar10 --minutes 60 --out OUT",
+                protocol={"feature_extractors": [{"name": "inception-v3-tf-2015-12-05", "kind": "inception",
+                                                  "weights_sha256": SHA},
+                                                 {"name": "fast", "kind": "fast", "weights_sha256": SHA}],
+                          "generated": {"num_images": 10000, "seeds": "0-9999"},
+                          "reference": {"root": "cifar10/test", "split": "test"}})
 
 
 def peers_args(out: Path, **overrides) -> argparse.Namespace:
@@ -40,7 +50,7 @@ def test_image_budget_is_the_earlier_rate_times_the_minutes(tmp_path):
 def test_scoring_again_under_the_same_protocol_keeps_the_earlier_rows(tmp_path):
     args = peers_args(tmp_path)
     assert peers.scored_before(args) == {}
-    write_results(tmp_path, args, "table", results={"dcgan-default": scored(57.2)})
+    write_results(tmp_path, args, "table", **RECORDED, results={"dcgan-default": scored(57.2)})
     assert peers.scored_before(peers_args(tmp_path))["dcgan-default"]["fid"] == 57.2
     with pytest.raises(SystemExit, match="other num_gen; use another --out"):
         peers.scored_before(peers_args(tmp_path, num_gen=5000))
@@ -49,6 +59,35 @@ def test_scoring_again_under_the_same_protocol_keeps_the_earlier_rows(tmp_path):
     (tmp_path / "results.json").write_text("[1, 2]")
     with pytest.raises(SystemExit, match="is not a results file"):
         peers.scored_before(args)
+
+
+def test_results_are_written_only_with_the_machine_precision_command_and_protocol(tmp_path):
+    args = peers_args(tmp_path)
+    entry = {**scored(57.2, cpu=RECORDED["machine"]), "train_precision": "fp32"}
+    with pytest.raises(TypeError, match="protocol"):
+        write_results(tmp_path, args, "table", **{k: v for k, v in RECORDED.items() if k != "protocol"},
+                      results={"dcgan-default": entry})
+    with pytest.raises(ValueError, match="machine"):
+        write_results(tmp_path, args, "table", **{**RECORDED, "machine": ""}, results={"dcgan-default": entry})
+    assert not (tmp_path / "results.json").exists()
+    write_results(tmp_path, args, "table", **RECORDED, results={"dcgan-default": entry})
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert problems(document) == [] and document["machine"] == RECORDED["machine"]
+    assert peers.scored_before(args)["dcgan-default"]["fid"] == 57.2  # the args kept as before
+
+
+def test_an_earlier_entry_without_its_machine_is_read_from_its_folder_or_refused(tmp_path):
+    args = peers_args(tmp_path)
+    (tmp_path / "mimicry-sngan").mkdir()
+    (tmp_path / "mimicry-sngan" / "trained.json").write_text(json.dumps({"kimg": 7.0, "seconds": 900.0,
+                                                                         "cpu": "cpu B"}))
+    old = {k: v for k, v in scored(110.0).items() if k != "cpu"}  # written before entries recorded them
+    kept = peers.complete_earlier({"mimicry-sngan": old, "lightweight-gan": {"note": "no CUDA"}}, [], args)
+    assert kept["mimicry-sngan"]["cpu"] == "cpu B" and kept["mimicry-sngan"]["train_precision"] == "fp32"
+    assert kept["mimicry-sngan"]["precision"] == 0.5  # the score is kept
+    with pytest.raises(SystemExit, match="mimicry-dcgan records no machine"):
+        peers.complete_earlier({"mimicry-dcgan": old}, [], args)
+    assert peers.complete_earlier({"mimicry-dcgan": old}, ["mimicry-dcgan"], args) == {"mimicry-dcgan": old}
 
 
 def test_table_gives_each_fid_as_a_multiple_of_the_default_and_names_the_cpus(tmp_path):
