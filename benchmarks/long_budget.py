@@ -54,16 +54,23 @@ def snapshot(run: Path, kimg: int) -> Path:
 
 def score(name: str, run: Path, kimg: int, args) -> dict:
     """The evaluation record of one snapshot (scored now unless --out/scores holds it)."""
-    out = args.out / "scores" / f"{name}-kimg{kimg}.json"
+    out = score_path(args, name, kimg)
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
+        metrics = "fid-fast,kid-fast" if args.features == "fast" else "fid,kid"
         command = ["dcgan", "evaluate", "--checkpoint", str(snapshot(run, kimg)), "--ref", args.ref,
-                   "--num-gen", str(args.num_gen), "--metrics", "fid,kid", "--features", "inception", "--offline",
-                   "--out", str(out)]
+                   "--num-gen", str(args.num_gen), "--metrics", metrics, "--offline", "--out", str(out)]
         if args.classes:
             command += ["--classes", args.classes]
+        if args.fast_extractor:
+            command += ["--fast-extractor", args.fast_extractor]
         subprocess.run(command, check=True)
     return json.loads(out.read_text())["evaluations"][-1]
+
+
+def score_path(args, name: str, kimg: int) -> Path:
+    """Where one snapshot's evaluation record is kept: NAME-kimgK.json (Inception), NAME-kimgK-fast.json."""
+    return args.out / "scores" / f"{name}-kimg{kimg}{'-fast' if args.features == 'fast' else ''}.json"
 
 
 def d_state(run: Path, kimg: int, window: float = 5.0) -> dict:
@@ -87,7 +94,7 @@ def run_facts(run: Path) -> dict:
 
 
 def plot(curves: dict[str, list[tuple[float, float]]], anchors: dict[str, tuple[float, float]], path: Path,
-         title: str, floor: float | None = None) -> None:
+         title: str, floor: float | None = None, ylabel: str = "Inception FID (lower is better)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,7 +112,7 @@ def plot(curves: dict[str, list[tuple[float, float]]], anchors: dict[str, tuple[
                       xytext=(4, 4), fontsize=8, color="grey")
     axes.set_xscale("log")
     axes.set_xlabel("millions of real images seen by D")
-    axes.set_ylabel("Inception FID (lower is better)")
+    axes.set_ylabel(ylabel)
     axes.set_title(title, fontsize=9)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
@@ -124,6 +131,10 @@ def main() -> None:
     parser.add_argument("--ref", required=True, help="the held-out reference (a split or an image folder)")
     parser.add_argument("--classes", default="", help="classes of the reference")
     parser.add_argument("--num-gen", type=int, default=10_000)
+    parser.add_argument("--features", choices=("inception", "fast"), default="inception",
+                        help="Inception FID/KID, or FID-fast/KID-fast to rank cheaply")
+    parser.add_argument("--fast-extractor", default="", help="with --features fast: the extractor file (keep one "
+                                                             "file for all the snapshots compared)")
     parser.add_argument("--anchor", action="append", default=[], metavar="NAME=MIMG:FID",
                         help="a published figure drawn as a labelled point (repeatable)")
     parser.add_argument("--floor", type=float, help="the FID of real training images against the reference, drawn "
@@ -143,11 +154,12 @@ def main() -> None:
         rows = []
         for kimg in points:
             if not (run / f"checkpoint-kimg{kimg:06d}.pt").is_file() and \
-                    not (args.out / "scores" / f"{name}-kimg{kimg}.json").is_file():
+                    not score_path(args, name, kimg).is_file():
                 print(f"{name}: no snapshot at {kimg} kimg (the run did not reach it); left out")
                 continue
             record = score(name, run, kimg, args)
-            rows.append({"kimg": kimg, "fid": record["scores"]["fid"], "kid": record["scores"]["kid"],
+            suffix = "_fast" if args.features == "fast" else ""
+            rows.append({"kimg": kimg, "fid": record["scores"][f"fid{suffix}"], "kid": record["scores"][f"kid{suffix}"],
                          "d": d_state(run, kimg)})
             grids = sorted((run / "samples").glob(f"fakes-kimg{kimg:06d}.*.png")) + \
                 sorted((run / "samples").glob(f"fakes-kimg{kimg - 1:06d}.*.png"))
@@ -161,23 +173,26 @@ def main() -> None:
     machine = recorded_machine((result["run"].get("gpu") or result["run"].get("cpu") for result in results.values()),
                                "the runs' environment.json")
     cpu = machine if isinstance(machine, str) else " / ".join(machine)
+    metric = "FID-fast" if args.features == "fast" else "Inception FID"
     plot(curves, anchors, args.out / "curves.png",
-         f"Inception FID, {args.num_gen:,} samples vs {args.ref} {args.classes}".strip() + f"; {cpu}", args.floor)
-    lines = [f"Inception FID / KID ({args.num_gen:,} samples, seeds 0-{args.num_gen - 1}, against {args.ref}"
+         f"{metric}, {args.num_gen:,} samples vs {args.ref} {args.classes}".strip() + f"; {cpu}", args.floor,
+         ylabel=f"{metric} (lower is better)")
+    lines = [f"{metric} / KID ({args.num_gen:,} samples, seeds 0-{args.num_gen - 1}, against {args.ref}"
              f"{' [' + args.classes + ']' if args.classes else ''}); D's loss and mean logits over the 5 kimg "
              f"before each snapshot. Trained on {cpu}, "
              f"{' and '.join(sorted({r['run']['precision'] for r in results.values()}))}.", "",
-             "| run | kimg | Inception FID | KID | D loss | D(x) / D(G(z)) |", "|---|---|---|---|---|---|"]
+             f"| run | kimg | {metric} | KID | D loss | D(x) / D(G(z)) |", "|---|---|---|---|---|---|"]
     for name, result in results.items():
         for row in result["points"]:
             d = row["d"]
             logits = f"{d['d_real']:+.2f} / {d['d_fake']:+.2f}" if d["rows"] else "-"
             loss = f"{d['loss_d']:.3f}" if d["rows"] else "-"
-            lines.append(f"| {name} | {row['kimg']:,} | {row['fid']:.2f} | {row['kid']:.4f} | {loss} | {logits} |")
+            lines.append(f"| {name} | {row['kimg']:,} | {row['fid']:.{2 if args.features == 'inception' else 3}f} | "
+                         f"{row['kid']:.{4 if args.features == 'inception' else 5}f} | {loss} | {logits} |")
     lines += ["", "Commands:", *[f"- {name}: `{result['run']['command']}`" for name, result in results.items()], ""]
     write_results(args.out, args, "\n".join(lines), machine=machine, command=command_line(),
                   precision=recorded_precision(result["run"]["precision"] for result in results.values()),
-                  protocol={"metric": "Inception FID/KID", "feature_extractor": protocol["feature_extractor"],
+                  protocol={"metric": f"{metric}/KID", "feature_extractor": protocol["feature_extractor"],
                             "generated": {"num_images": args.num_gen, "seeds": f"0-{args.num_gen - 1}"},
                             "reference": protocol.get("reference")},
                   anchors={k: {"mimg": v[0], "fid": v[1]} for k, v in anchors.items()}, floor=args.floor,

@@ -9,12 +9,18 @@ Starts the real server (waitress, its default threads) in a subprocess, then for
 random seeds for a bounded time; then the largest count asks for 16 images a request, a sustained
 overload. Traffic goes only to 127.0.0.1 and stops by itself.
 
-    python benchmarks/serve_load.py --checkpoint runs/00000-folder-cpu-v1 [--clients 1,2,4,8,16 --seconds 15]
+    python benchmarks/serve_load.py --checkpoint runs/00000-folder-cpu-v1 [--clients 1,2,4,8,16 --seconds 15] \\
+        [--out docs/results/serve-load]
+
+With `--out`, results.json (the machine, the precision the server generates in (float32: `dcgan
+serve` on its default device, the CPU, has no mixed precision), the command line, the protocol and
+every row of the table) and results.md go there.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import socket
 import statistics
@@ -26,6 +32,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from held_out import check_results_folder, command_line, this_machine, write_results
 
 
 def free_port() -> int:
@@ -121,7 +129,9 @@ def main() -> None:
                         help="run folder or generator file (default: the default preset, random weights)")
     parser.add_argument("--clients", default="1,2,4,8,16", help="comma-separated client counts")
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--out", help="write results.json and results.md to this folder (default: print only)")
     args = parser.parse_args()
+    out = check_results_folder(args.out) if args.out else None
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint
@@ -145,8 +155,10 @@ def main() -> None:
             print(f"client counts {counts}, {args.seconds:g} s per scenario, server on {url}")
             print(f"{'clients':>7} {'images/req':>10} {'answered':>9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
                   f"{'503s':>5} {'errors':>6} {'healthz p50/max ms':>19}")
+            rows = []
             for clients, num in [(count, 1) for count in counts] + [(max(counts), 16)]:
                 r = run_scenario(url, num, clients, args.seconds)
+                rows.append(r)
                 print(f"{clients:>7} {num:>10} {r['requests']:>9} {r['rps']:>7.1f} {r['p50_ms']:>7.1f} "
                       f"{r['p99_ms']:>7.1f} {r['busy']:>5} {r['errors']:>6} "
                       f"{r['healthz_p50_ms']:>9.1f}/{r['healthz_max_ms']:<9.1f}")
@@ -156,6 +168,52 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=10)
             server_log.close()
+    if out is not None:
+        write_report(out, args, counts, rows)
+
+
+def finite(value):
+    """A figure for JSON: NaN (no request answered, no /healthz answer) as null, floats to 0.01."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 2)
+    return value
+
+
+def write_report(out: Path, args, counts: list[int], rows: list[dict]) -> None:
+    """results.json and results.md in `out`: every row of the table printed."""
+    def cell(value, spec: str = ".1f") -> str:
+        return "-" if value is None else format(value, spec)
+
+    rows = [{key: finite(value) for key, value in row.items()} for row in rows]
+    table = [f"`dcgan serve` under load on loopback: {args.seconds:g} s per scenario, "
+             f"{'the generator of ' + args.checkpoint if args.checkpoint else 'the cpu-v1 generator, random weights'}"
+             f"; float32 on {this_machine()}.", "",
+             "| clients | images/request | answered | requests/s | images/s | p50 ms | p99 ms | 503s | errors | "
+             "/healthz p50 ms | /healthz slowest ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        table.append(f"| {r['clients']} | {r['num']} | {r['requests']} | {cell(r['rps'])} | {cell(r['images_per_s'])} "
+                     f"| {cell(r['p50_ms'])} | {cell(r['p99_ms'])} | {r['busy']} | {r['errors']} | "
+                     f"{cell(r['healthz_p50_ms'])} | {cell(r['healthz_max_ms'])} |")
+    errors = [f"- {r['clients']} clients, {r['num']} images/request: {count} x {kind}"
+              for r in rows for kind, count in r["error_kinds"].items()]
+    if errors:
+        table += ["", "Errors:", *errors]
+    protocol = {
+        "measured": "answered requests, requests/s, images/s, p50/p99/mean latency of answered /api/generate "
+                    "requests, 503s (queue full) and errors per client count, and /healthz latency under that load",
+        "server": "dcgan serve --checkpoint CHECKPOINT --port PORT on 127.0.0.1 in a subprocess: waitress with its "
+                  "default threads (--threads 10, 2 kept for /healthz and the pages), default --torch-threads, "
+                  "--device cpu, float32",
+        "generator": args.checkpoint or "the cpu-v1 preset's generator (32x32 RGB), random weights",
+        "clients": f"for each count in {counts}, that many threads send GET /api/generate?seed=S&num=1 back to back "
+                   f"(seeds from random.Random(thread index)) for {args.seconds:g} s; then {max(counts)} threads with "
+                   f"num=16, a sustained overload",
+        "503": "counted apart from errors; the client then waits as its Retry-After says",
+        "latency": "wall time of each answered (HTTP 200) request, read whole; p50 and p99 by rank",
+        "healthz": "one more thread polls GET /healthz every 0.1 s during each scenario; its median and slowest",
+        "seconds_per_scenario": args.seconds}
+    write_results(out, args, "\n".join(table) + "\n", machine=this_machine(), precision=["fp32"],
+                  command=command_line(), protocol=protocol, rows=rows)
 
 
 if __name__ == "__main__":

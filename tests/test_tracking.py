@@ -101,7 +101,7 @@ def test_missing_inception_weights_fail_before_the_run_folder_is_made(tmp_path, 
 
 
 def test_is_fast_and_precision_recall_are_tracked_beside_fid_fast(tmp_path, few_cars, fast_extractor_file):
-    run = train(small_config(tmp_path, kimg=0.32, metric="fid-fast,is-fast,pr-fast", metric_every="0.16kimg",
+    run = train(small_config(tmp_path, kimg=0.32, metric="fid-fast,is-fast,pr-fast,kid-fast", metric_every="0.16kimg",
                              metric_samples=100, fast_extractor=str(fast_extractor_file)),
                 data=few_cars, show_progress=False)
     fids, scores = metric_rows(run, "fid_fast"), metric_rows(run, "is_fast")
@@ -117,7 +117,9 @@ def test_is_fast_and_precision_recall_are_tracked_beside_fid_fast(tmp_path, few_
     assert all(0 <= value <= 1 for _, value in precision + recall)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["best"]["metric"] == "fid_fast"
-    assert summary["metric_protocol"]["also"] == ["is_fast", "precision_fast", "recall_fast"]
+    assert summary["metric_protocol"]["also"] == ["is_fast", "precision_fast", "recall_fast", "kid_fast"]
+    kids = metric_rows(run, "kid_fast")  # the names of evaluate --metrics, tracked as they train
+    assert [step for step, _ in kids] == [10, 20] and all(value > -0.1 for _, value in kids)
 
 
 @pytest.mark.parametrize("metric, problem", [("fid-fast,is", "uses another extractor"), ("is-fast", "exactly one of"),

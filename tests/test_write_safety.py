@@ -189,14 +189,18 @@ def test_resume_outside_a_run_folder_is_refused(tmp_path, capsys):
     refused(cli, tmp_path, ["train", "--resume", folder / "x.pt"], "not a run folder")
 
 
-@pytest.mark.parametrize("script", ["budget_sweep", "memorization", "truncation", "fast_trust", "peers"])
+@pytest.mark.parametrize("script", ["budget_sweep", "memorization", "truncation", "fast_trust", "peers",
+                                    "crash_resume", "serve_load", "train_throughput"])
 def test_benchmark_out_refuses_a_file_a_users_folder_and_a_link(script, user):
     arguments = {"budget_sweep": ["benchmarks/sweeps/tail-decay-15min.yaml", "--data-root", user / "data",
                                   "--kimg", 1],
                  "memorization": ["--model", "cifar10-cars", "--data-root", user / "data"],
                  "truncation": ["--model", "cifar10-cars", "--data-root", user / "data"],
                  "fast_trust": ["--data-root", user / "data", "--recipe", "cpu-v1"],
-                 "peers": ["--data-root", user / "data"]}[script]
+                 "peers": ["--data-root", user / "data"],
+                 "crash_resume": ["--kills", 1],
+                 "serve_load": ["--seconds", 1],
+                 "train_throughput": ["--data-root", user / "data"]}[script]
     for out in [user / "notes.md", user / "site", user / "linked-site", user / "data"]:
         before = snapshot(user)
         result = subprocess.run([sys.executable, f"benchmarks/{script}.py", *map(str, arguments), "--out", str(out)],

@@ -22,7 +22,7 @@ from dcgan.augment import AUGMENTATIONS
 from dcgan.data import DATASETS
 from dcgan.errors import UserError
 from dcgan.losses import LOSSES
-from dcgan.metrics import tracked_vocabulary
+from dcgan.metrics import metric_vocabulary
 from dcgan.models.dcgan import CONDITIONINGS, D_NORMS, G_NORMS, G_OUTPUTS
 from dcgan.training.precision import PRECISIONS
 from dcgan.training.report import LOG_SINKS
@@ -34,7 +34,7 @@ AUGMENTS = tuple(AUGMENTATIONS)
 # these operations; docs/benchmarks.md, "Fine-tuning on 500 and 100 trucks", has the evidence.
 SMALL_FOLDER_IMAGES = 1000
 SMALL_FOLDER_AUGMENTS = AUGMENTS
-TRACKED_METRICS = tuple(tracked_vocabulary())
+TRACKED_METRICS = tuple(metric_vocabulary())  # --metric takes the names evaluate --metrics does
 DEFAULT_EPOCHS = 25  # a run's length when no --epochs, --kimg or --minutes is given
 LENGTHS = ("epochs", "kimg", "minutes")  # the first reached ends a run
 INTERVAL_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
@@ -134,9 +134,9 @@ class TrainConfig:
     log: list[str] = setting([], f"extra sinks: {', '.join(LOG_SINKS)}")
     outdir: str = setting("runs", "parent folder of run folders")
     # Metrics during training (the EMA generator; the best score keeps checkpoint-best.pt).
-    metric: str = setting("", "fid-fast (the fast extractor) or fid (Inception), optionally with is-fast / is "
-                              "and pr-fast / pr (precision and recall), e.g. fid-fast,pr-fast; the FID picks the "
-                              "best checkpoint; empty: none")
+    metric: str = setting("", "fid-fast (the fast extractor) or fid (Inception), optionally with more of the "
+                              "same extractor's metrics (kid, is, pr, dc: fid-fast,kid-fast,pr-fast); the FID picks "
+                              "the best checkpoint; empty: none")
     metric_every: str = setting("2min", "how often: a time (30s, 5min, 1h) or images (50kimg)")
     metric_samples: int = setting(5000, "generated images per evaluation")
     fast_extractor: str = setting("", "for fid-fast: an extractor file; "
@@ -227,9 +227,9 @@ class TrainConfig:
 
     @property
     def tracked_metrics(self) -> list[str]:
-        """--metric as a list: one FID (what picks the best checkpoint) first, then the Inception
-        Score and precision/recall of the same extractor if asked: [], ["fid-fast"],
-        ["fid-fast", "is-fast"], ["fid", "is", "pr"]."""
+        """--metric as a list: one FID (what picks the best checkpoint) first, then the other
+        metrics of the same extractor if asked: [], ["fid-fast"], ["fid-fast", "kid-fast"],
+        ["fid", "is", "pr"]."""
         names = list(dict.fromkeys(m.strip().lower() for m in self.metric.split(",") if m.strip()))
         unknown = [m for m in names if m not in TRACKED_METRICS]
         if unknown:
@@ -244,7 +244,7 @@ class TrainConfig:
         wrong = [m for m in names if m.endswith("-fast") != fast]
         if wrong:
             raise UserError(f"--metric: {', '.join(wrong)} uses another extractor than {fids[0]}; "
-                            f"pair fid-fast with is-fast and pr-fast, fid with is and pr")
+                            f"pair fid-fast with the other -fast metrics, fid with kid, is, pr, dc")
         return fids + [m for m in names if m not in fids]
 
     def augment_policy(self, num_images: int) -> list[str]:

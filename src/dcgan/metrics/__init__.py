@@ -81,20 +81,12 @@ SCORE_TITLES = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision"
 
 FAST = "-fast"  # a metric on the fast extractor's features: fid-fast, kid-fast, is-fast, pr-fast, dc-fast
 EXTRACTORS = ("inception", "fast")
-# What `train --metric` can score as it trains (KID and density/coverage need every reference feature
-# in memory at each evaluation): fid first, the one that picks the best checkpoint.
-TRACKABLE = ("fid", "is", "pr")
 
 
 def metric_vocabulary() -> list[str]:
     """Every metric name every command and the API take: fid, kid, is, pr, dc on Inception features
     and the same with -fast on the fast extractor's."""
     return [*METRICS, *(f"{name}{FAST}" for name in METRICS)]
-
-
-def tracked_vocabulary() -> list[str]:
-    """The names `train --metric` takes: fid-fast, fid, is-fast, is, pr-fast, pr."""
-    return [form for name in TRACKABLE for form in (f"{name}{FAST}", name)]
 
 
 def parse_metrics(names, what: str = "--metrics", features: str | None = None) -> tuple[str, list[str]]:

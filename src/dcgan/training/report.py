@@ -32,11 +32,15 @@ COLUMNS = ["step", "kimg", "epoch", "seconds", "loss_d", "loss_g", "d_real", "d_
            "grad_norm_g", "grad_norm_d", "lr_g", "lr_d", "ema_beta", "images_per_s", "fid", "fid_fast",
            "d_fake_g", "r2", "lecam", "augment_p",  # d_fake_g: D(G(z)) after D's update, in G's step
            "ac_d", "ac_g", "ac_accuracy", "instance_noise", "is", "is_fast",  # ac_*: AC-GAN class losses
-           "precision", "recall", "precision_fast", "recall_fast"]
-METRIC_COLUMNS = {"fid": "FID (Inception)", "fid_fast": "FID-fast (fast features, not Inception FID)"}
+           "precision", "recall", "precision_fast", "recall_fast",
+           "kid", "kid_fast", "density", "coverage", "density_fast", "coverage_fast"]
+METRIC_COLUMNS = {"fid": "FID (Inception)", "fid_fast": "FID-fast (fast features, not Inception FID)"}  # picks the best
+DISTANCE_COLUMNS = {"kid": "KID (Inception)", "kid_fast": "KID-fast"}  # lower is better too
 SCORE_COLUMNS = {"is": "IS (Inception)", "is_fast": "IS-fast (fast features, not Inception IS)",  # higher is better
                  "precision": "precision (Inception)", "recall": "recall (Inception)",
-                 "precision_fast": "precision-fast", "recall_fast": "recall-fast"}
+                 "precision_fast": "precision-fast", "recall_fast": "recall-fast",
+                 "density": "density (Inception)", "coverage": "coverage (Inception)",
+                 "density_fast": "density-fast", "coverage_fast": "coverage-fast"}
 
 
 class RunLog:
@@ -247,7 +251,8 @@ def plot_metrics(csv_path: Path, out_dir: Path, window: int = 25) -> None:
     atomic_savefig(fig, out_dir / "loss_variance.png")
     plt.close(fig)
 
-    tracked = [(name, label, "min") for name, label in METRIC_COLUMNS.items() if len(series(name)[1])]
+    tracked = [(name, label, "min") for name, label in (METRIC_COLUMNS | DISTANCE_COLUMNS).items()
+               if len(series(name)[1])]
     tracked += [(name, label, "max") for name, label in SCORE_COLUMNS.items() if len(series(name)[1])]
     if tracked:  # metric.png: the tracked FID, and the Inception Score beside it when tracked too
         fig, axes = plt.subplots(1, len(tracked), figsize=(6 * len(tracked), 4), squeeze=False)

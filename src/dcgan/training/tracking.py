@@ -93,7 +93,8 @@ class MetricTracker:
             return None
         generated = FeatureSet.from_features(features, logits)
         scores = compute_scores(self.metrics, generated, self.reference, self.kind,
-                                MetricOptions(is_splits=min(10, self.samples)))
+                                MetricOptions(is_splits=min(10, self.samples),
+                                              kid_subset_size=min(1000, self.samples, self.reference.count)))
         scores = {key: value for key, value in scores.items() if not key.endswith("_std")}
         seconds = time.monotonic() - start
         self.seconds_spent += seconds
