@@ -328,7 +328,8 @@ def trained_summary(name: str, out: Path) -> dict:
         return {"kimg": summary["kimg"], "seconds": summary["seconds"], **where,
                 "train_precision": run_environment(run)["precision"]}
     trained = json.loads((out / "trained.json").read_text())
-    return {**trained, "train_precision": trained.pop("precision", "fp32")}
+    precision = trained.pop("precision", "fp32")  # "precision" of an entry is the precision/recall score
+    return {**trained, "train_precision": precision}
 
 
 def score_entries(names: list[str], args) -> tuple[dict, dict]:

@@ -65,7 +65,7 @@ def _cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     return x * mask.unsqueeze(1)
 
 
-AUGMENTATIONS = {  # each --diffaugment operation
+AUGMENTATIONS = {  # each operation in choices.AUGMENTS
     "color": [_brightness, _saturation, _contrast],
     "translation": [_translation],
     "cutout": [_cutout],

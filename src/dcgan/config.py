@@ -18,18 +18,23 @@ from typing import Any
 
 import yaml
 
-from dcgan.augment import AUGMENTATIONS
-from dcgan.data import DATASETS
+from dcgan.choices import (
+    AUGMENTS,
+    CONDITIONINGS,
+    D_NORMS,
+    DATASETS,
+    G_NORMS,
+    G_OUTPUTS,
+    LOG_SINKS,
+    LOSSES,
+    LR_DECAYS,
+    PRECISIONS,
+    metric_vocabulary,
+    must_be_one_of,
+    one_of,
+)
 from dcgan.errors import UserError
-from dcgan.losses import LOSSES
-from dcgan.metrics import metric_vocabulary
-from dcgan.models.dcgan import CONDITIONINGS, D_NORMS, G_NORMS, G_OUTPUTS
-from dcgan.training.precision import PRECISIONS
-from dcgan.training.report import LOG_SINKS
-from dcgan.training.schedule import LR_DECAYS
 
-# Each list of choices is declared beside the code that implements it; help texts and checks read it.
-AUGMENTS = tuple(AUGMENTATIONS)
 # --diffaugment auto: fine-tuning (--init-from) on at most this many images augments D's inputs with
 # these operations; docs/benchmarks.md, "Fine-tuning on 500 and 100 trucks", has the evidence.
 SMALL_FOLDER_IMAGES = 1000
@@ -38,17 +43,6 @@ TRACKED_METRICS = tuple(metric_vocabulary())  # --metric takes the names evaluat
 DEFAULT_EPOCHS = 25  # a run's length when no --epochs, --kimg or --minutes is given
 LENGTHS = ("epochs", "kimg", "minutes")  # the first reached ends a run
 INTERVAL_UNITS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600}
-
-
-def one_of(choices) -> str:
-    """`a, b or c (what c is)`: a help text's list of the choices in a tuple or a {name: note} dict."""
-    notes = choices if isinstance(choices, dict) else dict.fromkeys(choices, "")
-    items = [f"{name} ({note})" if note else name for name, note in notes.items()]
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
-
-
-def must_be_one_of(flag: str, value, choices) -> str:
-    return f"{flag} must be one of {', '.join(choices)}, not {value!r}"
 
 
 def setting(default: Any, help: str) -> Any:

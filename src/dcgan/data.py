@@ -26,9 +26,9 @@ from dcgan.errors import UserError
 from dcgan.files import atomic_write, write_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
-TORCHVISION_CLASSES = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "mnist": "MNIST",
+TORCHVISION_CLASSES = {  # the torchvision class of each name in choices.DATASETS but folder
+    "cifar10": "CIFAR10", "cifar100": "CIFAR100", "mnist": "MNIST",
                        "fashion-mnist": "FashionMNIST", "celeba": "CelebA"}
-DATASETS = (*TORCHVISION_CLASSES, "folder")  # --dataset: torchvision's or an image folder
 CACHE_VERSION = 2  # raised whenever decoding changes, so that older cache entries are not reused
 
 

@@ -72,13 +72,12 @@ def lecam_penalty(real_logits, fake_logits, ema_real: float, ema_fake: float):
     return (F.relu(real_logits - ema_fake).square().mean() + F.relu(ema_real - fake_logits).square().mean())
 
 
-LOSS_FUNCTIONS = {  # (D loss, G loss) of each --loss
+LOSS_FUNCTIONS = {  # (D loss, G loss) of each name in choices.LOSSES
     "bce": (d_loss_bce, g_loss_nonsaturating),
     "hinge": (d_loss_hinge, g_loss_mean),
     "wgan-gp": (d_loss_wasserstein, g_loss_mean),
     "rpgan": (d_loss_relativistic, g_loss_relativistic),
 }
-LOSSES = {name: "" for name in LOSS_FUNCTIONS} | {"bce": "non-saturating", "rpgan": "relativistic pairing, R3GAN"}
 RELATIVISTIC = {"rpgan"}  # the generator's loss also reads D's logits of real images
 
 

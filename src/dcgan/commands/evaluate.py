@@ -28,9 +28,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from dcgan.choices import EXTRACTORS
 from dcgan.commands import SEED_LIMIT, add_force, add_generator_source, generator_source, source_files, whole
 from dcgan.errors import UserError
-from dcgan.metrics import EXTRACTORS
 
 MAX_IMAGES = 1_000_000
 

@@ -27,9 +27,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dcgan.choices import WEB_PRECISIONS
 from dcgan.commands import add_force, add_generator_source, generator_source, source_files, whole
 from dcgan.errors import UserError
-from dcgan.web import PRECISIONS as WEB_PRECISIONS
 
 FORMATS = ("onnx", "pt2", "torchscript", "web")
 

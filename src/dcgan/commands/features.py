@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from dcgan.choices import DATASETS
 from dcgan.commands import SEED_LIMIT, add_force, whole
-from dcgan.data import DATASETS
 from dcgan.errors import UserError
 
 

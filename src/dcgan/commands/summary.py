@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from dcgan.choices import CONDITIONINGS
 from dcgan.config import DEFAULT_PRESET, PRESET_CHOICES
 from dcgan.errors import UserError
-from dcgan.models.dcgan import CONDITIONINGS
 
 
 def register(subparsers) -> None:

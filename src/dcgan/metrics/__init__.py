@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dcgan.choices import EXTRACTORS, FAST, metric_vocabulary
 from dcgan.metrics.features import FeatureSet
 from dcgan.metrics.frechet import frechet_distance
 from dcgan.metrics.inception_score import inception_score
@@ -77,16 +78,6 @@ METRICS: dict[str, Metric] = {
 }
 SCORE_TITLES = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision", "recall": "recall",
                 "density": "density", "coverage": "coverage"}
-
-
-FAST = "-fast"  # a metric on the fast extractor's features: fid-fast, kid-fast, is-fast, pr-fast, dc-fast
-EXTRACTORS = ("inception", "fast")
-
-
-def metric_vocabulary() -> list[str]:
-    """Every metric name every command and the API take: fid, kid, is, pr, dc on Inception features
-    and the same with -fast on the fast extractor's."""
-    return [*METRICS, *(f"{name}{FAST}" for name in METRICS)]
 
 
 def parse_metrics(names, what: str = "--metrics", features: str | None = None) -> tuple[str, list[str]]:

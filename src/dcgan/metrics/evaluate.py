@@ -211,7 +211,7 @@ def make_record(scores: dict, extractor: FeatureExtractor, *, metrics: list[str]
     protocol.update({"dcgan": __version__, "torch": torch.__version__, "device": device,
                      "seconds": round(seconds, 1)})
     return {"time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "scores": scores,
-            "machine": machine_name(device), "precision": "fp32", "command": command_line(),
+            "machine": machine_name(device), "precision": arithmetic(device), "command": command_line(),
             "protocol": protocol}
 
 
@@ -224,13 +224,22 @@ def machine_name(device: str) -> str:
     return cpu_name()
 
 
+def arithmetic(device: str) -> str:
+    """The precision generation and extraction ran in: float32, or TF32 where CUDA allows it."""
+    if str(device).startswith("cuda") and (torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32):
+        return "tf32"
+    return "fp32"
+
+
 def command_line() -> str:
-    """The command that made a record: `dcgan evaluate ...` from the command line, else the script."""
+    """The command that made a record: `dcgan evaluate ...` from the command line, else the script
+    (a notebook's or a test runner's command line when the API is called from one)."""
+    import shlex
     import sys
 
     program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
-    words = ["dcgan", *sys.argv[1:]] if program == "dcgan" or program == "__main__.py" else ["python", *sys.argv]
-    return " ".join(words)
+    words = ["dcgan", *sys.argv[1:]] if program in ("dcgan", "__main__.py") else ["python", *sys.argv]
+    return shlex.join(words)
 
 
 def format_scores(scores: dict, metrics: list[str], extractor_kind: str) -> list[str]:

@@ -26,7 +26,8 @@ import torch
 from tqdm import tqdm
 
 from dcgan.checkpoint import atomic_write, describe_file, reason
-from dcgan.data import DATASETS, ImageData, cache_dir, load_dataset
+from dcgan.choices import DATASETS
+from dcgan.data import ImageData, cache_dir, load_dataset
 from dcgan.errors import UserError
 from dcgan.metrics.features import FeatureExtractor, FeatureSet, image_batches
 

@@ -25,11 +25,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
 
-# The choices these networks implement, each with the few words `dcgan train --help` shows.
-G_NORMS = {"batch": "", "instance": "", "none": ""}
-D_NORMS = {"batch": "", "none": ""}
-G_OUTPUTS = {"deconv": "Radford's 4x4 transposed conv", "conv3x3": "SNGAN"}
-CONDITIONINGS = {"projection": "label embedding in G, projection D", "acgan": "an auxiliary classifier head on D"}
+from dcgan.choices import CONDITIONINGS, G_OUTPUTS
 
 
 def _stage_count(img_resolution: int) -> int:

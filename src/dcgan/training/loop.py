@@ -362,7 +362,7 @@ def evaluate_metric(run: Run, tracker: MetricTracker, sampler: torch.nn.Module, 
         note = f" (best {tracker.best['value']:.3f} at {tracker.best['kimg']:g} kimg)"
     progress.summary["metric_seconds"] = round(tracker.seconds_spent, 2)
     plot_metrics(run.run_dir / "metrics.csv", run.run_dir)
-    also = "".join(f", {key.replace('_', '-').upper().replace('-FAST', '-fast')} {score:.3f}"
+    also = "".join(f", {key.replace('_', '-').upper().replace('-FAST', '-fast')} {score:.4g}"
                    for key, score in scores.items() if key != tracker.column)
     bar.write(f"{tracker.title} {value:.3f}{also} at {progress.cur_nimg / 1000:.1f} kimg{note}")
 

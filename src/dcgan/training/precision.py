@@ -14,9 +14,8 @@ from pathlib import Path
 
 import torch
 
+from dcgan.choices import PRECISIONS
 from dcgan.errors import UserError
-
-PRECISIONS = {"auto": "bf16 where the CPU has native bf16, else fp32", "fp32": "", "bf16": ""}
 
 
 @dataclass

@@ -26,8 +26,6 @@ from dcgan.errors import UserError
 from dcgan.files import atomic_write, save_image
 from dcgan.sampling import make_grid, save_gif, to_pil
 
-LOG_SINKS = ("tensorboard", "wandb")  # --log: the sinks beside metrics.csv
-
 COLUMNS = ["step", "kimg", "epoch", "seconds", "loss_d", "loss_g", "d_real", "d_fake", "r1", "gp",
            "grad_norm_g", "grad_norm_d", "lr_g", "lr_d", "ema_beta", "images_per_s", "fid", "fid_fast",
            "d_fake_g", "r2", "lecam", "augment_p",  # d_fake_g: D(G(z)) after D's update, in G's step

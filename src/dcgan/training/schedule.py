@@ -21,8 +21,6 @@ import math
 import time
 from dataclasses import dataclass
 
-LR_DECAYS = ("none", "linear", "cosine", "auto")  # --lr-decay; `auto` decides by the expected length
-
 AUTO_DECAY_MIN_KIMG = 600.0
 MIN_SNAPSHOT_NIMG = 20_000
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from dcgan import __version__
+from dcgan.choices import WEB_PRECISIONS, must_be_one_of
 from dcgan.errors import UserError
 from dcgan.files import atomic_write
 
@@ -40,7 +41,6 @@ ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-thr
 PAGE_FILES = ("index.html", "app.js", "dcgan-random.js")
 MARKER = "model.json"  # a folder holding it (with our keys) is a previous export, which a new one may replace
 CHECK_SEEDS = 64
-PRECISIONS = ("auto", "float16", "float32")
 
 
 def integrity(data: bytes) -> str:
@@ -183,8 +183,8 @@ def export_web(generator: torch.nn.Module, kwargs: dict, out: str | Path, *, nam
     except ImportError:
         raise UserError('the web export writes ONNX, which needs the onnx package: pip install "dcgan[export]"') \
             from None
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision not in WEB_PRECISIONS:
+        raise UserError(must_be_one_of("--precision", precision, WEB_PRECISIONS))
     from dcgan.outputs import FolderOutput
 
     output = FolderOutput(out, force=force, option="--out", legacy=is_previous_export)
