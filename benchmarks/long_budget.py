@@ -108,8 +108,8 @@ def plot(curves: dict[str, list[tuple[float, float]]], anchors: dict[str, tuple[
         axes.annotate(name, (mimg, fid), textcoords="offset points", xytext=(6, 4), fontsize=8)
     if floor is not None:
         axes.axhline(floor, color="grey", linestyle="--", linewidth=1)
-        axes.annotate(f"real vs real floor {floor:g}", (axes.get_xlim()[0], floor), textcoords="offset points",
-                      xytext=(4, 4), fontsize=8, color="grey")
+        axes.text(0.01, floor, f" real vs real floor {floor:g}", transform=axes.get_yaxis_transform(),
+                  va="bottom", fontsize=8, color="grey")  # x in axes fractions, y in FID
     axes.set_xscale("log")
     axes.set_xlabel("millions of real images seen by D")
     axes.set_ylabel(ylabel)
