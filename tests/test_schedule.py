@@ -49,6 +49,21 @@ def test_auto_is_the_default_presets_decay_and_needs_a_start():
         resolve_config("cpu-v1", overrides={"lr_decay_start": 0.0})
 
 
+def test_the_auto_decay_threshold_is_a_setting():
+    """--lr-decay-min-kimg moves the line between a long run and a short one; cpu-v1's is 600 kimg."""
+    from dcgan.training.schedule import scheduled_rates
+
+    assert resolve_config("cpu-v1").lr_decay_min_kimg == schedule.AUTO_DECAY_MIN_KIMG
+    fifteen_fast_minutes = dict(done=0.5, cur_nimg=360_000, decision=None)  # ~720 kimg expected
+    assert scheduled_rates(resolve_config("cpu-v1"), **fifteen_fast_minutes).decision["schedule"] == "linear"
+    later = resolve_config("cpu-v1", overrides={"lr_decay_min_kimg": 1200})
+    rates = scheduled_rates(later, **fifteen_fast_minutes)
+    assert rates.decision == {"schedule": "none", "expected_kimg": 720.0, "decided_at_kimg": 360.0, "min_kimg": 1200}
+    assert rates.lr_factor == 1.0 and scheduled_rates(later, 0.9, 648_000, rates.decision).lr_factor == 1.0
+    with pytest.raises(UserError, match="--lr-decay-min-kimg must be between 0 and 1e9"):
+        resolve_config("cpu-v1", overrides={"lr_decay_min_kimg": -1})
+
+
 def learning_rates(run):
     with open(run / "metrics.csv") as handle:
         return [float(row["lr_g"]) for row in csv.DictReader(handle) if row["lr_g"]]

@@ -104,9 +104,12 @@ class TrainConfig:
     n_dis: int = setting(1, "D steps per G step")
     lr_decay: str = setting("auto", f"{one_of(LR_DECAYS[:-1])} to 0 over the run's length (--kimg, --epochs or "
                                     "--minutes); "
-                                    "auto: linear from --lr-decay-start if the run is long (>= 600 kimg), else none")
+                                    "auto: linear from --lr-decay-start if the run is long (>= --lr-decay-min-kimg), "
+                                    "else none")
     lr_decay_start: float = setting(0.5, "fraction of the run's length at which --lr-decay begins (0.5: constant "
                                          "for the first half, then to 0 over the second); 0: the whole run")
+    lr_decay_min_kimg: float = setting(600.0, "--lr-decay auto decays only a run expected to reach this many kimg "
+                                              "(its length at the decay's start: --kimg, or what --minutes gives)")
     ema_kimg: float = setting(5.0, "EMA half-life in thousands of images; 0 disables")
     ema_rampup: float = setting(0.05, "EMA half-life at most this fraction of images seen; 0 disables")
     # Length: the first limit reached ends the run.
@@ -189,6 +192,8 @@ class TrainConfig:
         require(0 <= self.ada_target < 1, f"--ada-target must be in [0, 1), not {self.ada_target}")
         require(self.ada_kimg > 0, f"--ada-kimg must be positive, not {self.ada_kimg}")
         require(self.lr_decay in LR_DECAYS, must_be_one_of("--lr-decay", self.lr_decay, LR_DECAYS))
+        require(0 <= self.lr_decay_min_kimg <= 1e9,
+                f"--lr-decay-min-kimg must be between 0 and 1e9, not {self.lr_decay_min_kimg}")
         require(0 <= self.lr_decay_start < 1, f"--lr-decay-start must be in [0, 1), not {self.lr_decay_start}")
         require(self.lr_decay_start == 0 or self.lr_decay != "none",
                 "--lr-decay-start needs a schedule to start: add --lr-decay linear or --lr-decay cosine")

@@ -6,13 +6,13 @@ learning rates from 1x to 0 over the run, or only over its part after `--lr-deca
 
 `auto` is the linear tail decay for long runs only. At `--lr-decay-start` (0.5 in the preset) it
 estimates the run's whole length in images, images so far / fraction done (the `--kimg` budget
-itself, or what the `--minutes` budget will give at the speed so far), and decays from there if
-that is at least AUTO_DECAY_MIN_KIMG, else keeps the rates constant. The decision is taken once and
-kept in the run's summary, so a resumed run follows it. Why (docs/recipe.md): on all of CIFAR-10 the
-constant rates stop improving after ~900 kimg and one of two seeds collapsed near 2,000 kimg, where
-the tail decay kept improving (0.77x classic's held-out FID-fast, two seeds) and gained 11% at ~700
-kimg; at 400 kimg on the cars the same decay cost 1.8x (two seeds), the EMA generator already
-giving what a falling rate gives.
+itself, or what the `--minutes` budget will give at the speed so far), and decays from there if that
+is at least `--lr-decay-min-kimg` (AUTO_DECAY_MIN_KIMG in cpu-v1), else keeps the rates constant.
+The decision is taken once and kept in the run's summary, so a resumed run follows it. Why
+(docs/recipe.md): on all of CIFAR-10 the constant rates stop improving after ~900 kimg and one of
+two seeds collapsed near 2,000 kimg, where the tail decay kept improving (0.77x classic's held-out
+FID-fast, two seeds) and gained 11% at ~700 kimg; at 400 kimg on the cars the same decay cost 1.8x
+(two seeds), the EMA generator already giving what a falling rate gives.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def scheduled_rates(config, done: float, cur_nimg: int, decision: dict | None) -
     schedule, start, new = config.lr_decay, config.lr_decay_start, False
     if schedule == "auto":  # decided once, at the decay's start, and kept in the run's summary
         if decision is None and done >= start:
-            decision, new = auto_decision(cur_nimg, done), True
+            decision, new = auto_decision(cur_nimg, done, config.lr_decay_min_kimg), True
         schedule = decision["schedule"] if decision else "none"
     return Rates(lr_factor(schedule, done, start), config.instance_noise * (1.0 - done), decision, new)
 
