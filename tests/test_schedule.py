@@ -77,9 +77,9 @@ def test_auto_keeps_a_short_run_constant(tmp_path, few_cars):  # noqa: F811
     assert decision["schedule"] == "none" and decision["expected_kimg"] == pytest.approx(0.32, abs=0.02)
 
 
-def test_auto_decays_a_long_run_and_a_resume_keeps_the_decision(tmp_path, few_cars, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(schedule, "AUTO_DECAY_MIN_KIMG", 0.1)  # 0.32 kimg counts as long here
-    run = train(small_config(tmp_path, kimg=0.32), data=few_cars, show_progress=False)
+def test_auto_decays_a_long_run_and_a_resume_keeps_the_decision(tmp_path, few_cars):  # noqa: F811
+    run = train(small_config(tmp_path, kimg=0.32, lr_decay_min_kimg=0.1),  # 0.32 kimg counts as long here
+                data=few_cars, show_progress=False)
     rates = learning_rates(run)  # 20 steps of 16 images, a row every 2 steps
     half = len(rates) // 2
     assert set(rates[:half - 1]) == {4e-4}  # constant over the first half of the budget
@@ -90,9 +90,8 @@ def test_auto_decays_a_long_run_and_a_resume_keeps_the_decision(tmp_path, few_ca
 
     # Extended to twice the budget with the threshold back at 600 kimg: the run keeps its decision
     # (a linear decay over the second half of the new length), it does not decide again.
-    monkeypatch.setattr(schedule, "AUTO_DECAY_MIN_KIMG", 600.0)
-    resumed = train(small_config(tmp_path, kimg=0.64), data=few_cars, run_dir=run, resume_state=state,
-                    show_progress=False)
+    resumed = train(small_config(tmp_path, kimg=0.64, lr_decay_min_kimg=600), data=few_cars, run_dir=run,
+                    resume_state=state, show_progress=False)
     later = learning_rates(resumed)[len(rates):]
     assert later and later[-1] < 0.15 * 4e-4
     assert json.loads((resumed / "summary.json").read_text())["lr_decay_auto"]["schedule"] == "linear"

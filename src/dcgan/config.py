@@ -34,6 +34,7 @@ from dcgan.choices import (
     one_of,
 )
 from dcgan.errors import UserError
+from dcgan.training.schedule import AUTO_DECAY_MIN_KIMG
 
 # --diffaugment auto: fine-tuning (--init-from) on at most this many images augments D's inputs with
 # these operations; docs/benchmarks.md, "Fine-tuning on 500 and 100 trucks", has the evidence.
@@ -108,8 +109,9 @@ class TrainConfig:
                                     "else none")
     lr_decay_start: float = setting(0.5, "fraction of the run's length at which --lr-decay begins (0.5: constant "
                                          "for the first half, then to 0 over the second); 0: the whole run")
-    lr_decay_min_kimg: float = setting(600.0, "--lr-decay auto decays only a run expected to reach this many kimg "
-                                              "(its length at the decay's start: --kimg, or what --minutes gives)")
+    lr_decay_min_kimg: float = setting(AUTO_DECAY_MIN_KIMG, "--lr-decay auto decays only a run expected to reach "
+                                                            "this many kimg (its length at the decay's start: --kimg, "
+                                                            "or what --minutes gives)")
     ema_kimg: float = setting(5.0, "EMA half-life in thousands of images; 0 disables")
     ema_rampup: float = setting(0.05, "EMA half-life at most this fraction of images seen; 0 disables")
     # Length: the first limit reached ends the run.
