@@ -48,22 +48,16 @@ class HeldOut:
         the `num_gen` generated images of seeds 0..num_gen-1 (`generated`: how else they were made)
         and the reference with its split."""
         from dcgan.metrics import MetricOptions
-        from dcgan.metrics.manifold import PR_NEIGHBOURS
+        from dcgan.metrics.evaluate import metric_protocol
 
         protocol = {"metrics": metrics,
                     "feature_extractors": [extractor_protocol(extractor) for extractor in self.extractors.values()],
                     "generated": {"num_images": num_gen, "seeds": f"0-{num_gen - 1}",
                                   "latents": "image i: randn(z_dim) from a generator seeded with i", **generated},
                     "reference": self.reference}
-        named = {name for names in metrics.values() for name in names}
-        options = MetricOptions()  # what `score` computes with
-        if "kid" in named:
-            protocol["kid"] = {"kernel": "(x.y / d + 1)^3", "estimator": "unbiased MMD^2",
-                               "subsets": options.kid_subsets, "subset_size": options.kid_subset_size,
-                               "seed": options.seed}
-        if "pr" in named:
-            protocol["pr"] = {"method": "Kynkäänniemi et al. 2019, as torch-fidelity's prc", "k": PR_NEIGHBOURS}
-        return protocol
+        named = {name for names in metrics.values() for name in names}  # metrics is {extractor kind: names}
+        kind = "inception" if "inception" in metrics else "fast"
+        return {**protocol, **metric_protocol(named, MetricOptions(), kind)}
 
     def score(self, images: torch.Tensor, metrics: dict[str, list[str]], desc: str) -> dict[str, float]:
         """uint8 (N, C, H, W) images -> {score: value}, `metrics[kind]` on each extractor's features."""

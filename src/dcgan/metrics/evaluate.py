@@ -196,7 +196,17 @@ def reference_statistics(reference: RealSource | Path, extractor: FeatureExtract
 def make_record(scores: dict, extractor: FeatureExtractor, *, metrics: list[str], generated: dict,
                 reference: dict, options: MetricOptions, seconds: float, device: str) -> dict:
     protocol = {"metrics": metrics, "feature_extractor": extractor.describe(), "generated": generated,
-                "reference": reference}
+                "reference": reference, **metric_protocol(metrics, options, extractor.kind)}
+    protocol.update({"dcgan": __version__, "torch": torch.__version__, "device": device,
+                     "seconds": round(seconds, 1)})
+    return {"time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "scores": scores,
+            "machine": machine_name(device), "precision": arithmetic(device), "command": command_line(),
+            "protocol": protocol}
+
+
+def metric_protocol(metrics, options: MetricOptions, extractor_kind: str) -> dict:
+    """How each metric in `metrics` (base names) is computed, for a record's protocol."""
+    protocol = {}
     if "kid" in metrics:
         protocol["kid"] = {"kernel": "(x.y / d + 1)^3", "estimator": "unbiased MMD^2",
                            "subsets": options.kid_subsets, "subset_size": options.kid_subset_size,
@@ -207,12 +217,8 @@ def make_record(scores: dict, extractor: FeatureExtractor, *, metrics: list[str]
         protocol["dc"] = {"method": "Naeem et al. 2020", "k": DC_NEIGHBOURS}
     if "is" in metrics:
         protocol["is"] = {"splits": options.is_splits, "seed": options.seed,
-                          "logits": "unbiased (fc without bias)" if extractor.kind == "inception" else "classifier"}
-    protocol.update({"dcgan": __version__, "torch": torch.__version__, "device": device,
-                     "seconds": round(seconds, 1)})
-    return {"time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "scores": scores,
-            "machine": machine_name(device), "precision": arithmetic(device), "command": command_line(),
-            "protocol": protocol}
+                          "logits": "unbiased (fc without bias)" if extractor_kind == "inception" else "classifier"}
+    return protocol
 
 
 def machine_name(device: str) -> str:
