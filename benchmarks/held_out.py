@@ -104,16 +104,6 @@ def command_line() -> str:
     return shlex.join([str(script), *sys.argv[1:]])
 
 
-def this_machine(device: str | torch.device = "cpu") -> str:
-    """The machine this process computes on: the GPU's name for a CUDA device, else the CPU's model,
-    vector width and cores (`dcgan.devices.cpu_name`)."""
-    from dcgan.devices import cpu_name
-
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    return cpu_name()
-
-
 def derived_precision(environment: dict, config: dict) -> str | None:
     """The precision a run folder written before environment.json named it trained in, as
     `resolve_precision` picked it from its config (--precision, --amp) and its recorded device and

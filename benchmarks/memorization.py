@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from held_out import check_results_folder, command_line, extractor_protocol, this_machine, write_results
+from dcgan.devices import machine_name
+from held_out import check_results_folder, command_line, extractor_protocol, write_results
 
 
 def copied(images: torch.Tensor, training: torch.Tensor, share: float, kind: str, seed: int = 0) -> torch.Tensor:
@@ -91,7 +92,7 @@ def main() -> None:
     for checkpoint, train, test in zip(args.checkpoint, args.train, args.test, strict=True):
         check(Path(checkpoint).name, dcgan.load_generator(checkpoint), train, test, classes=[])
 
-    machine = this_machine()  # dcgan.nearest computes on the CPU, in float32
+    machine = machine_name()  # dcgan.nearest computes on the CPU, in float32
     lines = [f"# Memorization check ({args.features} features; {args.num_gen:,} images a set)", "",
              f"Training images: {root / 'train'} {classes}; the bar: the 1st percentile of the test images' "
              f"nearest-training distances ({root / 'test'}). CPU: {machine}.", "",

@@ -33,7 +33,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from held_out import check_results_folder, command_line, this_machine, write_results
+from dcgan.devices import machine_name
+from held_out import check_results_folder, command_line, write_results
 
 
 def free_port() -> int:
@@ -187,7 +188,7 @@ def write_report(out: Path, args, counts: list[int], rows: list[dict]) -> None:
     rows = [{key: finite(value) for key, value in row.items()} for row in rows]
     table = [f"`dcgan serve` under load on loopback: {args.seconds:g} s per scenario, "
              f"{'the generator of ' + args.checkpoint if args.checkpoint else 'the cpu-v1 generator, random weights'}"
-             f"; float32 on {this_machine()}.", "",
+             f"; float32 on {machine_name()}.", "",
              "| clients | images/request | answered | requests/s | images/s | p50 ms | p99 ms | 503s | errors | "
              "/healthz p50 ms | /healthz slowest ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -212,7 +213,7 @@ def write_report(out: Path, args, counts: list[int], rows: list[dict]) -> None:
         "latency": "wall time of each answered (HTTP 200) request, read whole; p50 and p99 by rank",
         "healthz": "one more thread polls GET /healthz every 0.1 s during each scenario; its median and slowest",
         "seconds_per_scenario": args.seconds}
-    write_results(out, args, "\n".join(table) + "\n", machine=this_machine(), precision=["fp32"],
+    write_results(out, args, "\n".join(table) + "\n", machine=machine_name(), precision=["fp32"],
                   command=command_line(), protocol=protocol, rows=rows)
 
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from dcgan.config import resolve_config
 from dcgan.data import load_dataset
+from dcgan.devices import machine_name
 from dcgan.models import build_discriminator, build_generator, discriminator_kwargs, generator_kwargs
 from dcgan.training.loop import train
 from held_out import (
@@ -39,7 +40,6 @@ from held_out import (
     recorded_machine,
     recorded_precision,
     run_environment,
-    this_machine,
     write_results,
 )
 
@@ -133,7 +133,7 @@ def main() -> None:
 def write_report(out, args, rows: list[dict], trained: list[dict]) -> None:
     """results.json and results.md in `out`: every rate and ratio printed."""
     threads = torch.get_num_threads()
-    machine = recorded_machine([this_machine(), *(e["machine"] for e in trained)], "the runs")
+    machine = recorded_machine([machine_name(), *(e["machine"] for e in trained)], "the runs")
     where = machine if isinstance(machine, str) else " and ".join(machine)
     table = [f"Training throughput at 32x32, {threads} threads, on {where}: medians of {args.rounds} rounds of "
              f"{args.steps} timed steps after {args.warmup} of warm-up.", "",

@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from held_out import HeldOut, check_results_folder, command_line, this_machine, write_results
+from dcgan.devices import machine_name
+from held_out import HeldOut, check_results_folder, command_line, write_results
 
 METRICS = {"inception": ["fid", "pr"], "fast": ["fid"]}
 
@@ -57,7 +58,7 @@ def main() -> None:
                                             "again from the same seed (dcgan generate --truncation T); 'none': "
                                             "not truncated",
                                  truncations=[row["truncation"] for row in rows])
-    write_results(out, args, "\n".join(table) + "\n", machine=this_machine(), precision=["fp32"],
+    write_results(out, args, "\n".join(table) + "\n", machine=machine_name(), precision=["fp32"],
                   command=command_line(), protocol=protocol, rows=rows)
 
 

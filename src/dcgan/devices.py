@@ -48,6 +48,16 @@ def physical_cores() -> int:
     return os.cpu_count() or 1
 
 
+def machine_name(device="cpu") -> str:
+    """The machine a process computes on: the GPU's name for a CUDA device, else the CPU's model,
+    vector width and cores (`cpu_name`); results files and evaluation records name it."""
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return cpu_name()
+
+
 def cpu_name() -> str:
     """The CPU's model name and vector width, from /proc/cpuinfo where there is one."""
     try:

@@ -19,6 +19,7 @@ import torch
 
 from dcgan import __version__
 from dcgan.data import ImageData
+from dcgan.devices import machine_name
 from dcgan.errors import UserError
 from dcgan.metrics import METRICS, MetricOptions, score_key, score_names, score_title
 from dcgan.metrics.features import FeatureExtractor, FeatureSet, extract_features, generated_batches, image_batches
@@ -219,15 +220,6 @@ def metric_protocol(metrics, options: MetricOptions, extractor_kind: str) -> dic
         protocol["is"] = {"splits": options.is_splits, "seed": options.seed,
                           "logits": "unbiased (fc without bias)" if extractor_kind == "inception" else "classifier"}
     return protocol
-
-
-def machine_name(device: str) -> str:
-    """The GPU's name for a CUDA device, else the CPU's model, vector width and cores."""
-    from dcgan.devices import cpu_name
-
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    return cpu_name()
 
 
 def arithmetic(device: str) -> str:
